@@ -1,0 +1,651 @@
+//! Configuration in two phases: serde parses the shape (unknown fields refused
+//! everywhere), then `compile` validates meaning and builds the immutable `Gate`
+//! that HTTP contexts share. Every error names the offending field.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::directory::Status;
+use crate::email::canonical_email;
+use crate::identity::IdentitySource;
+use crate::path;
+use crate::responses::{BrowserAnswer, DenialStyle, Refusal, Responses};
+use crate::routes::{Classification, PathMatch, Route, RouteClass, RouteTable, Unmatched};
+
+/// The schema version this build understands.
+pub const CONFIG_VERSION: u64 = 1;
+
+pub const DEFAULT_NAMESPACE: &str = "devportal";
+pub const DEFAULT_IDENTITY_HEADER: &str = "x-consumer-username";
+pub const DEFAULT_JWT_PAYLOAD_HEADER: &str = "x-jwt-payload";
+pub const DEFAULT_JWT_CLAIM: &str = "email";
+
+/// Headers the gate sets for the upstream; client copies are always removed.
+pub const DEVELOPER_EMAIL_HEADER: &str = "x-developer-email";
+pub const DEVELOPER_STATUS_HEADER: &str = "x-developer-status";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where in the configuration, e.g. `routes[2].methods[0]`.
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() || self.field == "." {
+            write!(f, "invalid configuration: {}", self.message)
+        } else {
+            write!(f, "invalid configuration at `{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+// ---- Phase 1: the shape ----------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    config_version: u64,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    identity: Option<RawIdentity>,
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    unmatched: Option<RawUnmatched>,
+    #[serde(default)]
+    denials: Option<RawDenials>,
+    #[serde(default)]
+    developers: Vec<RawDeveloper>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    source: IdentityKind,
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    claim: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum IdentityKind {
+    Header,
+    JwtPayload,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    exact: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    class: RawClass,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawClass {
+    Public,
+    Portal,
+    Credentials,
+    Api,
+}
+
+impl From<RawClass> for RouteClass {
+    fn from(raw: RawClass) -> RouteClass {
+        match raw {
+            RawClass::Public => RouteClass::Public,
+            RawClass::Portal => RouteClass::Portal,
+            RawClass::Credentials => RouteClass::Credentials,
+            RawClass::Api => RouteClass::Api,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawUnmatched {
+    Deny,
+    Public,
+    Portal,
+    Credentials,
+    Api,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDenials {
+    #[serde(default)]
+    style: Option<RawStyle>,
+    #[serde(default)]
+    html_for_browsers: Option<bool>,
+    #[serde(default)]
+    browser_redirects: Option<RawRedirects>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawStyle {
+    DevportalGate,
+    KongEnterprise,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedirects {
+    #[serde(default)]
+    unauthenticated: Option<String>,
+    #[serde(default)]
+    requested: Option<String>,
+    #[serde(default)]
+    rejected: Option<String>,
+    #[serde(default)]
+    revoked: Option<String>,
+    #[serde(default)]
+    unknown: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeveloper {
+    email: String,
+    status: StatusInput,
+}
+
+/// A status as a name (`"approved"`, ..., or Kong's `"pending"`) or Kong's integer.
+#[derive(Debug, Clone, Copy)]
+struct StatusInput(Status);
+
+impl<'de> Deserialize<'de> for StatusInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StatusVisitor;
+        const EXPECTED: &str =
+            "one of \"approved\", \"requested\" (or \"pending\"), \"rejected\", \"revoked\", or Kong's code 0-3";
+        impl Visitor<'_> for StatusVisitor {
+            type Value = StatusInput;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<StatusInput, E> {
+                let status = if value == "pending" { Some(Status::Requested) } else { Status::parse(value) };
+                status.map(StatusInput).ok_or_else(|| E::custom(format!("unknown status {value:?}: expected {EXPECTED}")))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<StatusInput, E> {
+                Status::from_kong_code(value)
+                    .map(StatusInput)
+                    .ok_or_else(|| E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<StatusInput, E> {
+                Err(E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
+            }
+        }
+        deserializer.deserialize_any(StatusVisitor)
+    }
+}
+
+// ---- Phase 2: the meaning --------------------------------------------------
+
+/// What every HTTP context needs, immutable after configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    pub namespace: String,
+    pub identity: IdentitySource,
+    pub routes: RouteTable,
+    pub responses: Responses,
+    /// Whether any refusal has a browser answer (skips reading `accept` otherwise).
+    pub has_browser_answers: bool,
+}
+
+/// A compiled configuration: the gate and the developers to seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub gate: Gate,
+    /// Canonical e-mails, unique.
+    pub developers: Vec<(String, Status)>,
+}
+
+/// Parses and validates a configuration.
+pub fn compile(bytes: &[u8]) -> Result<Config, ConfigError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfigError::new(
+            "",
+            "the filter needs a JSON configuration (see filter-config/ for examples), got none",
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| ConfigError::new(error.path().to_string(), error.inner().to_string()))?;
+    deserializer.end().map_err(|error| ConfigError::new("", error.to_string()))?;
+    compile_raw(raw)
+}
+
+fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+    if raw.config_version != CONFIG_VERSION {
+        return Err(ConfigError::new(
+            "config_version",
+            format!("this build understands version {CONFIG_VERSION}, got {}", raw.config_version),
+        ));
+    }
+    let namespace = compile_namespace(raw.namespace)?;
+    let identity = compile_identity(raw.identity)?;
+    let routes = compile_routes(raw.routes, raw.unmatched)?;
+    let (responses, has_browser_answers) = compile_denials(raw.denials.unwrap_or_default(), &routes)?;
+    let developers = compile_developers(raw.developers)?;
+    Ok(Config { gate: Gate { namespace, identity, routes, responses, has_browser_answers }, developers })
+}
+
+fn compile_namespace(namespace: Option<String>) -> Result<String, ConfigError> {
+    let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let valid = !namespace.is_empty()
+        && namespace.len() <= 64
+        && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(ConfigError::new(
+            "namespace",
+            format!("{namespace:?} must be 1-64 characters of a-z, 0-9, '_' or '-' (it names Kong's shm_kv zone)"),
+        ));
+    }
+    Ok(namespace)
+}
+
+fn compile_identity(raw: Option<RawIdentity>) -> Result<IdentitySource, ConfigError> {
+    let raw = raw.unwrap_or(RawIdentity { source: IdentityKind::Header, header: None, claim: None });
+    match raw.source {
+        IdentityKind::Header => {
+            if raw.claim.is_some() {
+                return Err(ConfigError::new("identity.claim", "only applies when identity.source is \"jwt_payload\""));
+            }
+            let name = compile_header_name("identity.header", raw.header, DEFAULT_IDENTITY_HEADER)?;
+            Ok(IdentitySource::Header { name })
+        }
+        IdentityKind::JwtPayload => {
+            let header = compile_header_name("identity.header", raw.header, DEFAULT_JWT_PAYLOAD_HEADER)?;
+            let claim = raw.claim.unwrap_or_else(|| DEFAULT_JWT_CLAIM.to_string());
+            if claim.is_empty() {
+                return Err(ConfigError::new("identity.claim", "must not be empty"));
+            }
+            Ok(IdentitySource::JwtPayload { header, claim })
+        }
+    }
+}
+
+fn compile_header_name(field: &str, name: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let name = name.unwrap_or_else(|| default.to_string()).to_ascii_lowercase();
+    let is_token = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !is_token {
+        return Err(ConfigError::new(field, format!("{name:?} is not a valid HTTP header name")));
+    }
+    if name == DEVELOPER_EMAIL_HEADER || name == DEVELOPER_STATUS_HEADER {
+        return Err(ConfigError::new(
+            field,
+            format!("{name:?} is the header the gate itself sets for the upstream; identity must come from another"),
+        ));
+    }
+    Ok(name)
+}
+
+fn compile_routes(raw_routes: Vec<RawRoute>, unmatched: Option<RawUnmatched>) -> Result<RouteTable, ConfigError> {
+    if raw_routes.is_empty() {
+        return Err(ConfigError::new("routes", "must list at least one route"));
+    }
+    let mut routes: Vec<Route> = Vec::with_capacity(raw_routes.len());
+    for (i, raw) in raw_routes.into_iter().enumerate() {
+        let field = format!("routes[{i}]");
+        let path = match (raw.exact, raw.prefix) {
+            (Some(exact), None) => PathMatch::Exact(compile_route_path(&format!("{field}.exact"), exact)?),
+            (None, Some(prefix)) => PathMatch::prefix(&compile_route_path(&format!("{field}.prefix"), prefix)?),
+            _ => return Err(ConfigError::new(field, "needs exactly one of \"exact\" or \"prefix\"")),
+        };
+        let methods = raw.methods.map(|methods| compile_methods(&format!("{field}.methods"), methods)).transpose()?;
+        let route = Route { path, methods, class: raw.class.into() };
+        if let Some(earlier) = routes.iter().position(|earlier| earlier.shadows(&route)) {
+            return Err(ConfigError::new(
+                field,
+                format!("can never match: routes[{earlier}] comes first and takes every request it would"),
+            ));
+        }
+        routes.push(route);
+    }
+    let unmatched = match unmatched.unwrap_or(RawUnmatched::Deny) {
+        RawUnmatched::Deny => Unmatched::Deny,
+        RawUnmatched::Public => Unmatched::Treat(RouteClass::Public),
+        RawUnmatched::Portal => Unmatched::Treat(RouteClass::Portal),
+        RawUnmatched::Credentials => Unmatched::Treat(RouteClass::Credentials),
+        RawUnmatched::Api => Unmatched::Treat(RouteClass::Api),
+    };
+    Ok(RouteTable::new(routes, unmatched))
+}
+
+/// A route path must be what normalization produces, or it could never match.
+fn compile_route_path(field: &str, path: String) -> Result<String, ConfigError> {
+    if path.contains(['?', '#']) {
+        return Err(ConfigError::new(field, format!("{path:?} must be a path without query or fragment")));
+    }
+    let normalized = path::normalize(&path).map_err(|e| ConfigError::new(field, format!("{path:?}: {e}")))?;
+    if normalized.path != path.as_str() {
+        return Err(ConfigError::new(
+            field,
+            format!("{path:?} is not in normalized form, so no request could match it; write {:?}", normalized.path),
+        ));
+    }
+    Ok(path)
+}
+
+fn compile_methods(field: &str, methods: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if methods.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty: leave \"methods\" out to match every method"));
+    }
+    for (i, method) in methods.iter().enumerate() {
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
+            return Err(ConfigError::new(
+                format!("{field}[{i}]"),
+                format!("{method:?} is not an upper-case HTTP method (methods are case-sensitive)"),
+            ));
+        }
+        if methods.iter().take(i).any(|m| m == method) {
+            return Err(ConfigError::new(format!("{field}[{i}]"), format!("{method:?} is listed twice")));
+        }
+    }
+    Ok(methods)
+}
+
+fn compile_denials(raw: RawDenials, routes: &RouteTable) -> Result<(Responses, bool), ConfigError> {
+    let style = match raw.style.unwrap_or(RawStyle::DevportalGate) {
+        RawStyle::DevportalGate => DenialStyle::DevportalGate,
+        RawStyle::KongEnterprise => DenialStyle::KongEnterprise,
+    };
+    let html = raw.html_for_browsers.unwrap_or(true);
+    let redirects = raw.browser_redirects.unwrap_or_default();
+    let mut redirect_for: HashMap<Refusal, String> = HashMap::new();
+    for (name, refusal, target) in [
+        ("unauthenticated", Refusal::Unauthenticated, redirects.unauthenticated),
+        ("requested", Refusal::NotApproved(Status::Requested), redirects.requested),
+        ("rejected", Refusal::NotApproved(Status::Rejected), redirects.rejected),
+        ("revoked", Refusal::NotApproved(Status::Revoked), redirects.revoked),
+        ("unknown", Refusal::UnknownDeveloper, redirects.unknown),
+    ] {
+        if let Some(target) = target {
+            let field = format!("denials.browser_redirects.{name}");
+            redirect_for.insert(refusal, compile_redirect(&field, target, routes)?);
+        }
+    }
+    let has_browser_answers = html || !redirect_for.is_empty();
+    let responses = Responses::render(style, |refusal| {
+        if let Some(location) = redirect_for.get(&refusal) {
+            return Some(BrowserAnswer::Redirect(location.clone()));
+        }
+        let developer_facing = matches!(
+            refusal,
+            Refusal::Unauthenticated | Refusal::NotApproved(_) | Refusal::UnknownDeveloper
+        );
+        (html && developer_facing).then_some(BrowserAnswer::Html)
+    });
+    Ok((responses, has_browser_answers))
+}
+
+/// A redirect goes to an absolute http(s) URL, or to a local path that is public
+/// (a protected target would send the browser round in a loop).
+fn compile_redirect(field: &str, target: String, routes: &RouteTable) -> Result<String, ConfigError> {
+    if target.is_empty() || target.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(field, format!("{target:?} must be a URL without spaces or control characters")));
+    }
+    if target.starts_with("https://") || target.starts_with("http://") {
+        return Ok(target);
+    }
+    if !target.starts_with('/') || target.starts_with("//") {
+        return Err(ConfigError::new(field, format!("{target:?} must be an absolute http(s) URL or a path starting with '/'")));
+    }
+    let normalized = path::normalize(&target).map_err(|e| ConfigError::new(field, format!("{target:?}: {e}")))?;
+    if routes.classify(&normalized.path, "GET") != Classification::Class(RouteClass::Public) {
+        return Err(ConfigError::new(
+            field,
+            format!("{target:?} is not a public route, so the redirect would be refused in turn; make it public"),
+        ));
+    }
+    Ok(target)
+}
+
+fn compile_developers(raw: Vec<RawDeveloper>) -> Result<Vec<(String, Status)>, ConfigError> {
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(raw.len());
+    let mut developers = Vec::with_capacity(raw.len());
+    for (i, developer) in raw.into_iter().enumerate() {
+        let email = canonical_email(&developer.email)
+            .map_err(|e| ConfigError::new(format!("developers[{i}].email"), format!("{:?} {e}", developer.email)))?;
+        if let Some(first) = seen.insert(email.clone(), i) {
+            return Err(ConfigError::new(
+                format!("developers[{i}].email"),
+                format!("{email:?} is already listed at developers[{first}] (addresses compare case-insensitively)"),
+            ));
+        }
+        developers.push((email, developer.status.0));
+    }
+    Ok(developers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> serde_json::Value {
+        json!({
+            "config_version": 1,
+            "routes": [
+                {"exact": "/portal/login", "class": "public"},
+                {"prefix": "/portal/", "class": "portal"},
+                {"prefix": "/api/", "class": "api"}
+            ],
+            "developers": [{"email": "Alice@Example.com", "status": "approved"}, {"email": "bob@example.com", "status": 1}]
+        })
+    }
+
+    fn compile_value(value: &serde_json::Value) -> Result<Config, ConfigError> {
+        compile(value.to_string().as_bytes())
+    }
+
+    fn error_of(value: serde_json::Value) -> ConfigError {
+        compile_value(&value).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_config_compiles_with_defaults() {
+        let config = compile_value(&base()).unwrap();
+        assert_eq!(config.gate.namespace, "devportal");
+        assert_eq!(config.gate.identity, IdentitySource::Header { name: "x-consumer-username".into() });
+        assert_eq!(
+            config.developers,
+            vec![("alice@example.com".to_string(), Status::Approved), ("bob@example.com".to_string(), Status::Requested)]
+        );
+        assert_eq!(config.gate.routes.classify("/nowhere", "GET"), Classification::Unrouted);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_path() {
+        let mut config = base();
+        config["routes"][1]["clas"] = json!("api");
+        let error = error_of(config);
+        assert_eq!(error.field, "routes[1].clas");
+        assert!(error.message.contains("unknown field `clas`"), "{error}");
+        let mut config = base();
+        config["extra"] = json!(true);
+        assert!(error_of(config).message.contains("unknown field `extra`"));
+    }
+
+    #[test]
+    fn bad_statuses_are_refused() {
+        for status in [json!("approve"), json!(4), json!(-1), json!(true), json!("APPROVED")] {
+            let mut config = base();
+            config["developers"][0]["status"] = status.clone();
+            let error = error_of(config);
+            assert_eq!(error.field, "developers[0].status", "{status}: {error}");
+        }
+        let mut config = base();
+        config["developers"][0]["status"] = json!("pending");
+        assert_eq!(compile_value(&config).unwrap().developers[0].1, Status::Requested);
+    }
+
+    #[test]
+    fn duplicate_developers_are_refused_case_insensitively() {
+        let mut config = base();
+        config["developers"] = json!([{"email": "a@x.io", "status": 0}, {"email": " A@X.IO", "status": 3}]);
+        let error = error_of(config);
+        assert_eq!(error.field, "developers[1].email");
+        assert!(error.message.contains("developers[0]"), "{error}");
+    }
+
+    #[test]
+    fn invalid_emails_are_refused() {
+        let mut config = base();
+        config["developers"][1]["email"] = json!("not an email");
+        assert_eq!(error_of(config).field, "developers[1].email");
+    }
+
+    #[test]
+    fn invalid_header_names_are_refused() {
+        for header in ["bad header", "", "x-consumer:username", "x-developer-email"] {
+            let mut config = base();
+            config["identity"] = json!({"source": "header", "header": header});
+            assert_eq!(error_of(config).field, "identity.header", "{header}");
+        }
+        let mut config = base();
+        config["identity"] = json!({"source": "header", "header": "X-Consumer-Username"});
+        assert_eq!(
+            compile_value(&config).unwrap().gate.identity,
+            IdentitySource::Header { name: "x-consumer-username".into() }
+        );
+        let mut config = base();
+        config["identity"] = json!({"source": "header", "claim": "email"});
+        assert_eq!(error_of(config).field, "identity.claim");
+        let mut config = base();
+        config["identity"] = json!({"source": "cookie"});
+        assert_eq!(error_of(config).field, "identity.source");
+    }
+
+    #[test]
+    fn jwt_identity_defaults() {
+        let mut config = base();
+        config["identity"] = json!({"source": "jwt_payload"});
+        assert_eq!(
+            compile_value(&config).unwrap().gate.identity,
+            IdentitySource::JwtPayload { header: "x-jwt-payload".into(), claim: "email".into() }
+        );
+    }
+
+    #[test]
+    fn empty_and_contradictory_routes_are_refused() {
+        let mut config = base();
+        config["routes"] = json!([]);
+        assert_eq!(error_of(config).field, "routes");
+
+        let mut config = base();
+        config["routes"] = json!([{"class": "api"}]);
+        assert_eq!(error_of(config).field, "routes[0]");
+
+        let mut config = base();
+        config["routes"] = json!([{"exact": "/a", "prefix": "/a", "class": "api"}]);
+        assert_eq!(error_of(config).field, "routes[0]");
+
+        // A public rule after a broader protected rule could never match.
+        let mut config = base();
+        config["routes"] = json!([{"prefix": "/portal", "class": "portal"}, {"exact": "/portal/login", "class": "public"}]);
+        let error = error_of(config);
+        assert_eq!(error.field, "routes[1]");
+        assert!(error.message.contains("routes[0]"), "{error}");
+
+        // The same rule twice, with and without trailing slash.
+        let mut config = base();
+        config["routes"] = json!([{"prefix": "/api/", "class": "api"}, {"prefix": "/api", "class": "public"}]);
+        assert_eq!(error_of(config).field, "routes[1]");
+    }
+
+    #[test]
+    fn route_paths_must_be_normalized() {
+        for (path, field) in [
+            ("/portal/../admin", "routes[0].prefix"),
+            ("portal", "routes[0].prefix"),
+            ("/a//b", "routes[0].prefix"),
+            ("/a;b", "routes[0].prefix"),
+            ("/a?b", "routes[0].prefix"),
+            ("/%61pi", "routes[0].prefix"),
+        ] {
+            let mut config = base();
+            config["routes"] = json!([{"prefix": path, "class": "api"}]);
+            assert_eq!(error_of(config).field, field, "{path}");
+        }
+    }
+
+    #[test]
+    fn methods_are_validated() {
+        for (methods, field) in [
+            (json!([]), "routes[0].methods"),
+            (json!(["get"]), "routes[0].methods[0]"),
+            (json!(["POST", "POST"]), "routes[0].methods[1]"),
+            (json!(["PO ST"]), "routes[0].methods[0]"),
+        ] {
+            let mut config = base();
+            config["routes"] = json!([{"prefix": "/api", "methods": methods, "class": "api"}]);
+            assert_eq!(error_of(config).field, field);
+        }
+    }
+
+    #[test]
+    fn redirects_must_be_public_or_absolute() {
+        let mut config = base();
+        config["denials"] = json!({"browser_redirects": {"requested": "/portal/pending"}});
+        let error = error_of(config);
+        assert_eq!(error.field, "denials.browser_redirects.requested");
+        assert!(error.message.contains("not a public route"), "{error}");
+
+        let mut config = base();
+        config["denials"] = json!({"browser_redirects": {"requested": "/portal/login", "revoked": "https://example.com/help"}});
+        assert!(compile_value(&config).is_ok());
+
+        for bad in ["javascript:alert(1)", "//evil.example", "/portal/login\r\nx: y", ""] {
+            let mut config = base();
+            config["denials"] = json!({"browser_redirects": {"revoked": bad}});
+            assert_eq!(error_of(config).field, "denials.browser_redirects.revoked", "{bad}");
+        }
+    }
+
+    #[test]
+    fn version_and_namespace_are_checked() {
+        let mut config = base();
+        config["config_version"] = json!(2);
+        assert_eq!(error_of(config).field, "config_version");
+        let mut config = base();
+        config.as_object_mut().unwrap().remove("config_version");
+        assert!(error_of(config).message.contains("config_version"));
+        for namespace in ["", "Dev", "a/b", "dev portal"] {
+            let mut config = base();
+            config["namespace"] = json!(namespace);
+            assert_eq!(error_of(config).field, "namespace");
+        }
+    }
+
+    #[test]
+    fn not_json_at_all() {
+        assert!(compile(b"").unwrap_err().message.contains("needs a JSON configuration"));
+        assert!(compile(b"{").is_err());
+        assert!(compile(b"[]").is_err());
+        let mut text = base().to_string();
+        text.push_str(" {}");
+        assert!(compile(text.as_bytes()).is_err());
+    }
+}

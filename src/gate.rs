@@ -1,0 +1,283 @@
+//! The per-request decision: may this request pass, and if not, what answer?
+//! Pure logic; the host glue (src/host/) feeds it headers and a directory lookup
+//! and carries out the verdict.
+
+use std::borrow::Cow;
+
+use crate::config::Gate;
+use crate::directory::{Lookup, Status};
+use crate::metrics::Counter;
+use crate::path;
+use crate::responses::{bad_path, LocalResponse, Refusal};
+use crate::routes::{Classification, RouteClass};
+
+/// What the gate needs to know about a request.
+pub trait RequestView {
+    /// Every value of `name` (lower-case), in order.
+    fn header_values(&self, name: &str) -> Vec<String>;
+    /// The first value of `name`, if any.
+    fn header(&self, name: &str) -> Option<String>;
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action<'g> {
+    /// Let the request continue upstream.
+    Forward {
+        /// The normalized request target, when it differs from what was sent.
+        rewrite_target: Option<String>,
+        /// The Approved developer, for the `x-developer-*` headers; `None` on
+        /// public routes (client copies of those headers are removed either way).
+        developer: Option<String>,
+    },
+    /// Answer locally.
+    Respond(Cow<'g, LocalResponse>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verdict<'g> {
+    pub action: Action<'g>,
+    pub counter: Counter,
+}
+
+/// Decides one request. `lookup` is called at most once, only for a protected
+/// route with a well-formed identity.
+pub fn decide<'g>(
+    gate: &'g Gate,
+    target: &str,
+    method: &str,
+    request: &dyn RequestView,
+    lookup: impl FnOnce(&str) -> Lookup,
+) -> Verdict<'g> {
+    let normalized = match path::normalize(target) {
+        Ok(normalized) => normalized,
+        Err(error) => {
+            return Verdict { action: Action::Respond(Cow::Owned(bad_path(error))), counter: Counter::BadRequest }
+        }
+    };
+    let rewrite_target = normalized.changed.then(|| normalized.to_request_target());
+
+    let class = match gate.routes.classify(&normalized.path, method) {
+        Classification::Class(class) => class,
+        Classification::Unrouted => return refuse(gate, None, Refusal::Unrouted, request),
+    };
+    if !class.is_protected() {
+        return Verdict {
+            action: Action::Forward { rewrite_target, developer: None },
+            counter: Counter::Allowed(class),
+        };
+    }
+
+    let values = request.header_values(gate.identity.header_name());
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let email = match gate.identity.resolve(&values) {
+        Ok(email) => email,
+        Err(_) => return refuse(gate, Some(class), Refusal::Unauthenticated, request),
+    };
+    let refusal = match lookup(&email) {
+        Lookup::Found(Status::Approved) => {
+            return Verdict {
+                action: Action::Forward { rewrite_target, developer: Some(email) },
+                counter: Counter::Allowed(class),
+            }
+        }
+        Lookup::Found(status) => Refusal::NotApproved(status),
+        Lookup::Unknown => Refusal::UnknownDeveloper,
+        Lookup::Unavailable => Refusal::DirectoryUnavailable,
+    };
+    refuse(gate, Some(class), refusal, request)
+}
+
+fn refuse<'g>(gate: &'g Gate, class: Option<RouteClass>, refusal: Refusal, request: &dyn RequestView) -> Verdict<'g> {
+    let browser = class == Some(RouteClass::Portal) && gate.has_browser_answers && accepts_html(request);
+    let counter = match class {
+        Some(class) => Counter::Refused(class, refusal),
+        None => Counter::Unrouted,
+    };
+    let action = match gate.responses.for_refusal(refusal, browser) {
+        Some(response) => Action::Respond(Cow::Borrowed(response)),
+        // The table is total over `Refusal`; this arm only keeps the code panic-free.
+        None => Action::Respond(Cow::Owned(LocalResponse { status: 403, headers: Vec::new(), body: Vec::new() })),
+    };
+    Verdict { action, counter }
+}
+
+/// A browser navigation: `Accept` names `text/html` (any case, any parameters).
+fn accepts_html(request: &dyn RequestView) -> bool {
+    request.header("accept").is_some_and(|accept| {
+        accept.split(',').any(|item| {
+            let media = item.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("text/html")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile;
+    use crate::directory::{lookup, seed, MemoryStore};
+    use serde_json::json;
+
+    struct Headers(Vec<(&'static str, &'static str)>);
+
+    impl RequestView for Headers {
+        fn header_values(&self, name: &str) -> Vec<String> {
+            self.0.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.to_string()).collect()
+        }
+        fn header(&self, name: &str) -> Option<String> {
+            self.header_values(name).into_iter().next()
+        }
+    }
+
+    fn demo() -> (Gate, MemoryStore) {
+        let config = compile(
+            json!({
+                "config_version": 1,
+                "routes": [
+                    {"exact": "/portal/login", "class": "public"},
+                    {"prefix": "/portal/assets", "class": "public"},
+                    {"prefix": "/portal/credentials", "class": "credentials"},
+                    {"prefix": "/portal", "class": "portal"},
+                    {"prefix": "/api", "class": "api"}
+                ],
+                "denials": {"browser_redirects": {"requested": "/portal/login"}},
+                "developers": [
+                    {"email": "alice@example.com", "status": "approved"},
+                    {"email": "bob@example.com", "status": "requested"},
+                    {"email": "carol@example.com", "status": "rejected"},
+                    {"email": "dave@example.com", "status": "revoked"}
+                ]
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let store = MemoryStore::default();
+        seed(&store, &config.gate.namespace, &config.developers).unwrap();
+        (config.gate, store)
+    }
+
+    fn run<'g>(gate: &'g Gate, store: &MemoryStore, target: &str, method: &str, headers: Headers) -> Verdict<'g> {
+        decide(gate, target, method, &headers, |email| lookup(store, &gate.namespace, email))
+    }
+
+    fn status_of(verdict: &Verdict) -> u32 {
+        match &verdict.action {
+            Action::Respond(response) => response.status,
+            Action::Forward { .. } => 200,
+        }
+    }
+
+    #[test]
+    fn only_approved_developers_pass_protected_routes() {
+        let (gate, store) = demo();
+        for (user, expected) in [
+            ("alice@example.com", 200),
+            ("ALICE@example.com", 200),
+            ("bob@example.com", 403),
+            ("carol@example.com", 403),
+            ("dave@example.com", 403),
+            ("eve@example.com", 403),
+        ] {
+            for target in ["/api/orders", "/portal/dashboard", "/portal/credentials"] {
+                let verdict = run(&gate, &store, target, "POST", Headers(vec![("x-consumer-username", user)]));
+                assert_eq!(status_of(&verdict), expected, "{user} {target}");
+            }
+        }
+        let verdict = run(&gate, &store, "/api/x", "GET", Headers(vec![("x-consumer-username", "alice@example.com")]));
+        assert_eq!(
+            verdict.action,
+            Action::Forward { rewrite_target: None, developer: Some("alice@example.com".into()) }
+        );
+        assert_eq!(verdict.counter, Counter::Allowed(RouteClass::Api));
+    }
+
+    #[test]
+    fn public_routes_pass_without_identity() {
+        let (gate, store) = demo();
+        let verdict = run(&gate, &store, "/portal/login?next=/api", "GET", Headers(vec![]));
+        assert_eq!(verdict.action, Action::Forward { rewrite_target: None, developer: None });
+    }
+
+    #[test]
+    fn missing_duplicated_or_garbled_identity_is_401() {
+        let (gate, store) = demo();
+        for headers in [
+            vec![],
+            vec![("x-consumer-username", "alice@example.com"), ("x-consumer-username", "alice@example.com")],
+            vec![("x-consumer-username", "alice@example.com, bob@example.com")],
+            vec![("x-consumer-username", "")],
+        ] {
+            let verdict = run(&gate, &store, "/api/x", "GET", Headers(headers));
+            assert_eq!(status_of(&verdict), 401);
+            assert_eq!(verdict.counter, Counter::Refused(RouteClass::Api, Refusal::Unauthenticated));
+        }
+    }
+
+    #[test]
+    fn path_tricks_cannot_reach_protected_routes_as_public() {
+        let (gate, store) = demo();
+        for target in [
+            "/portal/assets/../credentials",
+            "/portal/assets/%2e%2e/credentials",
+            "/portal/login/../../api/x",
+            "//portal/assets/..//api/x",
+        ] {
+            let verdict = run(&gate, &store, target, "POST", Headers(vec![]));
+            assert_eq!(status_of(&verdict), 401, "{target}");
+        }
+        for target in ["/portal/assets/..%2Fcredentials", "/portal/assets/..;/credentials", "/portal/assets/..\\credentials"]
+        {
+            let verdict = run(&gate, &store, target, "POST", Headers(vec![]));
+            assert_eq!(status_of(&verdict), 400, "{target}");
+            assert_eq!(verdict.counter, Counter::BadRequest);
+        }
+        // An approved developer's request is forwarded with the normalized path.
+        let verdict = run(
+            &gate,
+            &store,
+            "/portal/assets/../../api/x?y=1",
+            "GET",
+            Headers(vec![("x-consumer-username", "alice@example.com")]),
+        );
+        assert_eq!(
+            verdict.action,
+            Action::Forward { rewrite_target: Some("/api/x?y=1".into()), developer: Some("alice@example.com".into()) }
+        );
+    }
+
+    #[test]
+    fn browsers_on_portal_routes_get_pages_or_redirects() {
+        let (gate, store) = demo();
+        let html = "text/html,application/xhtml+xml;q=0.9";
+        let verdict = run(&gate, &store, "/portal/x", "GET", Headers(vec![("x-consumer-username", "bob@example.com"), ("accept", html)]));
+        assert_eq!(status_of(&verdict), 302);
+        let verdict = run(&gate, &store, "/portal/x", "GET", Headers(vec![("x-consumer-username", "dave@example.com"), ("accept", html)]));
+        let Action::Respond(page) = verdict.action else { panic!("expected a page") };
+        assert!(page.headers.iter().any(|(n, v)| *n == "content-type" && v.starts_with("text/html")));
+        // The API never answers with HTML.
+        let verdict = run(&gate, &store, "/api/x", "GET", Headers(vec![("x-consumer-username", "dave@example.com"), ("accept", html)]));
+        let Action::Respond(json) = verdict.action else { panic!("expected JSON") };
+        assert!(json.headers.iter().any(|(n, v)| *n == "content-type" && v == "application/json"));
+    }
+
+    #[test]
+    fn unrouted_and_unavailable() {
+        let (gate, store) = demo();
+        let verdict = run(&gate, &store, "/elsewhere", "GET", Headers(vec![]));
+        assert_eq!(status_of(&verdict), 403);
+        assert_eq!(verdict.counter, Counter::Unrouted);
+        let verdict = decide(&gate, "/api/x", "GET", &Headers(vec![("x-consumer-username", "alice@example.com")]), |_| {
+            Lookup::Unavailable
+        });
+        assert_eq!(status_of(&verdict), 503);
+    }
+
+    #[test]
+    fn accept_parsing() {
+        assert!(accepts_html(&Headers(vec![("accept", "TEXT/HTML; q=1")])));
+        assert!(!accepts_html(&Headers(vec![("accept", "application/json")])));
+        assert!(!accepts_html(&Headers(vec![("accept", "text/htmlx")])));
+        assert!(!accepts_html(&Headers(vec![])));
+    }
+}

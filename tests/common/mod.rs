@@ -1,0 +1,345 @@
+//! Test harness: a real Envoy running the built `.wasm`, and a raw HTTP/1.1
+//! client (raw so that odd request targets reach Envoy exactly as written).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The release `.wasm`, built by `make test` before cargo test runs.
+pub fn wasm_path() -> PathBuf {
+    let path = std::env::var_os("DEVPORTAL_GATE_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/devportal_gate.wasm"));
+    assert!(path.exists(), "{} is missing: run `make test` (it builds the .wasm first)", path.display());
+    path
+}
+
+pub fn envoy_bin() -> PathBuf {
+    let path = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    assert!(path.exists(), "{} is missing: run `make test` (it installs Envoy)", path.display());
+    path
+}
+
+/// A port no other test of this process has been given. Asking the kernel for
+/// port 0 is not enough: the port is free again once probed, two tests can be
+/// handed the same one, and Envoy's listeners set SO_REUSEPORT, so both Envoys
+/// would bind it and share its connections.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 20_000) as u16, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if port < 20_000 {
+            NEXT.store(20_000, Ordering::SeqCst);
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A fresh scratch directory under target/, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = repo_root().join("target/e2e").join(format!("{name}-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub struct Ports {
+    pub listener: u16,
+    pub admin: u16,
+    pub echo: u16,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        Ports { listener: free_port(), admin: free_port(), echo: free_port() }
+    }
+}
+
+/// Takes a shipped Envoy config and points it at fresh ports and the built `.wasm`.
+pub fn adapt_shipped_config(file: &str, ports: &Ports) -> String {
+    let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+    let adapted = text
+        .replace("port_value: 10000", &format!("port_value: {}", ports.listener))
+        .replace("port_value: 9901", &format!("port_value: {}", ports.admin))
+        .replace("port_value: 10002", &format!("port_value: {}", ports.echo))
+        .replace("target/wasm32-wasip1/release/devportal_gate.wasm", wasm_path().to_str().unwrap());
+    assert_ne!(adapted, text, "{file}: nothing to adapt");
+    adapted
+}
+
+pub struct Envoy {
+    child: Option<Child>,
+    pub admin: u16,
+    pub log_path: PathBuf,
+    _scratch: Scratch,
+}
+
+impl Envoy {
+    /// Starts Envoy with `config` (YAML or JSON) and waits until it is ready.
+    pub fn start(name: &str, config: &str, admin: u16, concurrency: u32) -> Envoy {
+        let scratch = Scratch::new(name);
+        let config_path = scratch.0.join("envoy.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        Envoy::start_file(scratch, &config_path, admin, concurrency)
+    }
+
+    pub fn start_file(scratch: Scratch, config_path: &Path, admin: u16, concurrency: u32) -> Envoy {
+        let log_path = scratch.0.join("envoy.log");
+        let child = spawn_envoy(config_path, &log_path, concurrency, &[]);
+        let mut envoy = Envoy { child: Some(child), admin, log_path, _scratch: scratch };
+        envoy.wait_ready();
+        envoy
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("Envoy exited during start-up ({status}); its log:\n{}", self.log());
+            }
+            if let Ok(response) = Request::get("/ready").try_send(self.admin) {
+                if response.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("Envoy was not ready within 60 s; its log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The value of one counter from the admin interface (0 when not yet defined).
+    pub fn counter(&self, name: &str) -> u64 {
+        let stats = Request::get(&format!("/stats?filter=^{}$", name.replace('.', "\\."))).send(self.admin);
+        stats
+            .body
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .map(|value| value.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("----- Envoy log ({}) -----\n{}\n----- end of Envoy log -----", self.log_path.display(), self.log());
+        }
+    }
+}
+
+pub fn spawn_envoy(config_path: &Path, log_path: &Path, concurrency: u32, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(log_path).unwrap();
+    Command::new(envoy_bin())
+        .arg("-c")
+        .arg(config_path)
+        .args(["--concurrency", &concurrency.to_string(), "--log-level", "info", "--disable-hot-restart"])
+        .args(extra)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Runs Envoy on a config that must be refused; returns its exit status and log.
+pub fn run_envoy_expecting_exit(name: &str, config: &str) -> (std::process::ExitStatus, String) {
+    let scratch = Scratch::new(name);
+    let config_path = scratch.0.join("envoy.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let log_path = scratch.0.join("envoy.log");
+    let mut child = spawn_envoy(&config_path, &log_path, 1, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, std::fs::read_to_string(&log_path).unwrap_or_default());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "Envoy accepted a configuration it should refuse; its log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    pub fn new(method: &str, target: &str) -> Request {
+        Request { method: method.into(), target: target.into(), headers: Vec::new(), body: Vec::new() }
+    }
+
+    pub fn get(target: &str) -> Request {
+        Request::new("GET", target)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Request {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn user(self, email: &str) -> Request {
+        self.header("x-consumer-username", email)
+    }
+
+    pub fn body(mut self, body: &str) -> Request {
+        self.body = body.as_bytes().to_vec();
+        self
+    }
+
+    pub fn send(&self, port: u16) -> Response {
+        self.try_send(port).unwrap_or_else(|e| panic!("{} {} on port {port}: {e}", self.method, self.target))
+    }
+
+    pub fn try_send(&self, port: u16) -> std::io::Result<Response> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut raw = format!("{} {} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n", self.method, self.target);
+        for (name, value) in &self.headers {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+        raw.push_str(&format!("content-length: {}\r\n\r\n", self.body.len()));
+        // One write: a body arriving after Envoy has answered locally and closed
+        // would make the kernel reset the connection and drop the answer.
+        let mut bytes = raw.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        stream.write_all(&bytes)?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer)?;
+        Response::parse(&answer)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    fn parse(bytes: &[u8]) -> std::io::Result<Response> {
+        let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+        let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| invalid("no header end"))?;
+        let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+        let mut body = bytes[split + 4..].to_vec();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().ok_or_else(|| invalid("no status line"))?;
+        let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| invalid(status_line))?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+            body = dechunk(&body);
+        }
+        Ok(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// For echo answers: every value the upstream received for `name`.
+    pub fn upstream_header(&self, name: &str) -> Vec<String> {
+        let echo = self.json();
+        assert_eq!(echo["upstream"], "echo", "not an upstream answer: {}", self.body);
+        echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|pair| pair[0] == name)
+            .map(|pair| pair[1].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn upstream_path(&self) -> String {
+        self.json()["path"].as_str().unwrap().to_string()
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..line_end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&body[start..start + size]);
+        body = &body[start + size + 2..];
+    }
+    out
+}
+
+/// The JSON configuration blocks embedded in a YAML file: the lines indented
+/// under a line ending in `value: |` (Envoy) or `config:` / `pluginConfig:` (Kong,
+/// Istio), which this project writes as JSON so tests can read them.
+pub fn embedded_filter_configs(yaml: &str) -> Vec<serde_json::Value> {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let mut configs = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_end();
+        let opens = trimmed.ends_with("value: |") || trimmed.ends_with(" config:") || trimmed.ends_with("pluginConfig:");
+        if !opens || trimmed.trim_start().starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let block: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+            .copied()
+            .collect();
+        let text = block.join("\n");
+        if text.trim_start().starts_with('{') {
+            configs.push(serde_json::from_str(&text).unwrap_or_else(|e| panic!("embedded config is not JSON ({e}):\n{text}")));
+        }
+    }
+    configs
+}

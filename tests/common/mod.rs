@@ -62,7 +62,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && !self.0.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
@@ -116,6 +116,11 @@ impl Envoy {
         envoy
     }
 
+    /// An Envoy that is not running (for struct update syntax in tests).
+    pub fn placeholder() -> Envoy {
+        Envoy { child: None, admin: 0, log_path: PathBuf::new(), _scratch: Scratch(PathBuf::new()) }
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -154,7 +159,7 @@ impl Drop for Envoy {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.log_path.as_os_str().is_empty() {
             eprintln!("----- Envoy log ({}) -----\n{}\n----- end of Envoy log -----", self.log_path.display(), self.log());
         }
     }

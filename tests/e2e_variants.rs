@@ -1,0 +1,148 @@
+//! End to end, on variations of the shipped demo: Kong Enterprise's answer, bad
+//! configurations that Envoy must refuse, and a live reconfiguration.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{adapt_shipped_config, run_envoy_expecting_exit, Envoy, Ports, Request, Scratch};
+
+const DAVE_REVOKED: &str = r#"{ "email": "dave@example.com", "status": "revoked" }"#;
+
+fn demo_with(ports: &Ports, from: &str, to: &str) -> String {
+    let config = adapt_shipped_config("filter-config/envoy/demo.yaml", ports);
+    assert!(config.contains(from), "the demo no longer contains {from:?}");
+    config.replace(from, to)
+}
+
+#[test]
+fn kong_enterprise_answers_for_migrating_users() {
+    let ports = Ports::new();
+    let config = demo_with(&ports, r#""style": "devportal_gate""#, r#""style": "kong_enterprise""#);
+    let envoy = Envoy::start("kong-style", &config, ports.admin, 2);
+    for (email, kong_status) in
+        [("bob@example.com", "PENDING"), ("carol@example.com", "REJECTED"), ("dave@example.com", "REVOKED")]
+    {
+        let response = Request::get("/api/orders").user(email).send(ports.listener);
+        assert_eq!(response.status, 401, "{email}");
+        assert_eq!(response.body, format!(r#"{{"message":"Unauthorized: Developer status \"{kong_status}\""}}"#));
+    }
+    assert_eq!(Request::get("/api/orders").user("alice@example.com").send(ports.listener).status, 200);
+    drop(envoy);
+}
+
+#[test]
+fn envoy_refuses_a_bad_configuration_and_logs_the_field() {
+    let cases = [
+        (DAVE_REVOKED, r#"{ "email": "ALICE@example.com", "status": "revoked" }"#, "developers[3].email"),
+        (DAVE_REVOKED, r#"{ "email": "dave@example.com", "status": "suspended" }"#, "developers[3].status"),
+        (r#""unmatched": "deny""#, r#""unmatched": "deny", "colour": "blue""#, "colour"),
+        (r#""header": "x-consumer-username""#, r#""header": "x consumer""#, "identity.header"),
+        (
+            r#"{ "prefix": "/api/", "class": "api" }"#,
+            r#"{ "prefix": "/api/", "class": "api" }, { "exact": "/api/x", "class": "public" }"#,
+            "routes[7]",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let config = demo_with(&Ports::new(), from, to);
+        let (status, log) = run_envoy_expecting_exit("bad-config", &config);
+        assert!(!status.success(), "Envoy exited with success for {field}");
+        let line = log
+            .lines()
+            .find(|l| l.contains("devportal-gate: invalid configuration"))
+            .unwrap_or_else(|| panic!("no devportal-gate error in Envoy's log for {field}:\n{log}"));
+        assert!(line.contains(&format!("`{field}`")), "{field}: {line}");
+    }
+}
+
+/// The demo split in two: the portal listener served over LDS from a file (so a
+/// test can change it), everything else static.
+struct DynamicDemo {
+    envoy: Envoy,
+    port: u16,
+    lds_dir: std::path::PathBuf,
+    listener: String,
+}
+
+impl DynamicDemo {
+    fn start() -> DynamicDemo {
+        let ports = Ports::new();
+        let demo = adapt_shipped_config("filter-config/envoy/demo.yaml", &ports);
+        let start = demo.find("  - name: portal\n").unwrap();
+        let end = demo.find("  - name: echo\n").unwrap();
+        let listener = demo[start..end]
+            .lines()
+            .map(|line| line.strip_prefix("  ").unwrap_or(line))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replacen("- name: portal", "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal", 1);
+        let scratch = Scratch::new("reconfigure");
+        let lds_dir = scratch.0.join("lds");
+        std::fs::create_dir_all(&lds_dir).unwrap();
+        let bootstrap = format!(
+            "node: {{ id: test, cluster: test }}\n\
+             dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      \
+             path: {lds}/lds.yaml\n      watched_directory: {{ path: {lds} }}\n{rest}",
+            lds = lds_dir.display(),
+            rest = format!("{}{}", &demo[..start], &demo[end..]),
+        );
+        let demo = DynamicDemo { envoy: Envoy::placeholder(), port: ports.listener, lds_dir, listener };
+        demo.publish(&demo.listener);
+        let bootstrap_path = scratch.0.join("bootstrap.yaml");
+        std::fs::write(&bootstrap_path, bootstrap).unwrap();
+        let envoy = Envoy::start_file(scratch, &bootstrap_path, ports.admin, 2);
+        DynamicDemo { envoy, ..demo }
+    }
+
+    /// Atomically replaces the listener file; Envoy watches the directory.
+    fn publish(&self, listener: &str) {
+        let staging = self.lds_dir.join("lds.yaml.tmp");
+        std::fs::write(&staging, format!("resources:\n{listener}\n")).unwrap();
+        std::fs::rename(&staging, self.lds_dir.join("lds.yaml")).unwrap();
+    }
+
+    fn status_of(&self, email: &str) -> (u16, String) {
+        let response = Request::get("/api/orders").user(email).send(self.port);
+        let status = if response.status == 200 { "passed".to_string() } else { response.json()["status"].as_str().unwrap().to_string() };
+        (response.status, status)
+    }
+}
+
+#[test]
+fn a_reconfiguration_that_changes_or_removes_developers_takes_effect() {
+    let demo = DynamicDemo::start();
+    // The listener comes from LDS: wait until it serves.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Request::get("/portal/login").try_send(demo.port).map(|r| r.status).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "the LDS listener never came up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(demo.status_of("alice@example.com").0, 200);
+    assert_eq!(demo.status_of("bob@example.com").1, "requested");
+
+    // alice removed, bob approved, dave from revoked to requested.
+    let changed = demo
+        .listener
+        .replace(r#"{ "email": "alice@example.com", "status": "approved" },"#, "")
+        .replace(r#"{ "email": "bob@example.com", "status": "requested" }"#, r#"{ "email": "bob@example.com", "status": "approved" }"#)
+        .replace(DAVE_REVOKED, r#"{ "email": "dave@example.com", "status": 1 }"#);
+    assert_ne!(changed, demo.listener);
+    demo.publish(&changed);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while demo.status_of("bob@example.com").0 != 200 {
+        assert!(Instant::now() < deadline, "the new configuration never took effect");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every worker answers from the new directory: ask several times, over new
+    // connections, which Envoy spreads across its two workers.
+    for _ in 0..10 {
+        assert_eq!(demo.status_of("alice@example.com"), (403, "unknown".to_string()));
+        assert_eq!(demo.status_of("bob@example.com").0, 200);
+        assert_eq!(demo.status_of("dave@example.com"), (403, "requested".to_string()));
+        assert_eq!(demo.status_of("carol@example.com"), (403, "rejected".to_string()));
+    }
+    let log = demo.envoy.log();
+    assert!(log.contains("1 removed)"), "no worker reports removing alice:\n{log}");
+}

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code: failing loudly is the point
 //! The shipped configuration files: Envoy accepts every Envoy config, every
 //! embedded filter configuration compiles, and Kong's schema agrees with the
 //! filter's own validation.
@@ -87,7 +88,8 @@ fn schema_and_filter_refuse_the_same_bad_configurations() {
     assert!(schema.is_valid(&good));
     assert!(devportal_gate::config::compile(good.to_string().as_bytes()).is_ok());
 
-    let mutations: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         ("unknown top-level field", Box::new(|c| c["colour"] = json!("blue"))),
         ("wrong version", Box::new(|c| c["config_version"] = json!(2))),
         ("no routes", Box::new(|c| c["routes"] = json!([]))),

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code: failing loudly is the point
 //! End to end: the shipped demo (filter-config/envoy/demo.yaml) in a real Envoy
 //! with two workers, the built `.wasm`, and real HTTP requests.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code: failing loudly is the point
 //! End to end: identity from the verified JWT payload that Envoy's jwt_authn
 //! forwards (filter-config/envoy/jwt.yaml), with tokens minted here.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code: failing loudly is the point
 //! End to end, on variations of the shipped demo: Kong Enterprise's answer, bad
 //! configurations that Envoy must refuse, and a live reconfiguration.
 
@@ -83,9 +84,10 @@ impl DynamicDemo {
         let bootstrap = format!(
             "node: {{ id: test, cluster: test }}\n\
              dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      \
-             path: {lds}/lds.yaml\n      watched_directory: {{ path: {lds} }}\n{rest}",
+             path: {lds}/lds.yaml\n      watched_directory: {{ path: {lds} }}\n{before}{after}",
             lds = lds_dir.display(),
-            rest = format!("{}{}", &demo[..start], &demo[end..]),
+            before = &demo[..start],
+            after = &demo[end..],
         );
         let demo = DynamicDemo { envoy: Envoy::placeholder(), port: ports.listener, lds_dir, listener };
         demo.publish(&demo.listener);

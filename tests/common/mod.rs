@@ -251,8 +251,20 @@ impl Request {
         let mut bytes = raw.into_bytes();
         bytes.extend_from_slice(&self.body);
         stream.write_all(&bytes)?;
+        // Stop at the end of a Content-Length body instead of waiting for the
+        // close: Envoy delays closing after a local answer (delayed_close_timeout).
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer)?;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if Response::is_complete(&answer) {
+                break;
+            }
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..read]);
+        }
         Response::parse(&answer)
     }
 }
@@ -265,6 +277,19 @@ pub struct Response {
 }
 
 impl Response {
+    fn is_complete(bytes: &[u8]) -> bool {
+        let Some(split) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+        let head = String::from_utf8_lossy(&bytes[..split]).to_ascii_lowercase();
+        let length = head
+            .split("\r\n")
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse::<usize>().ok());
+        match length {
+            Some(length) => bytes.len() >= split + 4 + length,
+            None => false,
+        }
+    }
+
     fn parse(bytes: &[u8]) -> std::io::Result<Response> {
         let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
         let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| invalid("no header end"))?;

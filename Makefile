@@ -52,6 +52,14 @@ unit:
 test: setup build lint
 	ENVOY_BIN=$(abspath $(ENVOY)) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test
 
+# Benchmark (issue 4): real Envoy, one worker on core 0, wrk on core 1.
+# Writes bench/RESULTS.md. Not part of `make test`.
+bench: setup build
+	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	@command -v taskset >/dev/null || (apt-get update -q && apt-get install -y -q util-linux)
+	cd bench/noop-filter && CARGO_TARGET_DIR=../target cargo build --release --target $(WASM_TARGET)
+	ENVOY_BIN=$(abspath $(ENVOY)) $(PYTHON) bench/run.py $(BENCH_ARGS)
+
 clean:
 	cargo clean
 	rm -rf $(VENV)

@@ -34,9 +34,13 @@ impl HttpContext for GateHttp {
             // Not configured (the host should not even create us): fail closed.
             return respond(&unconfigured());
         };
-        let target = request_header(":path").unwrap_or_default();
-        let method = request_header(":method").unwrap_or_default();
-        let verdict = gate::decide(&gate, &target, &method, &HostRequest, |email| {
+        // One host call for the whole map: the identity check needs every value
+        // of its header anyway (the only portable way to see a header sent twice),
+        // and the same copy answers every other question about the request.
+        let request = HostRequest { headers: hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default() };
+        let target = request.pseudo_header(":path");
+        let method = request.pseudo_header(":method");
+        let verdict = gate::decide(&gate, &target, &method, &request, |email| {
             directory::lookup(&HostSharedData, &gate.namespace, email)
         });
         if let Some(&id) = verdict.counter.index().and_then(|i| self.metrics.get(i)) {
@@ -45,7 +49,7 @@ impl HttpContext for GateHttp {
         }
         match verdict.action {
             gate::Action::Forward { rewrite_target, developer } => {
-                forward(rewrite_target.as_deref(), developer.as_deref());
+                forward(&request, rewrite_target.as_deref(), developer.as_deref());
                 Action::Continue
             }
             gate::Action::Respond(response) => respond(&response),
@@ -53,34 +57,48 @@ impl HttpContext for GateHttp {
     }
 }
 
-fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+/// The request's headers, as the host reported them.
+struct HostRequest {
+    headers: Vec<(String, String)>,
 }
 
-struct HostRequest;
+impl HostRequest {
+    /// Envoy lists pseudo-headers in the map; a host that does not is asked directly.
+    fn pseudo_header(&self, name: &str) -> String {
+        match self.header(name) {
+            Some(value) => value,
+            None => hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten().unwrap_or_default(),
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.headers.iter().any(|(header, _)| header.eq_ignore_ascii_case(name))
+    }
+}
 
 impl RequestView for HostRequest {
     fn header_values(&self, name: &str) -> Vec<String> {
-        // One host call for the whole map: the only portable way to see whether
-        // a header was sent twice. Names are compared case-insensitively because
-        // hosts differ in how they report them.
-        hostcalls::get_map(MapType::HttpRequestHeaders)
-            .unwrap_or_default()
-            .into_iter()
+        // Names compare case-insensitively: hosts differ in how they report them.
+        self.headers
+            .iter()
             .filter(|(header, _)| header.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
+            .map(|(_, value)| value.clone())
             .collect()
     }
 
     fn header(&self, name: &str) -> Option<String> {
-        request_header(name)
+        self.headers.iter().find(|(header, _)| header.eq_ignore_ascii_case(name)).map(|(_, value)| value.clone())
     }
 }
 
-fn forward(rewrite_target: Option<&str>, developer: Option<&str>) {
-    // Removing first drops every client copy, however many were sent.
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, DEVELOPER_EMAIL_HEADER, None);
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, DEVELOPER_STATUS_HEADER, None);
+fn forward(request: &HostRequest, rewrite_target: Option<&str>, developer: Option<&str>) {
+    // Client copies of the developer headers go first, however many were sent
+    // (setting a header replaces only its first copy in Envoy).
+    for name in [DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER] {
+        if request.has(name) {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+        }
+    }
     if let Some(email) = developer {
         let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, DEVELOPER_EMAIL_HEADER, email);
         let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, DEVELOPER_STATUS_HEADER, Status::Approved.as_str());

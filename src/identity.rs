@@ -120,6 +120,22 @@ pub fn decode_base64url(input: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Unpadded base64url, the inverse of `decode_base64url` (used by tests and
+/// tools that mint payloads; the filter itself only decodes).
+pub fn encode_base64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let group = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..=chunk.len() {
+            let index = (group >> (18 - 6 * i)) & 63;
+            out.extend(ALPHABET.get(index as usize).map(|&c| char::from(c)));
+        }
+    }
+    out
+}
+
 /// Extracts one string claim from a JSON object without building the whole value,
 /// refusing a payload where the claim appears twice (parsers disagree on which
 /// copy wins).
@@ -182,16 +198,7 @@ mod tests {
     use super::*;
 
     fn b64url(data: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..=chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
+        encode_base64url(data)
     }
 
     fn jwt_source() -> IdentitySource {

@@ -116,3 +116,15 @@ fn schema_and_filter_refuse_the_same_bad_configurations() {
         assert!(devportal_gate::config::compile(config.to_string().as_bytes()).is_err(), "filter accepts: {what}");
     }
 }
+
+/// Kong's ngx_wasm_module refuses to load a module that imports
+/// `proxy_get_log_level` (HOSTS.md); the build must never reference it.
+#[test]
+fn the_wasm_never_imports_get_log_level() {
+    let wasm = std::fs::read(wasm_path()).unwrap();
+    let contains = |needle: &[u8]| wasm.windows(needle.len()).any(|w| w == needle);
+    // The module's import and export names are stored as plain strings.
+    assert!(contains(b"proxy_on_request_headers"), "not a proxy-wasm module?");
+    assert!(contains(b"proxy_get_shared_data"));
+    assert!(!contains(b"proxy_get_log_level"), "the .wasm imports proxy_get_log_level: Kong will not load it");
+}

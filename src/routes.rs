@@ -133,13 +133,6 @@ impl RouteTable {
             },
         }
     }
-
-    /// The class a path gets for any method, if every method gets the same one.
-    pub fn class_for_every_method(&self, path: &str) -> Option<Classification> {
-        const PROBES: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "HEAD"];
-        let first = self.classify(path, "GET");
-        PROBES.iter().all(|m| self.classify(path, m) == first).then_some(first)
-    }
 }
 
 #[cfg(test)]
@@ -201,8 +194,6 @@ mod tests {
         assert_eq!(table.classify("/portal/credentials", "POST"), Classification::Class(RouteClass::Credentials));
         assert_eq!(table.classify("/portal/credentials", "GET"), Classification::Class(RouteClass::Portal));
         assert_eq!(table.classify("/elsewhere", "GET"), Classification::Class(RouteClass::Public));
-        assert_eq!(table.class_for_every_method("/portal/credentials"), None);
-        assert_eq!(table.class_for_every_method("/x"), Some(Classification::Class(RouteClass::Public)));
     }
 
     #[test]

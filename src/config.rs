@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use crate::directory::Status;
+use crate::directory::{Status, StatusInput};
 use crate::email::canonical_email;
 use crate::identity::IdentitySource;
 use crate::path;
@@ -166,37 +165,6 @@ struct RawRedirects {
 struct RawDeveloper {
     email: String,
     status: StatusInput,
-}
-
-/// A status as a name (`"approved"`, ..., or Kong's `"pending"`) or Kong's integer.
-#[derive(Debug, Clone, Copy)]
-struct StatusInput(Status);
-
-impl<'de> Deserialize<'de> for StatusInput {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StatusVisitor;
-        const EXPECTED: &str =
-            "one of \"approved\", \"requested\" (or \"pending\"), \"rejected\", \"revoked\", or Kong's code 0-3";
-        impl Visitor<'_> for StatusVisitor {
-            type Value = StatusInput;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(EXPECTED)
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<StatusInput, E> {
-                let status = if value == "pending" { Some(Status::Requested) } else { Status::parse(value) };
-                status.map(StatusInput).ok_or_else(|| E::custom(format!("unknown status {value:?}: expected {EXPECTED}")))
-            }
-            fn visit_u64<E: de::Error>(self, value: u64) -> Result<StatusInput, E> {
-                Status::from_kong_code(value)
-                    .map(StatusInput)
-                    .ok_or_else(|| E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
-            }
-            fn visit_i64<E: de::Error>(self, value: i64) -> Result<StatusInput, E> {
-                Err(E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
-            }
-        }
-        deserializer.deserialize_any(StatusVisitor)
-    }
 }
 
 // ---- Phase 2: the meaning --------------------------------------------------

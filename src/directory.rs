@@ -12,6 +12,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
 /// A developer's status, as in Kong Enterprise's Dev Portal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
@@ -62,6 +65,37 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A status as a name (`"approved"`, ..., or Kong's `"pending"`) or Kong's integer.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusInput(pub Status);
+
+impl<'de> Deserialize<'de> for StatusInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StatusVisitor;
+        const EXPECTED: &str =
+            "one of \"approved\", \"requested\" (or \"pending\"), \"rejected\", \"revoked\", or Kong's code 0-3";
+        impl Visitor<'_> for StatusVisitor {
+            type Value = StatusInput;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<StatusInput, E> {
+                let status = if value == "pending" { Some(Status::Requested) } else { Status::parse(value) };
+                status.map(StatusInput).ok_or_else(|| E::custom(format!("unknown status {value:?}: expected {EXPECTED}")))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<StatusInput, E> {
+                Status::from_kong_code(value)
+                    .map(StatusInput)
+                    .ok_or_else(|| E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<StatusInput, E> {
+                Err(E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
+            }
+        }
+        deserializer.deserialize_any(StatusVisitor)
     }
 }
 

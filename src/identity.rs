@@ -11,6 +11,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use crate::email::{canonical_email, EmailError};
+use crate::base64::{self, Alphabet};
 
 /// Where the identity comes from (compiled from configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,54 +87,15 @@ impl fmt::Display for IdentityError {
     }
 }
 
-/// Decodes base64url (RFC 4648 §5). Padding is optional but must be correct when
-/// present; the standard alphabet's `+` and `/` are refused.
+/// Decodes base64url (RFC 4648 §5); padding optional, `+` and `/` refused.
 pub fn decode_base64url(input: &str) -> Option<Vec<u8>> {
-    let unpadded = input.trim_end_matches('=');
-    let padding = input.len() - unpadded.len();
-    if padding > 0 && (!input.len().is_multiple_of(4) || padding > 2) {
-        return None;
-    }
-    if unpadded.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(unpadded.len() * 3 / 4);
-    let mut buffer: u32 = 0;
-    let mut bits = 0u32;
-    for byte in unpadded.bytes() {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    base64::decode(Alphabet::Url, input)
 }
 
 /// Unpadded base64url, the inverse of `decode_base64url` (used by tests and
 /// tools that mint payloads; the filter itself only decodes).
 pub fn encode_base64url(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let group = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-        for i in 0..=chunk.len() {
-            let index = (group >> (18 - 6 * i)) & 63;
-            out.extend(ALPHABET.get(index as usize).map(|&c| char::from(c)));
-        }
-    }
-    out
+    base64::encode(Alphabet::Url, data)
 }
 
 /// Extracts one string claim from a JSON object without building the whole value,

@@ -12,9 +12,13 @@
 //!
 //! `host` (wasm32 only) is the thin glue to the proxy-wasm ABI.
 
+pub mod base64;
+pub mod clock;
 pub mod config;
+pub mod developer;
 pub mod directory;
 pub mod email;
+pub mod etcd;
 pub mod gate;
 pub mod identity;
 pub mod metrics;

@@ -1,0 +1,329 @@
+//! etcd's v3 JSON gateway (`/v3/kv/range`, `/v3/kv/txn`): the requests the filter
+//! sends and the parsing of the answers. Keys and values travel base64-encoded,
+//! 64-bit numbers as JSON strings. Pure: the host glue sends what this builds.
+//!
+//! Every change is a transaction conditioned on the key's revision (or on its
+//! absence), whose failure branch reads the key back, so a lost race answers
+//! with the state that won.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::base64::{self, Alphabet};
+
+/// A POST to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdRequest {
+    pub path: &'static str,
+    pub body: String,
+}
+
+pub const RANGE: &str = "/v3/kv/range";
+pub const TXN: &str = "/v3/kv/txn";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::encode(Alphabet::Standard, bytes)
+}
+
+/// The end of the range of keys starting with `prefix` (etcd's `range_end`).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte 0xff: "to the end of the keyspace".
+    vec![0]
+}
+
+/// One page of the keys under `prefix`, from `start` (inclusive) on, in key order.
+/// `revision` pins every page of a full read to one snapshot.
+pub fn range_page(prefix: &[u8], start: &[u8], revision: Option<u64>, limit: u32) -> EtcdRequest {
+    let mut body = json!({"key": b64(start), "range_end": b64(&prefix_end(prefix)), "limit": limit.to_string()});
+    if let Some(revision) = revision {
+        body["revision"] = json!(revision.to_string());
+    }
+    EtcdRequest { path: RANGE, body: body.to_string() }
+}
+
+/// The keys under `prefix` changed after `revision`; the answer's `count` still
+/// counts every key under `prefix` (etcd filters after counting), which is how a
+/// deletion shows.
+pub fn range_changed_since(prefix: &[u8], revision: u64) -> EtcdRequest {
+    let body = json!({
+        "key": b64(prefix),
+        "range_end": b64(&prefix_end(prefix)),
+        "min_mod_revision": (revision + 1).to_string(),
+    });
+    EtcdRequest { path: RANGE, body: body.to_string() }
+}
+
+pub fn get(key: &[u8]) -> EtcdRequest {
+    EtcdRequest { path: RANGE, body: json!({"key": b64(key)}).to_string() }
+}
+
+fn read_back(key: &[u8]) -> Value {
+    json!([{"request_range": {"key": b64(key)}}])
+}
+
+/// Writes `value` only if `key` does not exist.
+pub fn create(key: &[u8], value: &[u8]) -> EtcdRequest {
+    let body = json!({
+        "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+        "success": [{"request_put": {"key": b64(key), "value": b64(value)}}],
+        "failure": read_back(key),
+    });
+    EtcdRequest { path: TXN, body: body.to_string() }
+}
+
+/// Replaces `key` with `value` (or deletes it) only if it is still at `mod_revision`.
+pub fn replace(key: &[u8], value: Option<&[u8]>, mod_revision: u64) -> EtcdRequest {
+    let operation = match value {
+        Some(value) => json!({"request_put": {"key": b64(key), "value": b64(value)}}),
+        None => json!({"request_delete_range": {"key": b64(key)}}),
+    };
+    let body = json!({
+        "compare": [{"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision.to_string()}],
+        "success": [operation],
+        "failure": read_back(key),
+    });
+    EtcdRequest { path: TXN, body: body.to_string() }
+}
+
+/// Writes `marker` and every absent key of `entries` in one transaction, unless
+/// `marker` exists: seeding from configuration happens once per directory.
+pub fn seed_once(marker: &[u8], entries: &[(Vec<u8>, Vec<u8>)]) -> EtcdRequest {
+    let mut success = vec![json!({"request_put": {"key": b64(marker), "value": b64(b"1")}})];
+    for (key, value) in entries {
+        success.push(json!({"request_txn": {
+            "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            "success": [{"request_put": {"key": b64(key), "value": b64(value)}}],
+        }}));
+    }
+    let body = json!({
+        "compare": [{"key": b64(marker), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+        "success": success,
+    });
+    EtcdRequest { path: TXN, body: body.to_string() }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub create_revision: u64,
+    pub mod_revision: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeAnswer {
+    /// The store's revision the read saw.
+    pub revision: u64,
+    pub kvs: Vec<Kv>,
+    /// Every key in the range, before `min_mod_revision` filtering and `limit`.
+    pub count: u64,
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnAnswer {
+    /// The store's revision after the transaction: a put's new `mod_revision`.
+    pub revision: u64,
+    pub succeeded: bool,
+    /// On failure, the key as it is now (`None`: absent).
+    pub current: Option<Kv>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtcdError {
+    /// No answer: connection refused, timeout, etcd down.
+    Unreachable(String),
+    /// etcd answered with an error (e.g. a compacted revision).
+    Server { code: i64, message: String },
+    /// The answer is not what the gateway sends.
+    Malformed(String),
+}
+
+impl std::fmt::Display for EtcdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EtcdError::Unreachable(why) => write!(f, "etcd unreachable: {why}"),
+            EtcdError::Server { code, message } => write!(f, "etcd error {code}: {message}"),
+            EtcdError::Malformed(why) => write!(f, "unexpected answer from etcd: {why}"),
+        }
+    }
+}
+
+/// gRPC's OUT_OF_RANGE: the pinned revision was compacted away.
+pub const CODE_COMPACTED: i64 = 11;
+
+/// An int64 as the gateway writes it: a string, or absent for zero.
+#[derive(Debug, Default, Clone, Copy)]
+struct Int(u64);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Int, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(text) => text.parse().map(Int).map_err(serde::de::Error::custom),
+            Value::Number(number) => number.as_u64().map(Int).ok_or_else(|| serde::de::Error::custom("negative")),
+            other => Err(serde::de::Error::custom(format!("expected an integer, got {other}"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    #[serde(default)]
+    revision: Int,
+}
+
+#[derive(Deserialize)]
+struct RawKv {
+    key: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    create_revision: Int,
+    #[serde(default)]
+    mod_revision: Int,
+}
+
+#[derive(Deserialize)]
+struct RawRange {
+    header: RawHeader,
+    #[serde(default)]
+    kvs: Vec<RawKv>,
+    #[serde(default)]
+    count: Int,
+    #[serde(default)]
+    more: bool,
+}
+
+#[derive(Deserialize)]
+struct RawTxn {
+    header: RawHeader,
+    #[serde(default)]
+    succeeded: bool,
+    #[serde(default)]
+    responses: Vec<RawOpResponse>,
+}
+
+#[derive(Deserialize)]
+struct RawOpResponse {
+    #[serde(default)]
+    response_range: Option<RawRangeInTxn>,
+}
+
+#[derive(Deserialize)]
+struct RawRangeInTxn {
+    #[serde(default)]
+    kvs: Vec<RawKv>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+}
+
+fn decode_kv(raw: RawKv) -> Result<Kv, EtcdError> {
+    let key = base64::decode(Alphabet::Standard, &raw.key).ok_or_else(|| EtcdError::Malformed("key is not base64".into()))?;
+    let value =
+        base64::decode(Alphabet::Standard, &raw.value).ok_or_else(|| EtcdError::Malformed("value is not base64".into()))?;
+    Ok(Kv { key, value, create_revision: raw.create_revision.0, mod_revision: raw.mod_revision.0 })
+}
+
+/// Checks the HTTP status and turns an error body into `EtcdError::Server`.
+fn answer_body<'a>(status: u32, body: &'a [u8]) -> Result<&'a [u8], EtcdError> {
+    if status == 200 {
+        return Ok(body);
+    }
+    match serde_json::from_slice::<RawError>(body) {
+        Ok(error) if !error.message.is_empty() => Err(EtcdError::Server { code: error.code, message: error.message }),
+        _ => Err(EtcdError::Malformed(format!("HTTP status {status}"))),
+    }
+}
+
+pub fn parse_range(status: u32, body: &[u8]) -> Result<RangeAnswer, EtcdError> {
+    let raw: RawRange =
+        serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
+    let kvs = raw.kvs.into_iter().map(decode_kv).collect::<Result<Vec<_>, _>>()?;
+    Ok(RangeAnswer { revision: raw.header.revision.0, kvs, count: raw.count.0, more: raw.more })
+}
+
+pub fn parse_txn(status: u32, body: &[u8]) -> Result<TxnAnswer, EtcdError> {
+    let raw: RawTxn = serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
+    let current = if raw.succeeded {
+        None
+    } else {
+        let read = raw.responses.into_iter().find_map(|r| r.response_range);
+        match read.and_then(|r| r.kvs.into_iter().next()) {
+            Some(kv) => Some(decode_kv(kv)?),
+            None => None,
+        }
+    };
+    Ok(TxnAnswer { revision: raw.header.revision.0, succeeded: raw.succeeded, current })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"/p/dev/"), b"/p/dev0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
+
+    // The bodies below are what etcd 3.4's gateway answered to curl.
+    #[test]
+    fn parses_ranges() {
+        let body = br#"{"header":{"cluster_id":"1","member_id":"2","revision":"4","raft_term":"2"},"kvs":[{"key":"L3AvZGV2L2E=","create_revision":"2","mod_revision":"2","version":"1","value":"dmE="}],"more":true,"count":"3"}"#;
+        let answer = parse_range(200, body).unwrap();
+        assert_eq!(answer.revision, 4);
+        assert_eq!(answer.count, 3);
+        assert!(answer.more);
+        assert_eq!(answer.kvs, vec![Kv { key: b"/p/dev/a".to_vec(), value: b"va".to_vec(), create_revision: 2, mod_revision: 2 }]);
+        let empty = br#"{"header":{"cluster_id":"1","member_id":"2","revision":"6","raft_term":"2"}}"#;
+        assert_eq!(parse_range(200, empty).unwrap(), RangeAnswer { revision: 6, kvs: vec![], count: 0, more: false });
+    }
+
+    #[test]
+    fn parses_transactions() {
+        let won = br#"{"header":{"revision":"5"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"5"}}}]}"#;
+        assert_eq!(parse_txn(200, won).unwrap(), TxnAnswer { revision: 5, succeeded: true, current: None });
+        let lost = br#"{"header":{"revision":"4"},"responses":[{"response_range":{"header":{"revision":"4"},"kvs":[{"key":"L3AvZGV2L2E=","create_revision":"2","mod_revision":"3","version":"2","value":"dmE="}],"count":"1"}}]}"#;
+        let answer = parse_txn(200, lost).unwrap();
+        assert!(!answer.succeeded);
+        assert_eq!(answer.current.unwrap().mod_revision, 3);
+        let gone = br#"{"header":{"revision":"4"},"responses":[{"response_range":{"header":{"revision":"4"}}}]}"#;
+        assert_eq!(parse_txn(200, gone).unwrap().current, None);
+    }
+
+    #[test]
+    fn errors_are_named() {
+        let compacted = br#"{"error":"etcdserver: mvcc: required revision has been compacted","message":"etcdserver: mvcc: required revision has been compacted","code":11}"#;
+        assert!(matches!(parse_range(400, compacted), Err(EtcdError::Server { code: CODE_COMPACTED, .. })));
+        assert!(matches!(parse_range(503, b"upstream connect error"), Err(EtcdError::Malformed(_))));
+        assert!(matches!(parse_range(200, b"{}"), Err(EtcdError::Malformed(_))));
+        assert!(matches!(parse_range(200, br#"{"header":{},"kvs":[{"key":"!!"}]}"#), Err(EtcdError::Malformed(_))));
+        assert!(matches!(parse_range(200, br#"{"header":{"revision":"-1"}}"#), Err(EtcdError::Malformed(_))));
+    }
+
+    #[test]
+    fn requests_carry_conditions() {
+        let request = replace(b"/p/dev/a", Some(b"v"), 7);
+        assert_eq!(request.path, TXN);
+        let body: Value = serde_json::from_str(&request.body).unwrap();
+        assert_eq!(body["compare"][0]["mod_revision"], "7");
+        assert_eq!(body["compare"][0]["target"], "MOD");
+        assert!(replace(b"/p/dev/a", None, 7).body.contains("request_delete_range"));
+        let body: Value = serde_json::from_str(&range_changed_since(b"/p/dev/", 10).body).unwrap();
+        assert_eq!(body["min_mod_revision"], "11");
+    }
+}

@@ -104,16 +104,26 @@ impl<'de> Deserialize<'de> for StatusInput {
 pub enum Record {
     Present { status: Status, revision: u64 },
     Deleted { revision: u64 },
+    /// etcd holds a value the filter cannot read: fail closed for this developer.
+    Unreadable { revision: u64 },
 }
 
 const RECORD_FORMAT: &str = "1";
 const DELETED: &str = "deleted";
+const UNREADABLE: &str = "unreadable";
 
 impl Record {
+    pub fn revision(&self) -> u64 {
+        match self {
+            Record::Present { revision, .. } | Record::Deleted { revision } | Record::Unreadable { revision } => *revision,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let (status, revision) = match self {
             Record::Present { status, revision } => (status.as_str(), revision),
             Record::Deleted { revision } => (DELETED, revision),
+            Record::Unreadable { revision } => (UNREADABLE, revision),
         };
         format!("{RECORD_FORMAT};{status};{revision}").into_bytes()
     }
@@ -132,6 +142,9 @@ impl Record {
         }
         if status == DELETED {
             return Some(Record::Deleted { revision });
+        }
+        if status == UNREADABLE {
+            return Some(Record::Unreadable { revision });
         }
         Some(Record::Present { status: Status::parse(status)?, revision })
     }
@@ -182,7 +195,7 @@ pub fn lookup(store: &dyn SharedStore, namespace: &str, email: &str) -> Lookup {
         Ok(Some((bytes, _))) => match Record::decode(&bytes) {
             Some(Record::Present { status, .. }) => Lookup::Found(status),
             Some(Record::Deleted { .. }) => Lookup::Unknown,
-            None => Lookup::Unavailable,
+            Some(Record::Unreadable { .. }) | None => Lookup::Unavailable,
         },
         Err(_) => Lookup::Unavailable,
     }

@@ -23,8 +23,10 @@ pub mod gate;
 pub mod identity;
 pub mod metrics;
 pub mod path;
+pub mod replica;
 pub mod responses;
 pub mod routes;
+pub mod sync;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -1,0 +1,294 @@
+//! The gateway's replica of the durable directory, in proxy-wasm shared data.
+//!
+//! Beside the one-read hot-path record of `directory` (`<ns>/dev/<email>`), the
+//! replica keeps what the admin API reads without asking etcd:
+//! - `<ns>/doc/<email>`: `<revision>\n<stored JSON>`, the whole developer;
+//! - `<ns>/list/<status>`: that status's e-mails, newest status change first;
+//! - `<ns>/index`: every e-mail the replica holds, so a full sync can find what
+//!   disappeared (shared data cannot be enumerated);
+//! - `<ns>/sync`: the etcd revision the replica reflects and when it last agreed.
+//!
+//! Writes of one developer are monotonic in the etcd revision: the syncer and an
+//! admin request acting on the same developer may race, and the newer revision
+//! must win whichever lands last.
+
+use std::collections::HashMap;
+
+use crate::developer::Developer;
+use crate::directory::{developer_key, Record, SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
+
+pub fn doc_key(namespace: &str, email: &str) -> String {
+    format!("{namespace}/doc/{email}")
+}
+
+pub fn list_key(namespace: &str, status: Status) -> String {
+    format!("{namespace}/list/{}", status.as_str())
+}
+
+pub fn index_key(namespace: &str) -> String {
+    format!("{namespace}/index")
+}
+
+pub fn sync_key(namespace: &str) -> String {
+    format!("{namespace}/sync")
+}
+
+/// What etcd says about one developer.
+#[derive(Debug, Clone, Copy)]
+pub enum Entry<'a> {
+    Present(&'a Developer),
+    Deleted,
+    /// The stored value cannot be read: the gate fails closed for this developer.
+    Unreadable,
+}
+
+fn store_error(key: &str, error: StoreError) -> SeedError {
+    let reason = match error {
+        StoreError::CasMismatch => "CAS mismatch".to_string(),
+        StoreError::Host(reason) => reason,
+    };
+    SeedError { key: key.to_string(), reason }
+}
+
+/// Writes `value` at `key` unless the key holds a newer revision or this value.
+fn write_unless_newer(
+    store: &dyn SharedStore,
+    key: &str,
+    revision: u64,
+    value: &[u8],
+    revision_of: fn(&[u8]) -> Option<u64>,
+) -> Result<bool, SeedError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let cas = match store.get(key).map_err(|e| store_error(key, e))? {
+            Some((current, _)) if current == value => return Ok(false),
+            Some((current, _)) if revision_of(&current).is_some_and(|stored| stored > revision) => return Ok(false),
+            Some((_, cas)) => Some(cas),
+            None => None,
+        };
+        match store.set(key, value, cas) {
+            Ok(()) => return Ok(true),
+            Err(StoreError::CasMismatch) => continue,
+            Err(error) => return Err(store_error(key, error)),
+        }
+    }
+    Err(SeedError { key: key.to_string(), reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts") })
+}
+
+fn record_revision(bytes: &[u8]) -> Option<u64> {
+    Record::decode(bytes).map(|record| record.revision())
+}
+
+fn doc_revision(bytes: &[u8]) -> Option<u64> {
+    let end = bytes.iter().position(|&b| b == b'\n')?;
+    std::str::from_utf8(bytes.get(..end)?).ok()?.parse().ok()
+}
+
+/// Records one developer at `revision`: the hot-path record first (that is what
+/// the gate enforces), then the document. Returns whether anything changed.
+pub fn apply(store: &dyn SharedStore, namespace: &str, email: &str, revision: u64, entry: Entry<'_>) -> Result<bool, SeedError> {
+    let (record, doc) = match entry {
+        Entry::Present(developer) => (Record::Present { status: developer.status, revision }, developer.to_stored()),
+        Entry::Deleted => (Record::Deleted { revision }, Vec::new()),
+        Entry::Unreadable => (Record::Unreadable { revision }, Vec::new()),
+    };
+    let record_written = write_unless_newer(store, &developer_key(namespace, email), revision, &record.encode(), record_revision)?;
+    let mut stored_doc = format!("{revision}\n").into_bytes();
+    stored_doc.extend_from_slice(&doc);
+    let doc_written = write_unless_newer(store, &doc_key(namespace, email), revision, &stored_doc, doc_revision)?;
+    Ok(record_written || doc_written)
+}
+
+/// The replica's copy of one developer and its revision; `None` when absent,
+/// deleted or unreadable.
+pub fn read_doc(store: &dyn SharedStore, namespace: &str, email: &str) -> Result<Option<(u64, Developer)>, SeedError> {
+    let key = doc_key(namespace, email);
+    let Some((bytes, _)) = store.get(&key).map_err(|e| store_error(&key, e))? else { return Ok(None) };
+    let Some(revision) = doc_revision(&bytes) else { return Ok(None) };
+    let json = bytes.get(bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1)..).unwrap_or_default();
+    if json.is_empty() {
+        return Ok(None);
+    }
+    Ok(Developer::from_stored(email, json).ok().map(|developer| (revision, developer)))
+}
+
+/// What the tabs need to know of a developer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// `None`: a key under the prefix that is not a readable developer. It is
+    /// counted (etcd counts it) but listed in no tab.
+    pub status: Option<Status>,
+    pub updated_ms: u64,
+}
+
+/// Rewrites the four tab lists (each only if it changed): newest status change
+/// first, ties by e-mail.
+pub fn write_lists(store: &dyn SharedStore, namespace: &str, developers: &HashMap<String, Listed>) -> Result<(), SeedError> {
+    for status in Status::ALL {
+        let mut tab: Vec<(&String, u64)> = developers
+            .iter()
+            .filter(|(_, listed)| listed.status == Some(status))
+            .map(|(email, listed)| (email, listed.updated_ms))
+            .collect();
+        tab.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let mut text = String::with_capacity(tab.len() * 24);
+        for (email, _) in tab {
+            text.push_str(email);
+            text.push('\n');
+        }
+        crate::directory::write_if_different(store, &list_key(namespace, status), text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// One page of a tab and the tab's size.
+pub fn list_page(store: &dyn SharedStore, namespace: &str, status: Status, offset: usize, limit: usize) -> Result<(usize, Vec<String>), SeedError> {
+    let key = list_key(namespace, status);
+    let bytes = store.get(&key).map_err(|e| store_error(&key, e))?.map(|(bytes, _)| bytes).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let mut total = 0;
+    let mut page = Vec::with_capacity(limit);
+    for email in text.lines().filter(|line| !line.is_empty()) {
+        if total >= offset && page.len() < limit {
+            page.push(email.to_string());
+        }
+        total += 1;
+    }
+    Ok((total, page))
+}
+
+pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Result<usize, SeedError> {
+    let key = list_key(namespace, status);
+    let bytes = store.get(&key).map_err(|e| store_error(&key, e))?.map(|(bytes, _)| bytes).unwrap_or_default();
+    Ok(bytes.iter().filter(|&&b| b == b'\n').count())
+}
+
+pub fn read_index(store: &dyn SharedStore, namespace: &str) -> Result<Vec<String>, SeedError> {
+    let key = index_key(namespace);
+    let bytes = store.get(&key).map_err(|e| store_error(&key, e))?.map(|(bytes, _)| bytes).unwrap_or_default();
+    Ok(String::from_utf8_lossy(&bytes).lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+}
+
+pub fn write_index<'a>(store: &dyn SharedStore, namespace: &str, emails: impl Iterator<Item = &'a String>) -> Result<(), SeedError> {
+    let mut sorted: Vec<&String> = emails.collect();
+    sorted.sort_unstable();
+    let mut text = String::with_capacity(sorted.len() * 24);
+    for email in sorted {
+        text.push_str(email);
+        text.push('\n');
+    }
+    crate::directory::write_if_different(store, &index_key(namespace), text.as_bytes()).map(|_| ())
+}
+
+/// The etcd revision the replica reflects and when that was last confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncState {
+    pub revision: u64,
+    pub synced_at_ms: u64,
+}
+
+impl SyncState {
+    fn encode(&self) -> Vec<u8> {
+        format!("1;{};{}", self.revision, self.synced_at_ms).into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<SyncState> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut fields = text.split(';');
+        if fields.next()? != "1" {
+            return None;
+        }
+        let state = SyncState { revision: fields.next()?.parse().ok()?, synced_at_ms: fields.next()?.parse().ok()? };
+        fields.next().is_none().then_some(state)
+    }
+}
+
+/// `None` until a first full sync completed (or a static directory was seeded).
+pub fn read_sync_state(store: &dyn SharedStore, namespace: &str) -> Option<SyncState> {
+    let (bytes, _) = store.get(&sync_key(namespace)).ok()??;
+    SyncState::decode(&bytes)
+}
+
+pub fn write_sync_state(store: &dyn SharedStore, namespace: &str, state: SyncState) -> Result<(), SeedError> {
+    crate::directory::write_if_different(store, &sync_key(namespace), &state.encode()).map(|_| ())
+}
+
+/// A static directory: the configuration's developers become the replica, with
+/// documents and tabs for the (read-only) admin API, at revision 0.
+pub fn seed_static(store: &dyn SharedStore, namespace: &str, developers: &[(String, Status)], now_ms: u64) -> Result<crate::directory::SeedReport, SeedError> {
+    let report = crate::directory::seed(store, namespace, developers)?;
+    let mut listed = HashMap::with_capacity(developers.len());
+    for (email, status) in developers {
+        let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", 0);
+        let mut stored = b"0\n".to_vec();
+        stored.extend_from_slice(&developer.to_stored());
+        crate::directory::write_if_different(store, &doc_key(namespace, email), &stored)?;
+        listed.insert(email.clone(), Listed { status: Some(*status), updated_ms: 0 });
+    }
+    write_lists(store, namespace, &listed)?;
+    write_sync_state(store, namespace, SyncState { revision: 0, synced_at_ms: now_ms })?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::{lookup, Lookup, MemoryStore};
+
+    fn dev(email: &str, status: Status, updated_ms: u64) -> Developer {
+        let mut developer = Developer::register(email, status, serde_json::Map::new(), "t", 1);
+        developer.updated_ms = updated_ms;
+        developer
+    }
+
+    #[test]
+    fn newer_revisions_win_whatever_the_order() {
+        let store = MemoryStore::default();
+        let approved = dev("a@x.io", Status::Approved, 1);
+        let revoked = dev("a@x.io", Status::Revoked, 2);
+        assert!(apply(&store, "ns", "a@x.io", 7, Entry::Present(&revoked)).unwrap());
+        // The older state arrives late (e.g. a sync page read before the revoke).
+        assert!(!apply(&store, "ns", "a@x.io", 5, Entry::Present(&approved)).unwrap());
+        assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Revoked));
+        assert_eq!(read_doc(&store, "ns", "a@x.io").unwrap().unwrap(), (7, revoked.clone()));
+        // Same revision, same content: nothing to write.
+        assert!(!apply(&store, "ns", "a@x.io", 7, Entry::Present(&revoked)).unwrap());
+        assert!(apply(&store, "ns", "a@x.io", 9, Entry::Deleted).unwrap());
+        assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Unknown);
+        assert_eq!(read_doc(&store, "ns", "a@x.io").unwrap(), None);
+        assert!(apply(&store, "ns", "a@x.io", 10, Entry::Unreadable).unwrap());
+        assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Unavailable);
+    }
+
+    #[test]
+    fn tabs_are_newest_first_and_paginate() {
+        let store = MemoryStore::default();
+        let mut listed = HashMap::new();
+        for (i, email) in ["a@x.io", "b@x.io", "c@x.io", "d@x.io"].iter().enumerate() {
+            listed.insert(email.to_string(), Listed { status: Some(Status::Requested), updated_ms: i as u64 });
+        }
+        listed.insert("e@x.io".into(), Listed { status: Some(Status::Approved), updated_ms: 0 });
+        write_lists(&store, "ns", &listed).unwrap();
+        assert_eq!(list_page(&store, "ns", Status::Requested, 0, 2).unwrap(), (4, vec!["d@x.io".into(), "c@x.io".into()]));
+        assert_eq!(list_page(&store, "ns", Status::Requested, 2, 5).unwrap(), (4, vec!["b@x.io".into(), "a@x.io".into()]));
+        assert_eq!(list_page(&store, "ns", Status::Requested, 9, 5).unwrap(), (4, vec![]));
+        assert_eq!(tab_size(&store, "ns", Status::Approved).unwrap(), 1);
+        assert_eq!(tab_size(&store, "ns", Status::Revoked).unwrap(), 0);
+    }
+
+    #[test]
+    fn sync_state_round_trips() {
+        let store = MemoryStore::default();
+        assert_eq!(read_sync_state(&store, "ns"), None);
+        write_sync_state(&store, "ns", SyncState { revision: 12, synced_at_ms: 34 }).unwrap();
+        assert_eq!(read_sync_state(&store, "ns"), Some(SyncState { revision: 12, synced_at_ms: 34 }));
+    }
+
+    #[test]
+    fn static_seed_serves_the_admin_reads() {
+        let store = MemoryStore::default();
+        seed_static(&store, "ns", &[("a@x.io".into(), Status::Approved), ("b@x.io".into(), Status::Requested)], 5).unwrap();
+        assert_eq!(read_doc(&store, "ns", "a@x.io").unwrap().unwrap().1.status, Status::Approved);
+        assert_eq!(tab_size(&store, "ns", Status::Requested).unwrap(), 1);
+        assert!(read_sync_state(&store, "ns").is_some());
+    }
+}

@@ -1,0 +1,337 @@
+//! Keeping the replica (shared data) in step with etcd. One worker per gateway
+//! runs a `Syncer`, elected through shared data (`elect`); the rest only read.
+//!
+//! A cycle is one or a few calls:
+//! - full sync (first cycle of a syncer, or when something vanished): every key
+//!   under the prefix, paged, each page pinned to the first page's revision so the
+//!   whole read is one snapshot; then whatever the replica's index has and the
+//!   snapshot has not is tombstoned;
+//! - incremental: one range of the keys changed since the last revision. Its
+//!   `count` still counts every key, so fewer keys than the syncer knows means a
+//!   deletion, answered with a full sync in the same cycle.
+//! The hot path never waits for any of this: it reads the replica.
+
+use std::collections::HashMap;
+
+use crate::developer::Developer;
+use crate::directory::{SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
+use crate::etcd::{self, EtcdError, EtcdRequest};
+use crate::replica::{self, Entry, Listed, SyncState};
+
+/// Keys per page of a full sync: large enough that 100k developers take 100
+/// calls, small enough that one answer stays well under a megabyte.
+pub const FULL_SYNC_PAGE: u32 = 1000;
+
+pub struct Syncer {
+    namespace: String,
+    /// `<key_prefix>dev/`: the keys that are developers.
+    prefix: Vec<u8>,
+    /// Developers to create once, from the configuration (etcd mode's demo seed).
+    seed: Option<EtcdRequest>,
+    /// What the replica holds, as of `revision`; empty until a full sync.
+    known: HashMap<String, Listed>,
+    revision: Option<u64>,
+    phase: Phase,
+}
+
+enum Phase {
+    Idle,
+    Seeding,
+    Full { revision: Option<u64>, seen: HashMap<String, Listed>, report: CycleReport },
+    Incremental,
+}
+
+/// What a finished cycle did, for logs and counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CycleReport {
+    pub full: bool,
+    pub changed: usize,
+    pub removed: usize,
+    pub unreadable: usize,
+    pub revision: u64,
+}
+
+pub enum Next {
+    Call(EtcdRequest),
+    Done(CycleReport),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncError {
+    Etcd(EtcdError),
+    Replica(SeedError),
+}
+
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncError::Etcd(error) => write!(f, "{error}"),
+            SyncError::Replica(error) => write!(f, "cannot update the replica: {error}"),
+        }
+    }
+}
+
+impl From<SeedError> for SyncError {
+    fn from(error: SeedError) -> SyncError {
+        SyncError::Replica(error)
+    }
+}
+
+impl Syncer {
+    pub fn new(namespace: &str, key_prefix: &str, seed: Option<EtcdRequest>) -> Syncer {
+        Syncer {
+            namespace: namespace.to_string(),
+            prefix: developers_prefix(key_prefix).into_bytes(),
+            seed,
+            known: HashMap::new(),
+            revision: None,
+            phase: Phase::Idle,
+        }
+    }
+
+    pub fn in_cycle(&self) -> bool {
+        !matches!(self.phase, Phase::Idle)
+    }
+
+    /// Starts a cycle: the first call to make.
+    pub fn begin(&mut self) -> EtcdRequest {
+        if let Some(seed) = self.seed.clone() {
+            self.phase = Phase::Seeding;
+            return seed;
+        }
+        match self.revision {
+            Some(revision) => {
+                self.phase = Phase::Incremental;
+                etcd::range_changed_since(&self.prefix, revision)
+            }
+            None => self.begin_full(),
+        }
+    }
+
+    fn begin_full(&mut self) -> EtcdRequest {
+        self.phase = Phase::Full { revision: None, seen: HashMap::new(), report: CycleReport { full: true, ..CycleReport::default() } };
+        etcd::range_page(&self.prefix, &self.prefix, None, FULL_SYNC_PAGE)
+    }
+
+    /// The call failed or timed out: the cycle ends, the replica keeps what it
+    /// has, and the next cycle starts over.
+    pub fn abandon(&mut self) {
+        self.phase = Phase::Idle;
+    }
+
+    /// Feeds the answer to the last call.
+    pub fn on_answer(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
+        let result = self.step(store, status, body, now_ms);
+        if !matches!(result, Ok(Next::Call(_))) {
+            self.phase = Phase::Idle;
+        }
+        result
+    }
+
+    fn step(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Idle => Err(SyncError::Etcd(EtcdError::Malformed("an answer arrived outside a sync cycle".into()))),
+            Phase::Seeding => {
+                // Created or already seeded earlier: either way, never again.
+                etcd::parse_txn(status, body).map_err(SyncError::Etcd)?;
+                self.seed = None;
+                Ok(Next::Call(self.begin()))
+            }
+            Phase::Full { revision, seen, report } => self.full_page(store, status, body, revision, seen, report, now_ms),
+            Phase::Incremental => self.incremental(store, status, body, now_ms),
+        }
+    }
+
+    fn full_page(
+        &mut self,
+        store: &dyn SharedStore,
+        status: u32,
+        body: &[u8],
+        pinned: Option<u64>,
+        mut seen: HashMap<String, Listed>,
+        mut report: CycleReport,
+        now_ms: u64,
+    ) -> Result<Next, SyncError> {
+        let answer = match etcd::parse_range(status, body) {
+            // The pinned revision was compacted between pages: start over.
+            Err(EtcdError::Server { code: etcd::CODE_COMPACTED, .. }) if pinned.is_some() => {
+                return Ok(Next::Call(self.begin_full()))
+            }
+            other => other.map_err(SyncError::Etcd)?,
+        };
+        let revision = pinned.unwrap_or(answer.revision);
+        report.revision = revision;
+        let last_key = answer.kvs.last().map(|kv| kv.key.clone());
+        for kv in &answer.kvs {
+            self.apply_kv(store, kv, &mut seen, &mut report)?;
+        }
+        if answer.more {
+            if let Some(mut start) = last_key {
+                start.push(0);
+                self.phase = Phase::Full { revision: Some(revision), seen, report };
+                return Ok(Next::Call(etcd::range_page(&self.prefix, &start, Some(revision), FULL_SYNC_PAGE)));
+            }
+        }
+        // The snapshot is complete: whatever the replica had and etcd has not is gone.
+        for email in replica::read_index(store, &self.namespace)? {
+            if !seen.contains_key(&email) && replica::apply(store, &self.namespace, &email, revision, Entry::Deleted)? {
+                report.removed += 1;
+            }
+        }
+        replica::write_index(store, &self.namespace, seen.keys())?;
+        replica::write_lists(store, &self.namespace, &seen)?;
+        self.known = seen;
+        self.revision = Some(revision);
+        replica::write_sync_state(store, &self.namespace, SyncState { revision, synced_at_ms: now_ms })?;
+        Ok(Next::Done(report))
+    }
+
+    fn incremental(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
+        let answer = etcd::parse_range(status, body).map_err(SyncError::Etcd)?;
+        let last = self.revision.unwrap_or(0);
+        if answer.revision < last {
+            // etcd went back in time (restored from a backup): trust nothing.
+            self.revision = None;
+            return Ok(Next::Call(self.begin_full()));
+        }
+        let mut report = CycleReport { revision: answer.revision, ..CycleReport::default() };
+        let mut known = std::mem::take(&mut self.known);
+        let before = known.len();
+        for kv in &answer.kvs {
+            self.apply_kv(store, kv, &mut known, &mut report)?;
+        }
+        let added = known.len() > before;
+        let count = usize::try_from(answer.count).unwrap_or(usize::MAX);
+        self.known = known;
+        if count != self.known.len() {
+            // Something was deleted (or the count disagrees for any reason).
+            return Ok(Next::Call(self.begin_full()));
+        }
+        if added {
+            replica::write_index(store, &self.namespace, self.known.keys())?;
+        }
+        if report.changed > 0 {
+            replica::write_lists(store, &self.namespace, &self.known)?;
+        }
+        self.revision = Some(answer.revision);
+        replica::write_sync_state(store, &self.namespace, SyncState { revision: answer.revision, synced_at_ms: now_ms })?;
+        Ok(Next::Done(report))
+    }
+
+    fn apply_kv(&self, store: &dyn SharedStore, kv: &etcd::Kv, into: &mut HashMap<String, Listed>, report: &mut CycleReport) -> Result<(), SyncError> {
+        let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) else { return Ok(()) };
+        let name = String::from_utf8_lossy(suffix).into_owned();
+        // A key that is not a canonical address is never looked up: count it
+        // (etcd does) but leave the replica alone.
+        if crate::email::canonical_email(&name).ok().as_deref() != Some(name.as_str()) || name.as_bytes() != suffix {
+            report.unreadable += 1;
+            into.insert(name, Listed { status: None, updated_ms: 0 });
+            return Ok(());
+        }
+        let (listed, changed) = match Developer::from_stored(&name, &kv.value) {
+            Ok(developer) => (
+                Listed { status: Some(developer.status), updated_ms: developer.updated_ms },
+                replica::apply(store, &self.namespace, &name, kv.mod_revision, Entry::Present(&developer))?,
+            ),
+            Err(_) => {
+                report.unreadable += 1;
+                let changed = replica::apply(store, &self.namespace, &name, kv.mod_revision, Entry::Unreadable)?;
+                (Listed { status: None, updated_ms: 0 }, changed)
+            }
+        };
+        into.insert(name, listed);
+        if changed {
+            report.changed += 1;
+        }
+        Ok(())
+    }
+}
+
+pub fn developers_prefix(key_prefix: &str) -> String {
+    format!("{key_prefix}dev/")
+}
+
+pub fn developer_etcd_key(key_prefix: &str, email: &str) -> Vec<u8> {
+    format!("{key_prefix}dev/{email}").into_bytes()
+}
+
+/// The seed marker: its presence means the configuration's developers were
+/// written once and must not be again (an admin may have deleted them since).
+pub fn seed_marker(key_prefix: &str) -> Vec<u8> {
+    format!("{key_prefix}seeded").into_bytes()
+}
+
+/// The request that seeds `developers` once, `None` when there are none.
+pub fn seed_request(key_prefix: &str, developers: &[(String, Status)], now_ms: u64) -> Option<EtcdRequest> {
+    if developers.is_empty() {
+        return None;
+    }
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = developers
+        .iter()
+        .map(|(email, status)| {
+            let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", now_ms);
+            (developer_etcd_key(key_prefix, email), developer.to_stored())
+        })
+        .collect();
+    Some(etcd::seed_once(&seed_marker(key_prefix), &entries))
+}
+
+// ---- Which worker syncs ------------------------------------------------------
+
+fn syncer_key(namespace: &str) -> String {
+    format!("{namespace}/syncer")
+}
+
+/// A number no other worker of this gateway has: a CAS-incremented counter.
+pub fn claim_worker_id(store: &dyn SharedStore, namespace: &str) -> Result<u64, StoreError> {
+    let key = format!("{namespace}/workers");
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (next, cas) = match store.get(&key)? {
+            Some((bytes, cas)) => {
+                let current: u64 = std::str::from_utf8(&bytes).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+                (current + 1, Some(cas))
+            }
+            None => (1, None),
+        };
+        match store.set(&key, next.to_string().as_bytes(), cas) {
+            Ok(()) => return Ok(next),
+            Err(StoreError::CasMismatch) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StoreError::CasMismatch)
+}
+
+/// Whether worker `me` is the syncer now: it keeps the role by refreshing its
+/// heartbeat, and takes it when the holder's heartbeat is older than `stall_ms`.
+pub fn elect(store: &dyn SharedStore, namespace: &str, me: u64, now_ms: u64, stall_ms: u64) -> bool {
+    let key = syncer_key(namespace);
+    let Ok(current) = store.get(&key) else { return false };
+    let cas = match &current {
+        Some((bytes, cas)) => {
+            let text = String::from_utf8_lossy(bytes);
+            let mut fields = text.split(';');
+            let holder: Option<u64> = fields.next().and_then(|f| f.parse().ok());
+            let heartbeat: u64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+            let stalled = now_ms.saturating_sub(heartbeat) > stall_ms;
+            if holder != Some(me) && !stalled {
+                return false;
+            }
+            Some(*cas)
+        }
+        None => None,
+    };
+    // Losing this CAS means another worker just refreshed or took the role.
+    store.set(&key, format!("{me};{now_ms}").as_bytes(), cas).is_ok()
+}
+
+/// Which worker holds the syncer role and its last heartbeat, for the health page.
+pub fn syncer_heartbeat(store: &dyn SharedStore, namespace: &str) -> Option<(u64, u64)> {
+    let (bytes, _) = store.get(&syncer_key(namespace)).ok()??;
+    let text = String::from_utf8(bytes).ok()?;
+    let (holder, heartbeat) = text.split_once(';')?;
+    Some((holder.parse().ok()?, heartbeat.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+//! The syncer against an in-memory etcd that answers the gateway's JSON the way
+//! etcd 3.4 does (the end-to-end tests use the real one).
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::base64::{self, Alphabet};
+use crate::directory::{lookup, Lookup, MemoryStore};
+
+#[derive(Default)]
+struct FakeEtcd {
+    revision: u64,
+    /// key -> (value, create_revision, mod_revision)
+    kvs: BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::encode(Alphabet::Standard, bytes)
+}
+
+fn unb64(value: &Value) -> Vec<u8> {
+    base64::decode(Alphabet::Standard, value.as_str().unwrap_or("")).unwrap()
+}
+
+fn int(value: &Value) -> u64 {
+    value.as_str().map_or(0, |text| text.parse().unwrap())
+}
+
+impl FakeEtcd {
+    fn put(&mut self, key: &str, value: &[u8]) {
+        self.revision += 1;
+        let create = self.kvs.get(key.as_bytes()).map_or(self.revision, |(_, create, _)| *create);
+        self.kvs.insert(key.as_bytes().to_vec(), (value.to_vec(), create, self.revision));
+    }
+
+    fn delete(&mut self, key: &str) {
+        self.revision += 1;
+        self.kvs.remove(key.as_bytes());
+    }
+
+    fn answer(&mut self, request: &EtcdRequest) -> (u32, Vec<u8>) {
+        let body: Value = serde_json::from_str(&request.body).unwrap();
+        if request.path == etcd::TXN {
+            // Only the seed transaction reaches the fake: apply its puts.
+            for op in body["success"].as_array().unwrap() {
+                let put = if op["request_put"].is_object() { &op["request_put"] } else { &op["request_txn"]["success"][0]["request_put"] };
+                let key = String::from_utf8(unb64(&put["key"])).unwrap();
+                if !self.kvs.contains_key(key.as_bytes()) {
+                    self.put(&key, &unb64(&put["value"]));
+                }
+            }
+            return (200, json!({"header": {"revision": self.revision.to_string()}, "succeeded": true}).to_string().into_bytes());
+        }
+        let start = unb64(&body["key"]);
+        let end = unb64(&body["range_end"]);
+        let min_mod = int(&body["min_mod_revision"]);
+        let limit = int(&body["limit"]) as usize;
+        let in_range: Vec<_> = self.kvs.range(start..end).collect();
+        let filtered: Vec<_> = in_range.iter().filter(|(_, (_, _, m))| *m >= min_mod).collect();
+        let shown = if limit > 0 { filtered.iter().take(limit).collect::<Vec<_>>() } else { filtered.iter().collect() };
+        let kvs: Vec<Value> = shown
+            .iter()
+            .map(|(k, (v, c, m))| json!({"key": b64(k), "value": b64(v), "create_revision": c.to_string(), "mod_revision": m.to_string()}))
+            .collect();
+        let more = limit > 0 && filtered.len() > limit;
+        (200, json!({"header": {"revision": self.revision.to_string()}, "kvs": kvs, "count": in_range.len().to_string(), "more": more}).to_string().into_bytes())
+    }
+}
+
+fn developer(status: &str, updated_ms: u64) -> Vec<u8> {
+    json!({"status": status, "updated_ms": updated_ms}).to_string().into_bytes()
+}
+
+/// Runs one whole cycle; returns its report.
+fn cycle(syncer: &mut Syncer, etcd: &mut FakeEtcd, store: &MemoryStore) -> CycleReport {
+    let mut request = syncer.begin();
+    for _ in 0..10_000 {
+        let (status, body) = etcd.answer(&request);
+        match syncer.on_answer(store, status, &body, 1000).unwrap() {
+            Next::Call(next) => request = next,
+            Next::Done(report) => return report,
+        }
+    }
+    panic!("the cycle never ended");
+}
+
+#[test]
+fn full_then_incremental_sync_with_changes_and_deletions() {
+    let mut etcd = FakeEtcd::default();
+    for i in 0..2500 {
+        etcd.put(&format!("/dp/dev/user{i}@x.io"), &developer("approved", i));
+    }
+    etcd.put("/dp/other", b"not a developer");
+    let store = MemoryStore::default();
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    assert!(replica::read_sync_state(&store, "ns").is_none());
+
+    let report = cycle(&mut syncer, &mut etcd, &store);
+    assert!(report.full);
+    assert_eq!(report.changed, 2500);
+    assert_eq!(lookup(&store, "ns", "user7@x.io"), Lookup::Found(Status::Approved));
+    assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 2500);
+    assert_eq!(replica::read_sync_state(&store, "ns").unwrap().revision, etcd.revision);
+
+    // Nothing changed: nothing written.
+    let report = cycle(&mut syncer, &mut etcd, &store);
+    assert!(!report.full);
+    assert_eq!(report.changed, 0);
+
+    // A status change and a new developer: incremental.
+    etcd.put("/dp/dev/user7@x.io", &developer("revoked", 9999));
+    etcd.put("/dp/dev/new@x.io", &developer("requested", 10_000));
+    let report = cycle(&mut syncer, &mut etcd, &store);
+    assert!(!report.full);
+    assert_eq!(report.changed, 2);
+    assert_eq!(lookup(&store, "ns", "user7@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(replica::list_page(&store, "ns", Status::Requested, 0, 10).unwrap(), (1, vec!["new@x.io".to_string()]));
+
+    // A deletion shows as a smaller count and is answered with a full sync.
+    etcd.delete("/dp/dev/user8@x.io");
+    let report = cycle(&mut syncer, &mut etcd, &store);
+    assert!(report.full);
+    assert_eq!(report.removed, 1);
+    assert_eq!(lookup(&store, "ns", "user8@x.io"), Lookup::Unknown);
+    assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 2498);
+
+    // An unreadable value and a key that is not an address: counted, not looping.
+    etcd.put("/dp/dev/user9@x.io", b"{oops");
+    etcd.put("/dp/dev/Not-Canonical@X.io", &developer("approved", 1));
+    cycle(&mut syncer, &mut etcd, &store);
+    assert_eq!(lookup(&store, "ns", "user9@x.io"), Lookup::Unavailable);
+    assert_eq!(lookup(&store, "ns", "not-canonical@x.io"), Lookup::Unknown);
+    let report = cycle(&mut syncer, &mut etcd, &store);
+    assert!(!report.full, "a stable directory must not resync fully every cycle");
+}
+
+#[test]
+fn a_new_syncer_starts_with_a_full_sync_and_removes_what_vanished_meanwhile() {
+    let mut etcd = FakeEtcd::default();
+    etcd.put("/dp/dev/a@x.io", &developer("approved", 1));
+    etcd.put("/dp/dev/b@x.io", &developer("approved", 1));
+    let store = MemoryStore::default();
+    cycle(&mut Syncer::new("ns", "/dp/", None), &mut etcd, &store);
+    etcd.delete("/dp/dev/a@x.io");
+    // The first syncer stalled; another worker takes over with empty memory.
+    let report = cycle(&mut Syncer::new("ns", "/dp/", None), &mut etcd, &store);
+    assert!(report.full);
+    assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Unknown);
+    assert_eq!(lookup(&store, "ns", "b@x.io"), Lookup::Found(Status::Approved));
+}
+
+#[test]
+fn seeding_happens_before_the_first_sync() {
+    let mut etcd = FakeEtcd::default();
+    let store = MemoryStore::default();
+    let seed = seed_request("/dp/", &[("a@x.io".into(), Status::Revoked)], 5);
+    let mut syncer = Syncer::new("ns", "/dp/", seed);
+    cycle(&mut syncer, &mut etcd, &store);
+    assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Revoked));
+    assert!(etcd.kvs.contains_key(b"/dp/seeded".as_slice()));
+}
+
+#[test]
+fn failures_leave_the_replica_as_it_was() {
+    let mut etcd = FakeEtcd::default();
+    etcd.put("/dp/dev/a@x.io", &developer("approved", 1));
+    let store = MemoryStore::default();
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    cycle(&mut syncer, &mut etcd, &store);
+    syncer.begin();
+    assert!(syncer.on_answer(&store, 503, b"upstream connect error", 2000).is_err());
+    assert!(!syncer.in_cycle());
+    assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Approved));
+    assert_eq!(replica::read_sync_state(&store, "ns").unwrap().synced_at_ms, 1000);
+}
+
+#[test]
+fn one_syncer_at_a_time_and_takeover_after_a_stall() {
+    let store = MemoryStore::default();
+    let a = claim_worker_id(&store, "ns").unwrap();
+    let b = claim_worker_id(&store, "ns").unwrap();
+    assert_ne!(a, b);
+    assert!(elect(&store, "ns", a, 1000, 3000));
+    assert!(!elect(&store, "ns", b, 1500, 3000));
+    assert!(elect(&store, "ns", a, 2000, 3000));
+    // a stops ticking; b takes over once the heartbeat is older than the stall bound.
+    assert!(!elect(&store, "ns", b, 4900, 3000));
+    assert!(elect(&store, "ns", b, 5100, 3000));
+    assert!(!elect(&store, "ns", a, 5200, 3000));
+    assert_eq!(syncer_heartbeat(&store, "ns"), Some((b, 5100)));
+}

@@ -66,6 +66,67 @@ struct RawConfig {
     denials: Option<RawDenials>,
     #[serde(default)]
     developers: Vec<RawDeveloper>,
+    #[serde(default)]
+    directory: Option<RawDirectory>,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    unknown_developers: Option<RawUnknownDevelopers>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    source: RawSource,
+    #[serde(default)]
+    etcd: Option<RawEtcd>,
+    #[serde(default)]
+    sync_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawSource {
+    Static,
+    Etcd,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcd {
+    upstream: String,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default)]
+    key_prefix: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    prefix: String,
+    tokens: Vec<RawToken>,
+    registration_url: String,
+    #[serde(default)]
+    invitation_subject: Option<String>,
+    #[serde(default)]
+    invitation_body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    token: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawUnknownDevelopers {
+    Deny,
+    Request,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,14 +239,62 @@ pub struct Gate {
     pub responses: Responses,
     /// Whether any refusal has a browser answer (skips reading `accept` otherwise).
     pub has_browser_answers: bool,
+    /// `unknown_developers: request`: an unknown developer opening a portal page
+    /// is registered as Requested.
+    pub self_service: bool,
 }
+
+/// Where the directory's truth lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Directory {
+    /// The configuration's `developers`; the admin API is read-only.
+    Static,
+    Etcd(EtcdConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// Envoy: a cluster name. Kong: host:port.
+    pub upstream: String,
+    /// The `:authority` of calls to etcd.
+    pub authority: String,
+    /// Every key of this directory starts with it, e.g. `/devportal/`.
+    pub key_prefix: String,
+    pub timeout_ms: u64,
+    pub sync_interval_ms: u64,
+}
+
+pub const DEFAULT_ETCD_KEY_PREFIX: &str = "/devportal/";
+pub const DEFAULT_ETCD_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 1000;
+/// More than this many developers in configuration belong in etcd directly.
+pub const MAX_ETCD_SEED: usize = 100;
+pub const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// e.g. `/_devportal`: no trailing slash.
+    pub prefix: String,
+    /// (name recorded as the actor, secret)
+    pub tokens: Vec<(String, String)>,
+    pub registration_url: String,
+    pub invitation_subject: String,
+    /// May contain `{registration_url}`.
+    pub invitation_body: String,
+}
+
+pub const DEFAULT_INVITATION_SUBJECT: &str = "You are invited to our developer portal";
+pub const DEFAULT_INVITATION_BODY: &str =
+    "Hello,\n\nYou are invited to register on our developer portal: {registration_url}\n\nOnce an administrator approves your request, you can create credentials and call our APIs.";
 
 /// A compiled configuration: the gate and the developers to seed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub gate: Gate,
-    /// Canonical e-mails, unique.
+    /// Canonical e-mails, unique. Static: the directory. etcd: created once.
     pub developers: Vec<(String, Status)>,
+    pub directory: Directory,
+    pub admin: Option<AdminConfig>,
 }
 
 /// Parses and validates a configuration.
@@ -212,10 +321,127 @@ fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let namespace = compile_namespace(raw.namespace)?;
     let identity = compile_identity(raw.identity)?;
+    let directory = compile_directory(raw.directory)?;
+    let admin = raw.admin.map(compile_admin).transpose()?;
+    if raw.routes.is_empty() && admin.is_none() {
+        return Err(ConfigError::new("routes", "must list at least one route (only an admin-only configuration may have none)"));
+    }
+    let self_service = raw.unknown_developers == Some(RawUnknownDevelopers::Request);
+    if self_service && directory == Directory::Static {
+        return Err(ConfigError::new(
+            "unknown_developers",
+            "\"request\" registers developers, which needs directory.source \"etcd\" (a static directory is read-only)",
+        ));
+    }
     let routes = compile_routes(raw.routes, raw.unmatched)?;
     let (responses, has_browser_answers) = compile_denials(raw.denials.unwrap_or_default(), &routes)?;
     let developers = compile_developers(raw.developers)?;
-    Ok(Config { gate: Gate { namespace, identity, routes, responses, has_browser_answers }, developers })
+    if matches!(directory, Directory::Etcd(_)) && developers.len() > MAX_ETCD_SEED {
+        return Err(ConfigError::new(
+            "developers",
+            format!("with an etcd directory these only seed it once; more than {MAX_ETCD_SEED} belong in etcd (etcdctl or the admin API)"),
+        ));
+    }
+    Ok(Config {
+        gate: Gate { namespace, identity, routes, responses, has_browser_answers, self_service },
+        developers,
+        directory,
+        admin,
+    })
+}
+
+fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError> {
+    let Some(raw) = raw else { return Ok(Directory::Static) };
+    match (raw.source, raw.etcd) {
+        (RawSource::Static, None) => {
+            if raw.sync_interval_ms.is_some() {
+                return Err(ConfigError::new("directory.sync_interval_ms", "only applies to directory.source \"etcd\""));
+            }
+            Ok(Directory::Static)
+        }
+        (RawSource::Static, Some(_)) => {
+            Err(ConfigError::new("directory.etcd", "only applies to directory.source \"etcd\""))
+        }
+        (RawSource::Etcd, None) => Err(ConfigError::new("directory.etcd", "is required when directory.source is \"etcd\"")),
+        (RawSource::Etcd, Some(etcd)) => {
+            let upstream = etcd.upstream.trim().to_string();
+            if upstream.is_empty() || upstream.contains(char::is_whitespace) {
+                return Err(ConfigError::new(
+                    "directory.etcd.upstream",
+                    "must name the Envoy cluster (or, in Kong, the host:port) of etcd's client URL",
+                ));
+            }
+            let authority = etcd.authority.unwrap_or_else(|| upstream.clone());
+            if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b)) {
+                return Err(ConfigError::new("directory.etcd.authority", format!("{authority:?} is not a host[:port]")));
+            }
+            let key_prefix = etcd.key_prefix.unwrap_or_else(|| DEFAULT_ETCD_KEY_PREFIX.to_string());
+            let valid_prefix = key_prefix.starts_with('/')
+                && key_prefix.ends_with('/')
+                && key_prefix.len() <= 128
+                && key_prefix.bytes().all(|b| b.is_ascii_graphic());
+            if !valid_prefix {
+                return Err(ConfigError::new(
+                    "directory.etcd.key_prefix",
+                    format!("{key_prefix:?} must start and end with '/' and hold printable ASCII only (at most 128)"),
+                ));
+            }
+            let timeout_ms = bounded("directory.etcd.timeout_ms", etcd.timeout_ms, DEFAULT_ETCD_TIMEOUT_MS, 100, 60_000)?;
+            let sync_interval_ms =
+                bounded("directory.sync_interval_ms", raw.sync_interval_ms, DEFAULT_SYNC_INTERVAL_MS, 100, 60_000)?;
+            Ok(Directory::Etcd(EtcdConfig { upstream, authority, key_prefix, timeout_ms, sync_interval_ms }))
+        }
+    }
+}
+
+fn bounded(field: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let value = value.unwrap_or(default);
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError::new(field, format!("{value} is outside {min}..={max}")));
+    }
+    Ok(value)
+}
+
+fn compile_admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
+    let prefix = compile_route_path("admin.prefix", raw.prefix)?;
+    if prefix == "/" || prefix.ends_with('/') {
+        return Err(ConfigError::new("admin.prefix", format!("{prefix:?} must be a path like \"/_devportal\", without a trailing '/'")));
+    }
+    if raw.tokens.is_empty() {
+        return Err(ConfigError::new("admin.tokens", "must list at least one token"));
+    }
+    let mut tokens: Vec<(String, String)> = Vec::with_capacity(raw.tokens.len());
+    for (i, token) in raw.tokens.into_iter().enumerate() {
+        let name = token.name.trim().to_string();
+        if name.is_empty() || name.len() > 64 || name.contains(char::is_control) {
+            return Err(ConfigError::new(format!("admin.tokens[{i}].name"), "must be 1-64 printable characters (it is recorded as the actor)"));
+        }
+        // The secret itself never appears in an error or a log.
+        if token.token.len() < MIN_TOKEN_LEN || !token.token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::new(
+                format!("admin.tokens[{i}].token"),
+                format!("must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces"),
+            ));
+        }
+        if tokens.iter().any(|(other, _)| *other == name) {
+            return Err(ConfigError::new(format!("admin.tokens[{i}].name"), format!("{name:?} is used twice")));
+        }
+        if tokens.iter().any(|(_, other)| *other == token.token) {
+            return Err(ConfigError::new(format!("admin.tokens[{i}].token"), "is the same as another token's"));
+        }
+        tokens.push((name, token.token));
+    }
+    let url = raw.registration_url;
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new("admin.registration_url", format!("{url:?} must be an absolute http(s) URL without spaces")));
+    }
+    Ok(AdminConfig {
+        prefix,
+        tokens,
+        registration_url: url,
+        invitation_subject: raw.invitation_subject.unwrap_or_else(|| DEFAULT_INVITATION_SUBJECT.to_string()),
+        invitation_body: raw.invitation_body.unwrap_or_else(|| DEFAULT_INVITATION_BODY.to_string()),
+    })
 }
 
 fn compile_namespace(namespace: Option<String>) -> Result<String, ConfigError> {
@@ -270,9 +496,6 @@ fn compile_header_name(field: &str, name: Option<String>, default: &str) -> Resu
 }
 
 fn compile_routes(raw_routes: Vec<RawRoute>, unmatched: Option<RawUnmatched>) -> Result<RouteTable, ConfigError> {
-    if raw_routes.is_empty() {
-        return Err(ConfigError::new("routes", "must list at least one route"));
-    }
     let mut routes: Vec<Route> = Vec::with_capacity(raw_routes.len());
     for (i, raw) in raw_routes.into_iter().enumerate() {
         let field = format!("routes[{i}]");

@@ -41,10 +41,13 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// One page of the keys under `prefix`, from `start` (inclusive) on, in key order.
 /// `revision` pins every page of a full read to one snapshot.
 pub fn range_page(prefix: &[u8], start: &[u8], revision: Option<u64>, limit: u32) -> EtcdRequest {
-    let mut body = json!({"key": b64(start), "range_end": b64(&prefix_end(prefix)), "limit": limit.to_string()});
-    if let Some(revision) = revision {
-        body["revision"] = json!(revision.to_string());
-    }
+    // Revision 0 means "the latest" to etcd.
+    let body = json!({
+        "key": b64(start),
+        "range_end": b64(&prefix_end(prefix)),
+        "limit": limit.to_string(),
+        "revision": revision.unwrap_or(0).to_string(),
+    });
     EtcdRequest { path: RANGE, body: body.to_string() }
 }
 
@@ -238,7 +241,7 @@ fn decode_kv(raw: RawKv) -> Result<Kv, EtcdError> {
 }
 
 /// Checks the HTTP status and turns an error body into `EtcdError::Server`.
-fn answer_body<'a>(status: u32, body: &'a [u8]) -> Result<&'a [u8], EtcdError> {
+fn answer_body(status: u32, body: &[u8]) -> Result<&[u8], EtcdError> {
     if status == 200 {
         return Ok(body);
     }

@@ -12,6 +12,7 @@
 //!
 //! `host` (wasm32 only) is the thin glue to the proxy-wasm ABI.
 
+pub mod admin;
 pub mod base64;
 pub mod clock;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod email;
 pub mod etcd;
 pub mod gate;
 pub mod identity;
+pub mod mailto;
 pub mod metrics;
 pub mod path;
 pub mod replica;

@@ -9,6 +9,7 @@
 //! - incremental: one range of the keys changed since the last revision. Its
 //!   `count` still counts every key, so fewer keys than the syncer knows means a
 //!   deletion, answered with a full sync in the same cycle.
+//!
 //! The hot path never waits for any of this: it reads the replica.
 
 use std::collections::HashMap;
@@ -34,10 +35,18 @@ pub struct Syncer {
     phase: Phase,
 }
 
+/// A full sync between pages.
+struct FullSync {
+    /// The snapshot's revision, fixed by the first page.
+    revision: Option<u64>,
+    seen: HashMap<String, Listed>,
+    report: CycleReport,
+}
+
 enum Phase {
     Idle,
     Seeding,
-    Full { revision: Option<u64>, seen: HashMap<String, Listed>, report: CycleReport },
+    Full(FullSync),
     Incremental,
 }
 
@@ -109,7 +118,11 @@ impl Syncer {
     }
 
     fn begin_full(&mut self) -> EtcdRequest {
-        self.phase = Phase::Full { revision: None, seen: HashMap::new(), report: CycleReport { full: true, ..CycleReport::default() } };
+        self.phase = Phase::Full(FullSync {
+            revision: None,
+            seen: HashMap::new(),
+            report: CycleReport { full: true, ..CycleReport::default() },
+        });
         etcd::range_page(&self.prefix, &self.prefix, None, FULL_SYNC_PAGE)
     }
 
@@ -137,7 +150,7 @@ impl Syncer {
                 self.seed = None;
                 Ok(Next::Call(self.begin()))
             }
-            Phase::Full { revision, seen, report } => self.full_page(store, status, body, revision, seen, report, now_ms),
+            Phase::Full(full) => self.full_page(store, status, body, full, now_ms),
             Phase::Incremental => self.incremental(store, status, body, now_ms),
         }
     }
@@ -147,11 +160,10 @@ impl Syncer {
         store: &dyn SharedStore,
         status: u32,
         body: &[u8],
-        pinned: Option<u64>,
-        mut seen: HashMap<String, Listed>,
-        mut report: CycleReport,
+        full: FullSync,
         now_ms: u64,
     ) -> Result<Next, SyncError> {
+        let FullSync { revision: pinned, mut seen, mut report } = full;
         let answer = match etcd::parse_range(status, body) {
             // The pinned revision was compacted between pages: start over.
             Err(EtcdError::Server { code: etcd::CODE_COMPACTED, .. }) if pinned.is_some() => {
@@ -168,7 +180,7 @@ impl Syncer {
         if answer.more {
             if let Some(mut start) = last_key {
                 start.push(0);
-                self.phase = Phase::Full { revision: Some(revision), seen, report };
+                self.phase = Phase::Full(FullSync { revision: Some(revision), seen, report });
                 return Ok(Next::Call(etcd::range_page(&self.prefix, &start, Some(revision), FULL_SYNC_PAGE)));
             }
         }

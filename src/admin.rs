@@ -187,7 +187,7 @@ fn query_params(query: Option<&str>) -> Result<Vec<(String, String)>, ApiRespons
 
 pub enum Step {
     Respond(ApiResponse),
-    Call(EtcdRequest, Task),
+    Call(EtcdRequest, Box<Task>),
 }
 
 /// A request waiting for etcd.
@@ -256,14 +256,14 @@ fn start_inner(ctx: &AdminContext<'_>, route: Route, query: Option<&str>, body: 
             let request: CreateRequest = parse_body(body)?;
             let developer = request.into_developer(actor, ctx.now_ms)?;
             let call = etcd::create(&sync::developer_etcd_key(prefix, &developer.email), &developer.to_stored());
-            Ok(Step::Call(call, Task::Create { developer }))
+            Ok(Step::Call(call, Box::new(Task::Create { developer })))
         }
         Route::Act(email, action) => {
             let prefix = writable(ctx)?;
             let request: ActRequest = if body.is_empty() { ActRequest::default() } else { parse_body(body)? };
             let reason = check_reason(request.reason)?;
             let task = ActTask { email, action, reason, actor: actor.to_string(), dry_run: request.dry_run, phase: ActPhase::Read };
-            Ok(Step::Call(etcd::get(&sync::developer_etcd_key(prefix, &task.email)), Task::Act(task)))
+            Ok(Step::Call(etcd::get(&sync::developer_etcd_key(prefix, &task.email)), Box::new(Task::Act(task))))
         }
         Route::Bulk => {
             let prefix = writable(ctx)?;
@@ -284,7 +284,7 @@ fn start_inner(ctx: &AdminContext<'_>, route: Route, query: Option<&str>, body: 
             let Some(first) = pending.pop_front() else { return Err(error(422, "invalid_emails", "no addresses")) };
             let current = ActTask { email: first, action, reason, actor: actor.to_string(), dry_run: request.dry_run, phase: ActPhase::Read };
             let call = etcd::get(&sync::developer_etcd_key(prefix, &current.email));
-            Ok(Step::Call(call, Task::Bulk(BulkTask { pending, current, results: Vec::new() })))
+            Ok(Step::Call(call, Box::new(Task::Bulk(BulkTask { pending, current, results: Vec::new() }))))
         }
     }
 }
@@ -297,11 +297,11 @@ pub fn resume(ctx: &AdminContext<'_>, task: Task, etcd_answer: Result<(u32, Vec<
     match task {
         Task::Create { developer } => Step::Respond(created(ctx, developer, etcd_answer)),
         Task::Act(mut task) => match act(ctx, prefix, &mut task, etcd_answer) {
-            ActOutcome::Call(call) => Step::Call(call, Task::Act(task)),
+            ActOutcome::Call(call) => Step::Call(call, Box::new(Task::Act(task))),
             ActOutcome::Done { status, body } => Step::Respond(answer(status, body)),
         },
         Task::Bulk(mut bulk) => match act(ctx, prefix, &mut bulk.current, etcd_answer) {
-            ActOutcome::Call(call) => Step::Call(call, Task::Bulk(bulk)),
+            ActOutcome::Call(call) => Step::Call(call, Box::new(Task::Bulk(bulk))),
             ActOutcome::Done { status, body } => {
                 bulk.results.push(json!({"email": bulk.current.email, "status": status, "result": body}));
                 if status == 503 {
@@ -316,7 +316,7 @@ pub fn resume(ctx: &AdminContext<'_>, task: Task, etcd_answer: Result<(u32, Vec<
                         let call = etcd::get(&sync::developer_etcd_key(prefix, &email));
                         bulk.current.email = email;
                         bulk.current.phase = ActPhase::Read;
-                        Step::Call(call, Task::Bulk(bulk))
+                        Step::Call(call, Box::new(Task::Bulk(bulk)))
                     }
                     None => Step::Respond(bulk_answer(200, bulk.current.dry_run, bulk.results)),
                 }
@@ -474,7 +474,7 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiRespons
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let at = e.path().to_string();
-        let message = if at == "." { e.inner().to_string() } else { format!("at `{at}`: {}", e.inner()) };
+        let message = if at == "." || at == "?" { e.inner().to_string() } else { format!("at `{at}`: {}", e.inner()) };
         error(400, "invalid_body", message)
     })?;
     deserializer.end().map_err(|e| error(400, "invalid_body", e.to_string()))?;

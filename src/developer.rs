@@ -144,7 +144,7 @@ impl fmt::Display for NotOffered {
         let offered: Vec<&str> = DeveloperAction::offered_by(self.current).iter().map(|a| a.as_str()).collect();
         write!(
             f,
-            "cannot {} a developer whose status is {}; a {} developer offers: {}",
+            "cannot {} a developer whose status is {}; {} developers offer: {}",
             self.action.as_str(),
             self.current,
             self.current,
@@ -228,7 +228,7 @@ mod tests {
             }
         }
         let error = Accept.outcome_from(Approved).unwrap_err();
-        assert_eq!(error.to_string(), "cannot accept a developer whose status is approved; a approved developer offers: revoke, delete");
+        assert_eq!(error.to_string(), "cannot accept a developer whose status is approved; approved developers offer: revoke, delete");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum Action<'g> {
     },
     /// Answer locally.
     Respond(Cow<'g, LocalResponse>),
+    /// Self-service: record this unknown developer as Requested, then answer
+    /// `then` (the Requested answer).
+    Register { email: String, then: Cow<'g, LocalResponse> },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -81,6 +84,14 @@ pub fn decide<'g>(
             }
         }
         Lookup::Found(status) => Refusal::NotApproved(status),
+        Lookup::Unknown if gate.self_service && class == RouteClass::Portal => {
+            let pending = refuse(gate, Some(class), Refusal::NotApproved(Status::Requested), request);
+            let then = match pending.action {
+                Action::Respond(response) => response,
+                _ => Cow::Owned(LocalResponse { status: 403, headers: Vec::new(), body: Vec::new() }),
+            };
+            return Verdict { action: Action::Register { email, then }, counter: Counter::Refused(class, Refusal::UnknownDeveloper) };
+        }
         Lookup::Unknown => Refusal::UnknownDeveloper,
         Lookup::Unavailable => Refusal::DirectoryUnavailable,
     };
@@ -165,7 +176,25 @@ mod tests {
         match &verdict.action {
             Action::Respond(response) => response.status,
             Action::Forward { .. } => 200,
+            Action::Register { .. } => 0,
         }
+    }
+
+    #[test]
+    fn self_service_registers_unknown_developers_on_portal_pages_only() {
+        let (mut gate, store) = demo();
+        gate.self_service = true;
+        let eve = || Headers(vec![("x-consumer-username", "Eve@example.com")]);
+        let verdict = run(&gate, &store, "/portal/dashboard", "GET", eve());
+        let Action::Register { email, then } = verdict.action else { panic!("expected a registration") };
+        assert_eq!(email, "eve@example.com");
+        assert_eq!(then.status, 403);
+        assert!(String::from_utf8_lossy(&then.body).contains("requested"));
+        // Not on APIs or credentials, and never for known developers.
+        assert_eq!(status_of(&run(&gate, &store, "/api/orders", "GET", eve())), 403);
+        assert_eq!(status_of(&run(&gate, &store, "/portal/credentials", "GET", eve())), 403);
+        let bob = Headers(vec![("x-consumer-username", "bob@example.com")]);
+        assert_eq!(status_of(&run(&gate, &store, "/portal/dashboard", "GET", bob)), 403);
     }
 
     #[test]

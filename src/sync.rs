@@ -57,6 +57,8 @@ pub struct CycleReport {
     pub changed: usize,
     pub removed: usize,
     pub unreadable: usize,
+    /// Developers whose tab or place in it changed.
+    pub relisted: usize,
     pub revision: u64,
 }
 
@@ -222,7 +224,7 @@ impl Syncer {
         if added {
             replica::write_index(store, &self.namespace, self.known.keys())?;
         }
-        if report.changed > 0 {
+        if report.relisted > 0 {
             replica::write_lists(store, &self.namespace, &self.known)?;
         }
         self.revision = Some(answer.revision);
@@ -251,7 +253,11 @@ impl Syncer {
                 (Listed { status: None, updated_ms: 0 }, changed)
             }
         };
-        into.insert(name, listed);
+        // The tabs change with the listing, whoever wrote the replica first (an
+        // admin request on this gateway usually has).
+        if into.insert(name, listed.clone()).as_ref() != Some(&listed) {
+            report.relisted += 1;
+        }
         if changed {
             report.changed += 1;
         }

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code: failing loudly is the point
-//! End to end: the shipped demo (filter-config/envoy/demo.yaml) in a real Envoy
+//! End to end: the shipped demo (filter-config/envoy/static.yaml) in a real Envoy
 //! with two workers, the built `.wasm`, and real HTTP requests.
 
 mod common;
@@ -13,7 +13,7 @@ struct Demo {
 
 fn demo(name: &str) -> Demo {
     let ports = Ports::new();
-    let config = adapt_shipped_config("filter-config/envoy/demo.yaml", &ports);
+    let config = adapt_shipped_config("filter-config/envoy/static.yaml", &ports);
     let envoy = Envoy::start(name, &config, ports.admin, 2);
     Demo { envoy, port: ports.listener }
 }

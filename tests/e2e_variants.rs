@@ -11,7 +11,7 @@ use common::{adapt_shipped_config, run_envoy_expecting_exit, Envoy, Ports, Reque
 const DAVE_REVOKED: &str = r#"{ "email": "dave@example.com", "status": "revoked" }"#;
 
 fn demo_with(ports: &Ports, from: &str, to: &str) -> String {
-    let config = adapt_shipped_config("filter-config/envoy/demo.yaml", ports);
+    let config = adapt_shipped_config("filter-config/envoy/static.yaml", ports);
     assert!(config.contains(from), "the demo no longer contains {from:?}");
     config.replace(from, to)
 }
@@ -69,7 +69,7 @@ struct DynamicDemo {
 impl DynamicDemo {
     fn start() -> DynamicDemo {
         let ports = Ports::new();
-        let demo = adapt_shipped_config("filter-config/envoy/demo.yaml", &ports);
+        let demo = adapt_shipped_config("filter-config/envoy/static.yaml", &ports);
         let start = demo.find("  - name: portal\n").unwrap();
         let end = demo.find("  - name: echo\n").unwrap();
         let listener = demo[start..end]

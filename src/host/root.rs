@@ -1,31 +1,147 @@
-//! The root context: compiles the configuration, seeds the directory, defines the
-//! counters, and hands every HTTP context a shared, immutable view of them.
+//! The root context: compiles the configuration, loads the directory's replica
+//! (static: seeded from configuration; etcd: kept in sync by the one worker that
+//! wins the syncer election), defines the metrics, and hands every HTTP context
+//! a shared, immutable view of them.
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MetricType};
 
+use super::etcd_call::{self, now_ms};
 use super::http::GateHttp;
 use super::store::HostSharedData;
-use crate::config::{self, Gate};
-use crate::directory;
+use crate::config::{self, AdminConfig, Directory, EtcdConfig, Gate};
 use crate::metrics::Counter;
+use crate::replica;
+use crate::sync::{self, Next, Syncer};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const GIT_SHA: &str = env!("DEVPORTAL_GATE_GIT_SHA");
 
-/// Metric ids by `Counter::index()`.
-pub type MetricIds = Rc<Vec<u32>>;
+/// How often every worker looks at the election and the replica's age. The sync
+/// interval is checked at this granularity, so it bounds the extra delay.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Everything an HTTP context needs, built once per configuration.
+pub struct Shared {
+    pub gate: Gate,
+    pub admin: Option<AdminConfig>,
+    pub directory: Directory,
+    /// Decision counter ids by `Counter::index()`.
+    pub counters: Vec<u32>,
+    /// Whether this worker has seen the replica complete a first full sync.
+    /// Only ever goes from false to true.
+    pub synced: Cell<bool>,
+}
 
 #[derive(Default)]
 pub struct GateRoot {
-    gate: Option<Rc<Gate>>,
-    metrics: MetricIds,
+    shared: Option<Rc<Shared>>,
+    sync: Option<SyncDuty>,
+    staleness_gauge: Option<u32>,
 }
 
-impl Context for GateRoot {}
+/// The etcd side of a worker: a candidate for the syncer role.
+struct SyncDuty {
+    etcd: EtcdConfig,
+    worker: u64,
+    syncer: Syncer,
+    /// The token of the call in flight, and when the cycle started.
+    in_flight: Option<(u32, u64)>,
+    last_cycle_ms: u64,
+    ok_counter: Option<u32>,
+    failed_counter: Option<u32>,
+}
+
+impl Context for GateRoot {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(duty) = self.sync.as_mut() else { return };
+        if duty.in_flight.map(|(token, _)| token) != Some(token_id) {
+            return; // An answer to an abandoned call.
+        }
+        let started = duty.in_flight.map_or(0, |(_, started)| started);
+        duty.in_flight = None;
+        let now = now_ms();
+        let answer = etcd_call::read_answer(body_size);
+        let result = match answer {
+            Ok((status, body)) => duty.syncer.on_answer(&HostSharedData, status, &body, now),
+            Err(error) => {
+                duty.syncer.abandon();
+                Err(sync::SyncError::Etcd(error))
+            }
+        };
+        match result {
+            Ok(Next::Call(request)) => match etcd_call::dispatch(&duty.etcd, &request) {
+                Ok(token) => duty.in_flight = Some((token, started)),
+                Err(error) => duty.fail(&sync::SyncError::Etcd(error)),
+            },
+            Ok(Next::Done(report)) => {
+                duty.last_cycle_ms = now;
+                bump(duty.ok_counter);
+                if report.full || report.changed > 0 {
+                    log::info!(
+                        "devportal-gate: {} sync to etcd revision {} in {} ms: {} changed, {} removed, {} unreadable",
+                        if report.full { "full" } else { "incremental" },
+                        report.revision,
+                        now.saturating_sub(started),
+                        report.changed,
+                        report.removed,
+                        report.unreadable
+                    );
+                }
+            }
+            Err(error) => duty.fail(&error),
+        }
+    }
+}
+
+impl SyncDuty {
+    fn fail(&mut self, error: &sync::SyncError) {
+        self.syncer.abandon();
+        self.in_flight = None;
+        self.last_cycle_ms = now_ms();
+        bump(self.failed_counter);
+        log::warn!("devportal-gate: directory sync failed (the last known statuses stay enforced): {error}");
+    }
+
+    fn tick(&mut self, namespace: &str, now: u64) {
+        // A call that never answered (the host lost it) must not stop syncing.
+        if let Some((_, started)) = self.in_flight {
+            if now.saturating_sub(started) > self.etcd.timeout_ms.saturating_mul(4) {
+                self.fail(&sync::SyncError::Etcd(crate::etcd::EtcdError::Unreachable("a sync call never answered".into())));
+            }
+            // Keep the role while the call is out.
+            sync::elect(&HostSharedData, namespace, self.worker, now, self.stall_ms());
+            return;
+        }
+        if !sync::elect(&HostSharedData, namespace, self.worker, now, self.stall_ms()) {
+            return;
+        }
+        if now.saturating_sub(self.last_cycle_ms) < self.etcd.sync_interval_ms {
+            return;
+        }
+        let request = self.syncer.begin();
+        match etcd_call::dispatch(&self.etcd, &request) {
+            Ok(token) => self.in_flight = Some((token, now)),
+            Err(error) => self.fail(&sync::SyncError::Etcd(error)),
+        }
+    }
+
+    /// A syncer whose heartbeat is older than this is replaced.
+    fn stall_ms(&self) -> u64 {
+        (3 * self.etcd.sync_interval_ms).max(3000)
+    }
+}
+
+fn bump(counter: Option<u32>) {
+    if let Some(id) = counter {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
 
 impl RootContext for GateRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -44,8 +160,21 @@ impl RootContext for GateRoot {
         }
     }
 
+    fn on_tick(&mut self) {
+        let Some(shared) = self.shared.as_ref() else { return };
+        let now = now_ms();
+        if let Some(duty) = self.sync.as_mut() {
+            duty.tick(&shared.gate.namespace, now);
+        }
+        if let (Some(gauge), Some(state)) = (self.staleness_gauge, replica::read_sync_state(&HostSharedData, &shared.gate.namespace)) {
+            shared.synced.set(true);
+            let staleness = if shared.directory == Directory::Static { 0 } else { now.saturating_sub(state.synced_at_ms) };
+            let _ = hostcalls::record_metric(gauge, staleness);
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(GateHttp::new(self.gate.clone(), self.metrics.clone())))
+        Some(Box::new(GateHttp::new(self.shared.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -59,28 +188,63 @@ impl GateRoot {
             .map_err(|status| format!("cannot read the plugin configuration: {status:?}"))?
             .unwrap_or_default();
         let config = config::compile(&bytes).map_err(|error| error.to_string())?;
-        let report = directory::seed(&HostSharedData, &config.gate.namespace, &config.developers)
-            .map_err(|error| format!("cannot seed the developer directory: {error}"))?;
-        self.metrics = Rc::new(define_metrics()?);
-        log::info!(
-            "devportal-gate {VERSION} ({GIT_SHA}) configured: {} developers in namespace {:?} ({} written, {} already current, {} removed)",
-            config.developers.len(),
-            config.gate.namespace,
-            report.written,
-            report.unchanged,
-            report.removed,
-        );
-        self.gate = Some(Rc::new(config.gate));
+        let namespace = config.gate.namespace.clone();
+        let counters = define_counters()?;
+        self.staleness_gauge = Some(define("devportal_gate.directory.staleness_ms", MetricType::Gauge)?);
+        let synced = match &config.directory {
+            Directory::Static => {
+                let report = replica::seed_static(&HostSharedData, &namespace, &config.developers, now_ms())
+                    .map_err(|error| format!("cannot seed the developer directory: {error}"))?;
+                log::info!(
+                    "devportal-gate {VERSION} ({GIT_SHA}) configured: static directory of {} developers in namespace {namespace:?} ({} written, {} already current, {} removed)",
+                    config.developers.len(),
+                    report.written,
+                    report.unchanged,
+                    report.removed,
+                );
+                self.sync = None;
+                true
+            }
+            Directory::Etcd(etcd) => {
+                let worker = sync::claim_worker_id(&HostSharedData, &namespace)
+                    .map_err(|error| format!("cannot register this worker in shared data: {error:?}"))?;
+                let seed = sync::seed_request(&etcd.key_prefix, &config.developers, now_ms());
+                self.sync = Some(SyncDuty {
+                    etcd: etcd.clone(),
+                    worker,
+                    syncer: Syncer::new(&namespace, &etcd.key_prefix, seed),
+                    in_flight: None,
+                    last_cycle_ms: 0,
+                    ok_counter: Some(define("devportal_gate.sync.ok", MetricType::Counter)?),
+                    failed_counter: Some(define("devportal_gate.sync.failed", MetricType::Counter)?),
+                });
+                log::info!(
+                    "devportal-gate {VERSION} ({GIT_SHA}) configured: etcd directory {:?} at {:?}, namespace {namespace:?}, worker {worker}, sync every {} ms",
+                    etcd.key_prefix,
+                    etcd.upstream,
+                    etcd.sync_interval_ms,
+                );
+                replica::read_sync_state(&HostSharedData, &namespace).is_some()
+            }
+        };
+        if self.sync.is_some() {
+            hostcalls::set_tick_period(TICK).map_err(|status| format!("cannot set the tick period: {status:?}"))?;
+        }
+        self.shared = Some(Rc::new(Shared {
+            gate: config.gate,
+            admin: config.admin,
+            directory: config.directory,
+            counters,
+            synced: Cell::new(synced),
+        }));
         Ok(())
     }
 }
 
-fn define_metrics() -> Result<Vec<u32>, String> {
-    Counter::all()
-        .into_iter()
-        .map(|counter| {
-            hostcalls::define_metric(MetricType::Counter, &counter.name())
-                .map_err(|status| format!("cannot define metric {}: {status:?}", counter.name()))
-        })
-        .collect()
+fn define(name: &str, kind: MetricType) -> Result<u32, String> {
+    hostcalls::define_metric(kind, name).map_err(|status| format!("cannot define metric {name}: {status:?}"))
+}
+
+fn define_counters() -> Result<Vec<u32>, String> {
+    Counter::all().into_iter().map(|counter| define(&counter.name(), MetricType::Counter)).collect()
 }

@@ -191,3 +191,22 @@ fn one_syncer_at_a_time_and_takeover_after_a_stall() {
     assert!(!elect(&store, "ns", a, 5200, 3000));
     assert_eq!(syncer_heartbeat(&store, "ns"), Some((b, 5100)));
 }
+
+#[test]
+fn tabs_follow_changes_this_gateway_already_applied() {
+    let mut etcd = FakeEtcd::default();
+    etcd.put("/dp/dev/a@x.io", &developer("requested", 1));
+    let store = MemoryStore::default();
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    cycle(&mut syncer, &mut etcd, &store);
+    // An admin request on this gateway accepts a@x.io and updates the replica
+    // itself before the syncer sees the change.
+    let accepted = developer("approved", 2);
+    etcd.put("/dp/dev/a@x.io", &accepted);
+    let parsed = Developer::from_stored("a@x.io", &accepted).unwrap();
+    replica::apply(&store, "ns", "a@x.io", etcd.revision, Entry::Present(&parsed)).unwrap();
+    let report = cycle(&mut syncer, &mut etcd, &store);
+    assert_eq!((report.changed, report.relisted), (0, 1));
+    assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 1);
+    assert_eq!(replica::tab_size(&store, "ns", Status::Requested).unwrap(), 0);
+}

@@ -1,0 +1,50 @@
+//! Calls to etcd's JSON gateway with `dispatch_http_call`, and reading the answer.
+//! The upstream is a configuration value: an Envoy cluster, or Kong's host:port.
+
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+use crate::config::EtcdConfig;
+use crate::etcd::{EtcdError, EtcdRequest};
+
+/// Sends `request`; the answer arrives at the calling context's
+/// `on_http_call_response` with the returned token.
+pub fn dispatch(etcd: &EtcdConfig, request: &EtcdRequest) -> Result<u32, EtcdError> {
+    let headers = vec![
+        (":method", "POST"),
+        (":path", request.path),
+        (":authority", etcd.authority.as_str()),
+        ("content-type", "application/json"),
+    ];
+    hostcalls::dispatch_http_call(
+        &etcd.upstream,
+        headers,
+        Some(request.body.as_bytes()),
+        vec![],
+        Duration::from_millis(etcd.timeout_ms),
+    )
+    .map_err(|status| EtcdError::Unreachable(format!("dispatch_http_call to {:?} failed: {status:?}", etcd.upstream)))
+}
+
+/// The HTTP status and body of the call that just answered. A call that failed
+/// (refused, reset, timed out) arrives without a `:status`.
+pub fn read_answer(body_size: usize) -> Result<(u32, Vec<u8>), EtcdError> {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|status| status.parse::<u32>().ok())
+        .ok_or_else(|| EtcdError::Unreachable("no answer (connection failed or timed out)".to_string()))?;
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        .map_err(|status| EtcdError::Unreachable(format!("cannot read the answer: {status:?}")))?
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}

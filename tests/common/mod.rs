@@ -70,13 +70,18 @@ impl Drop for Scratch {
 
 pub struct Ports {
     pub listener: u16,
+    /// Envoy's own admin interface.
     pub admin: u16,
     pub echo: u16,
+    /// The devportal admin API listener (demo.yaml).
+    pub api: u16,
+    /// etcd's client port (demo.yaml).
+    pub etcd: u16,
 }
 
 impl Ports {
     pub fn new() -> Ports {
-        Ports { listener: free_port(), admin: free_port(), echo: free_port() }
+        Ports { listener: free_port(), admin: free_port(), echo: free_port(), api: free_port(), etcd: free_port() }
     }
 }
 
@@ -87,9 +92,130 @@ pub fn adapt_shipped_config(file: &str, ports: &Ports) -> String {
         .replace("port_value: 10000", &format!("port_value: {}", ports.listener))
         .replace("port_value: 9901", &format!("port_value: {}", ports.admin))
         .replace("port_value: 10002", &format!("port_value: {}", ports.echo))
+        .replace("port_value: 10001", &format!("port_value: {}", ports.api))
+        .replace("port_value: 2379", &format!("port_value: {}", ports.etcd))
+        .replace("127.0.0.1:2379", &format!("127.0.0.1:{}", ports.etcd))
         .replace("target/wasm32-wasip1/release/devportal_gate.wasm", wasm_path().to_str().unwrap());
     assert_ne!(adapted, text, "{file}: nothing to adapt");
     adapted
+}
+
+pub fn etcd_bin() -> PathBuf {
+    let path = std::env::var_os("ETCD_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"));
+    assert!(path.exists(), "{} is missing: run `make test` (it installs etcd-server)", path.display());
+    path
+}
+
+/// A real etcd on loopback with its data in a scratch directory; stopped when dropped.
+pub struct Etcd {
+    child: Option<Child>,
+    pub port: u16,
+    peer: u16,
+    scratch: Scratch,
+}
+
+impl Etcd {
+    pub fn start(name: &str, port: u16) -> Etcd {
+        let mut etcd = Etcd { child: None, port, peer: free_port(), scratch: Scratch::new(&format!("etcd-{name}")) };
+        etcd.run();
+        etcd
+    }
+
+    fn run(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.port);
+        let peer = format!("http://127.0.0.1:{}", self.peer);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.scratch.0.join("etcd.log")).unwrap();
+        let child = Command::new(etcd_bin())
+            .args(["--name", "test", "--data-dir"])
+            .arg(self.scratch.0.join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("test={peer}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(response) = Request::new("POST", "/v3/kv/range").body(r#"{"key":"AA=="}"#).try_send(self.port) {
+                if response.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("etcd did not start; its log:\n{}", std::fs::read_to_string(self.scratch.0.join("etcd.log")).unwrap_or_default());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same data and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    fn call(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let response = Request::new("POST", path).body(&body.to_string()).send(self.port);
+        assert_eq!(response.status, 200, "etcd {path}: {}", response.body);
+        response.json()
+    }
+
+    pub fn put(&self, key: &str, value: &str) {
+        self.call("/v3/kv/put", serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value.as_bytes())}));
+    }
+
+    pub fn delete(&self, key: &str) {
+        self.call("/v3/kv/deleterange", serde_json::json!({"key": b64(key.as_bytes())}));
+    }
+
+    /// The value at `key` and its mod_revision.
+    pub fn get(&self, key: &str) -> Option<(String, u64)> {
+        let answer = self.call("/v3/kv/range", serde_json::json!({"key": b64(key.as_bytes())}));
+        let kv = answer["kvs"].get(0)?;
+        let value = devportal_gate::base64::decode(devportal_gate::base64::Alphabet::Standard, kv["value"].as_str()?)?;
+        Some((String::from_utf8(value).ok()?, kv["mod_revision"].as_str()?.parse().ok()?))
+    }
+
+    /// Writes many keys, 128 per transaction (etcd's default limit).
+    pub fn put_many(&self, entries: &[(String, String)]) {
+        for chunk in entries.chunks(128) {
+            let ops: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|(k, v)| serde_json::json!({"request_put": {"key": b64(k.as_bytes()), "value": b64(v.as_bytes())}}))
+                .collect();
+            self.call("/v3/kv/txn", serde_json::json!({"success": ops}));
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    devportal_gate::base64::encode(devportal_gate::base64::Alphabet::Standard, bytes)
+}
+
+/// Polls `check` every 20 ms until it holds; returns how long that took, or
+/// panics with `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub struct Envoy {

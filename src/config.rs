@@ -839,4 +839,43 @@ mod tests {
         text.push_str(" {}");
         assert!(compile(text.as_bytes()).is_err());
     }
+
+    #[test]
+    fn etcd_directory_admin_and_self_service() {
+        let mut value = base();
+        value["directory"] = json!({"source": "etcd", "etcd": {"upstream": "etcd"}});
+        value["unknown_developers"] = json!("request");
+        value["admin"] = json!({"prefix": "/_dp", "registration_url": "https://portal.example.com/register", "tokens": [{"name": "ops", "token": "0123456789abcdef"}]});
+        let config = compile_value(&value).unwrap();
+        let Directory::Etcd(etcd) = &config.directory else { panic!("etcd expected") };
+        assert_eq!((etcd.authority.as_str(), etcd.key_prefix.as_str(), etcd.sync_interval_ms), ("etcd", "/devportal/", 1000));
+        assert!(config.gate.self_service);
+        assert_eq!(config.admin.unwrap().tokens, vec![("ops".to_string(), "0123456789abcdef".to_string())]);
+
+        let cases = [
+            (json!({"unknown_developers": "request"}), "unknown_developers"),
+            (json!({"directory": {"source": "etcd"}}), "directory.etcd"),
+            (json!({"directory": {"source": "etcd", "etcd": {"upstream": "etcd", "timeout_ms": 1}}}), "directory.etcd.timeout_ms"),
+            (json!({"directory": {"source": "etcd", "etcd": {"upstream": "etcd", "key_prefix": "/x"}}}), "directory.etcd.key_prefix"),
+            (json!({"directory": {"source": "static", "sync_interval_ms": 500}}), "directory.sync_interval_ms"),
+            (json!({"admin": {"prefix": "/_dp", "registration_url": "https://x.io", "tokens": [{"name": "a", "token": "short"}]}}), "admin.tokens[0].token"),
+            (json!({"admin": {"prefix": "/_dp", "registration_url": "ftp://x.io", "tokens": [{"name": "a", "token": "0123456789abcdef"}]}}), "admin.registration_url"),
+            (json!({"admin": {"prefix": "/_dp", "registration_url": "https://x.io", "tokens": [{"name": "a", "token": "0123456789abcdef"}, {"name": "a", "token": "0123456789abcdeg"}]}}), "admin.tokens[1].name"),
+        ];
+        for (patch, field) in cases {
+            let mut value = base();
+            for (key, entry) in patch.as_object().unwrap() {
+                value[key] = entry.clone();
+            }
+            let error = error_of(value);
+            assert_eq!(error.field, field, "{error}");
+            assert!(!error.to_string().contains("0123456789abcdef"), "secrets stay out of errors: {error}");
+        }
+        let mut admin_only = base();
+        admin_only["routes"] = json!([]);
+        assert_eq!(error_of(admin_only.clone()).field, "routes");
+        admin_only["admin"] = value["admin"].clone();
+        assert!(compile_value(&admin_only).is_ok());
+    }
+
 }

@@ -108,6 +108,14 @@ fn schema_and_filter_refuse_the_same_bad_configurations() {
         ("bad namespace", Box::new(|c| c["namespace"] = json!("Dev/Portal"))),
         ("unknown denial style", Box::new(|c| c["denials"] = json!({"style": "nginx"}))),
         ("protocol-relative redirect", Box::new(|c| c["denials"] = json!({"browser_redirects": {"revoked": "//evil.example"}}))),
+        ("etcd directory without etcd", Box::new(|c| c["directory"] = json!({"source": "etcd"}))),
+        ("static directory with etcd", Box::new(|c| c["directory"] = json!({"source": "static", "etcd": {"upstream": "etcd"}}))),
+        ("sync interval too short", Box::new(|c| c["directory"] = json!({"source": "etcd", "sync_interval_ms": 5, "etcd": {"upstream": "etcd"}}))),
+        ("etcd key prefix without slashes", Box::new(|c| c["directory"] = json!({"source": "etcd", "etcd": {"upstream": "etcd", "key_prefix": "dp"}}))),
+        ("short admin token", Box::new(|c| c["admin"] = json!({"prefix": "/_dp", "registration_url": "https://x.io/r", "tokens": [{"name": "a", "token": "short"}]}))),
+        ("admin prefix with trailing slash", Box::new(|c| c["admin"] = json!({"prefix": "/_dp/", "registration_url": "https://x.io/r", "tokens": [{"name": "a", "token": "0123456789abcdef"}]}))),
+        ("admin without tokens", Box::new(|c| c["admin"] = json!({"prefix": "/_dp", "registration_url": "https://x.io/r", "tokens": []}))),
+        ("unknown unknown_developers", Box::new(|c| c["unknown_developers"] = json!("admit"))),
     ];
     for (what, mutate) in mutations {
         let mut config = good.clone();

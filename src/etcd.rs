@@ -51,6 +51,18 @@ pub fn range_page(prefix: &[u8], start: &[u8], revision: Option<u64>, limit: u32
     EtcdRequest { path: RANGE, body: body.to_string() }
 }
 
+/// Like `range_page`, keys only: how a sync finds what was deleted.
+pub fn key_page(prefix: &[u8], start: &[u8], revision: u64, limit: u32) -> EtcdRequest {
+    let body = json!({
+        "key": b64(start),
+        "range_end": b64(&prefix_end(prefix)),
+        "limit": limit.to_string(),
+        "revision": revision.to_string(),
+        "keys_only": true,
+    });
+    EtcdRequest { path: RANGE, body: body.to_string() }
+}
+
 /// The keys under `prefix` changed after `revision`; the answer's `count` still
 /// counts every key under `prefix` (etcd filters after counting), which is how a
 /// deletion shows.

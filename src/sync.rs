@@ -8,11 +8,11 @@
 //!   snapshot has not is tombstoned;
 //! - incremental: one range of the keys changed since the last revision. Its
 //!   `count` still counts every key, so fewer keys than the syncer knows means a
-//!   deletion, answered with a full sync in the same cycle.
+//!   deletion: a keys-only read at the same revision tells which, in the same cycle.
 //!
 //! The hot path never waits for any of this: it reads the replica.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::developer::Developer;
 use crate::directory::{SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
@@ -22,6 +22,8 @@ use crate::replica::{self, Entry, Listed, SyncState};
 /// Keys per page of a full sync: large enough that 100k developers take 100
 /// calls, small enough that one answer stays well under a megabyte.
 pub const FULL_SYNC_PAGE: u32 = 1000;
+/// Keys per page when looking for deletions: keys only, so pages can be larger.
+pub const KEY_PAGE: u32 = 10_000;
 
 pub struct Syncer {
     namespace: String,
@@ -48,6 +50,16 @@ enum Phase {
     Seeding,
     Full(FullSync),
     Incremental,
+    /// The incremental read showed fewer keys than known: list the keys (only)
+    /// at that revision and tombstone the missing ones.
+    Deletions(DeletionScan),
+}
+
+/// A keys-only read between pages.
+struct DeletionScan {
+    revision: u64,
+    present: HashSet<String>,
+    report: CycleReport,
 }
 
 /// What a finished cycle did, for logs and counters.
@@ -154,6 +166,7 @@ impl Syncer {
             }
             Phase::Full(full) => self.full_page(store, status, body, full, now_ms),
             Phase::Incremental => self.incremental(store, status, body, now_ms),
+            Phase::Deletions(scan) => self.deletions(store, status, body, scan, now_ms),
         }
     }
 
@@ -217,8 +230,13 @@ impl Syncer {
         let added = known.len() > before;
         let count = usize::try_from(answer.count).unwrap_or(usize::MAX);
         self.known = known;
+        if count < self.known.len() {
+            // Something was deleted: find what, from the keys alone.
+            self.phase = Phase::Deletions(DeletionScan { revision: answer.revision, present: HashSet::new(), report });
+            return Ok(Next::Call(etcd::key_page(&self.prefix, &self.prefix, answer.revision, KEY_PAGE)));
+        }
         if count != self.known.len() {
-            // Something was deleted (or the count disagrees for any reason).
+            // More keys than the syncer knows of cannot happen; trust nothing.
             return Ok(Next::Call(self.begin_full()));
         }
         if added {
@@ -229,6 +247,43 @@ impl Syncer {
         }
         self.revision = Some(answer.revision);
         replica::write_sync_state(store, &self.namespace, SyncState { revision: answer.revision, synced_at_ms: now_ms })?;
+        Ok(Next::Done(report))
+    }
+
+    fn deletions(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], scan: DeletionScan, now_ms: u64) -> Result<Next, SyncError> {
+        let DeletionScan { revision, mut present, mut report } = scan;
+        let answer = match etcd::parse_range(status, body) {
+            Err(EtcdError::Server { code: etcd::CODE_COMPACTED, .. }) => return Ok(Next::Call(self.begin_full())),
+            other => other.map_err(SyncError::Etcd)?,
+        };
+        for kv in &answer.kvs {
+            if let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) {
+                present.insert(String::from_utf8_lossy(suffix).into_owned());
+            }
+        }
+        if answer.more {
+            if let Some(mut start) = answer.kvs.last().map(|kv| kv.key.clone()) {
+                start.push(0);
+                self.phase = Phase::Deletions(DeletionScan { revision, present, report });
+                return Ok(Next::Call(etcd::key_page(&self.prefix, &start, revision, KEY_PAGE)));
+            }
+        }
+        let gone: Vec<String> = self.known.keys().filter(|email| !present.contains(*email)).cloned().collect();
+        for email in gone {
+            self.known.remove(&email);
+            if replica::apply(store, &self.namespace, &email, revision, Entry::Deleted)? {
+                report.removed += 1;
+            }
+            report.relisted += 1;
+        }
+        if self.known.len() != present.len() {
+            // The keys and what the syncer knows still disagree: start over.
+            return Ok(Next::Call(self.begin_full()));
+        }
+        replica::write_index(store, &self.namespace, self.known.keys())?;
+        replica::write_lists(store, &self.namespace, &self.known)?;
+        self.revision = Some(revision);
+        replica::write_sync_state(store, &self.namespace, SyncState { revision, synced_at_ms: now_ms })?;
         Ok(Next::Done(report))
     }
 

@@ -383,4 +383,15 @@ fn a_directory_of_100k_developers() {
     let last = gw.admin("GET", "/developers?status=approved&page=501&per_page=50", None).json();
     assert_eq!(last["developers"].as_array().unwrap().len(), 1);
     println!("one page of 50 in a tab of 25k: {page_time:?}");
+
+    // Changes and deletions still arrive within the bound at this size.
+    etcd.put(&format!("{PREFIX}dev000000@example.com"), &stored("revoked"));
+    let changed = Instant::now();
+    wait_until("a change in a 100k directory", CEILING, || gw.api_status("dev000000@example.com") == 403);
+    println!("100k directory: a direct change enforced after {:?}", changed.elapsed());
+    etcd.delete(&format!("{PREFIX}dev000004@example.com"));
+    let deleted = Instant::now();
+    wait_until("a deletion in a 100k directory", CEILING, || gw.api_status("dev000004@example.com") == 403);
+    println!("100k directory: a direct deletion enforced after {:?}", deleted.elapsed());
+    assert_eq!(gw.api_status("dev000008@example.com"), 200, "only the deleted one is gone");
 }

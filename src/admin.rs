@@ -17,7 +17,7 @@ use crate::developer::{Developer, DeveloperAction};
 use crate::directory::{SharedStore, Status};
 use crate::email::canonical_email;
 use crate::etcd::{self, EtcdError, EtcdRequest};
-use crate::mailto;
+use crate::mailto::{self, percent_decode};
 use crate::replica::{self, Entry};
 use crate::sync;
 
@@ -153,23 +153,6 @@ fn unknown_action(action: &str) -> ApiResponse {
 fn path_email(segment: &str) -> Result<String, ApiResponse> {
     let decoded = percent_decode(segment).ok_or_else(|| error(400, "invalid_email", "the address is not valid percent-encoding"))?;
     canonical_email(&decoded).map_err(|e| error(400, "invalid_email", format!("{decoded:?} {e}")))
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        if byte == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(byte);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn query_params(query: Option<&str>) -> Result<Vec<(String, String)>, ApiResponse> {

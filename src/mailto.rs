@@ -16,6 +16,24 @@ fn encode(text: &str, keep: &[u8]) -> String {
     out
 }
 
+/// Decodes `%XX` escapes; `None` for a broken escape or bytes that are not UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(byte);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// An address in a `to` or `bcc` position: `@` stays, the rest is encoded.
 fn address(email: &str) -> String {
     encode(email, b"@")
@@ -66,19 +84,7 @@ mod tests {
     use super::*;
 
     fn decode(text: &str) -> String {
-        let bytes = text.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).unwrap()
+        percent_decode(text).unwrap()
     }
 
     #[test]
@@ -106,5 +112,8 @@ mod tests {
         assert_eq!(result.invalid.len(), 1);
         assert_eq!(result.invalid[0].0, "not-an-address");
         assert_eq!(to_developer("a+b@x.io"), "mailto:a%2Bb@x.io");
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%FF"), None);
     }
 }

@@ -52,14 +52,7 @@ impl Context for GateHttp {
         match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
             Waiting::AdminCall { token, task } if token == token_id => {
                 let answer = etcd_call::read_answer(body_size);
-                let Some(config) = shared.admin.as_ref() else { return };
-                let ctx = AdminContext {
-                    config,
-                    directory: &shared.directory,
-                    namespace: &shared.gate.namespace,
-                    store: &HostSharedData,
-                    now_ms: now_ms(),
-                };
+                let Some(ctx) = admin_context(&shared) else { return };
                 let step = admin::resume(&ctx, *task, answer);
                 self.run_admin_step(&shared, step);
             }
@@ -188,14 +181,7 @@ impl GateHttp {
     }
 
     fn start_admin(&mut self, shared: &Shared, route: Route, query: Option<&str>, body: &[u8], actor: &str) -> Action {
-        let Some(config) = shared.admin.as_ref() else { return respond(&unconfigured()) };
-        let ctx = AdminContext {
-            config,
-            directory: &shared.directory,
-            namespace: &shared.gate.namespace,
-            store: &HostSharedData,
-            now_ms: now_ms(),
-        };
+        let Some(ctx) = admin_context(shared) else { return respond(&unconfigured()) };
         let step = admin::start(&ctx, route, query, body, actor);
         self.run_admin_step(shared, step)
     }
@@ -212,23 +198,13 @@ impl GateHttp {
                         self.waiting = Waiting::AdminCall { token, task };
                         Action::Pause
                     }
-                    Err(error) => {
-                        let config = shared.admin.as_ref();
-                        let ctx = config.map(|config| AdminContext {
-                            config,
-                            directory: &shared.directory,
-                            namespace: &shared.gate.namespace,
-                            store: &HostSharedData,
-                            now_ms: now_ms(),
-                        });
-                        match ctx {
-                            Some(ctx) => {
-                                let step = admin::resume(&ctx, *task, Err(error));
-                                self.run_admin_step(shared, step)
-                            }
-                            None => respond(&unconfigured()),
+                    Err(error) => match admin_context(shared) {
+                        Some(ctx) => {
+                            let step = admin::resume(&ctx, *task, Err(error));
+                            self.run_admin_step(shared, step)
                         }
-                    }
+                        None => respond(&unconfigured()),
+                    },
                 }
             }
         }
@@ -248,6 +224,16 @@ impl GateHttp {
             Err(_) => respond(&directory_unavailable(shared)),
         }
     }
+}
+
+fn admin_context(shared: &Shared) -> Option<AdminContext<'_>> {
+    Some(AdminContext {
+        config: shared.admin.as_ref()?,
+        directory: &shared.directory,
+        namespace: &shared.gate.namespace,
+        store: &HostSharedData,
+        now_ms: now_ms(),
+    })
 }
 
 /// The answer once etcd took (or refused) a self-service registration.

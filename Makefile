@@ -81,6 +81,8 @@ bench: setup build
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	@command -v taskset >/dev/null || (apt-get update -q && apt-get install -y -q util-linux)
 	cd bench/noop-filter && CARGO_TARGET_DIR=../target cargo build --release --target $(WASM_TARGET)
+	cd bench/authz-service && CARGO_TARGET_DIR=../target cargo build --release
+	cd bench/loadgen && CARGO_TARGET_DIR=../target cargo build --release
 	ENVOY_BIN=$(abspath $(ENVOY)) $(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:

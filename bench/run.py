@@ -25,7 +25,12 @@ GATE_WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/devportal_gate.wasm
 NOOP_WASM = os.path.join(ROOT, "bench/target/wasm32-wasip1/release/noop_filter.wasm")
 WORK = os.path.join(ROOT, "bench/target/run")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-LISTENER, ADMIN = 18000, 18001
+LISTENER, ADMIN, AUTHZ = 18000, 18001, 18002
+AUTHZ_BIN = os.path.join(ROOT, "bench/target/release/authz-service")
+LOADGEN_BIN = os.path.join(ROOT, "bench/target/release/loadgen")
+# The fixed moderate rate for latency percentiles: well under every scenario's
+# capacity, so queueing does not dominate.
+FIXED_RATE, FIXED_CONNECTIONS = 5000, 8
 
 DEMO_DEVELOPERS = [
     {"email": "alice@example.com", "status": "approved"},
@@ -58,7 +63,46 @@ def wasm_filter(name, path, configuration):
     }
 
 
-def envoy_config(filters):
+def lua_filter(size):
+    developers = [(d["email"], d["status"]) for d in DEMO_DEVELOPERS]
+    developers += [(f"dev{i}@bench.example", ["approved", "requested", "rejected", "revoked"][i % 4]) for i in range(max(0, size - 2))]
+    table = ",\n".join(f'  ["{email}"] = "{status}"' for email, status in developers)
+    code = f"""local developers = {{
+{table}
+}}
+function envoy_on_request(handle)
+  local email = handle:headers():get("x-consumer-username")
+  local status = email and developers[string.lower(email)]
+  if status ~= "approved" then
+    handle:respond({{[":status"] = "403", ["content-type"] = "application/json"}}, '{{"status":"refused"}}')
+    return
+  end
+  handle:headers():replace("x-developer-email", email)
+  handle:headers():replace("x-developer-status", "approved")
+end
+"""
+    return {"name": "envoy.filters.http.lua", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": code}}}
+
+
+def ext_authz_filter():
+    return {"name": "envoy.filters.http.ext_authz", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "failure_mode_allow": False,
+        "http_service": {
+            "server_uri": {"uri": f"http://127.0.0.1:{AUTHZ}", "cluster": "authz", "timeout": "1s"},
+            "authorization_request": {"allowed_headers": {"patterns": [{"exact": "x-consumer-username"}]}},
+            "authorization_response": {"allowed_upstream_headers": {"patterns": [{"exact": "x-developer-email"}, {"exact": "x-developer-status"}]}},
+        }}}
+
+
+AUTHZ_CLUSTER = {"name": "authz", "type": "STATIC", "connect_timeout": "1s",
+                 "load_assignment": {"cluster_name": "authz", "endpoints": [{"lb_endpoints": [
+                     {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": AUTHZ}}}}]}]}}
+
+
+def envoy_config(filters, clusters=()):
     router = {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -70,20 +114,39 @@ def envoy_config(filters):
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN}}},
         "static_resources": {"listeners": [{"name": "bench", "address": {"socket_address": {"address": "127.0.0.1", "port_value": LISTENER}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}]},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
+            "clusters": list(clusters)},
     }
 
 
-def scenarios(sizes):
+PROBES = ["get_map", "get_map_value", "shared_get", "metric", "add_headers",
+          # The gate's allow path makes exactly these calls:
+          "get_map,shared_get,metric,add_headers"]
+
+
+def scenario(name, filters, user, clusters=(), service=None):
+    return {"name": name, "filters": filters, "user": user, "clusters": clusters, "service": service}
+
+
+def scenarios(sizes, probes=False):
     gate = lambda size: [wasm_filter("devportal_gate", GATE_WASM, json.dumps(gate_config(size)))]
     found = [
-        ("no wasm filter", [], None),
-        ("do-nothing wasm filter", [wasm_filter("noop", NOOP_WASM, "")], None),
-        ("gate: approved (allow path)", gate(2), "alice@example.com"),
-        ("gate: revoked (local 403)", gate(2), "dave@example.com"),
+        scenario("no wasm filter", [], None),
+        scenario("do-nothing wasm filter", [wasm_filter("noop", NOOP_WASM, "")], None),
+        scenario("gate: approved (allow path)", gate(2), "alice@example.com"),
+        scenario("gate: revoked (local 403)", gate(2), "dave@example.com"),
     ]
     for size in sizes:
-        found.append((f"gate: approved, {size:,} developers", gate(size), "alice@example.com"))
+        found.append(scenario(f"gate: approved, {size:,} developers", gate(size), "alice@example.com"))
+    found += [
+        scenario("ext_authz (HTTP) + Rust service: approved", [ext_authz_filter()], "alice@example.com",
+                 clusters=[AUTHZ_CLUSTER], service=[AUTHZ_BIN, str(AUTHZ), "2"]),
+        scenario("Lua filter, table lookup: approved", [lua_filter(2)], "alice@example.com"),
+    ]
+    if probes:
+        # Profiling: the do-nothing filter making some of the gate's host calls.
+        for probe in PROBES:
+            found.append(scenario(f"probe: do-nothing + {probe}", [wasm_filter("noop", NOOP_WASM, probe)], "alice@example.com"))
     return found
 
 
@@ -136,21 +199,49 @@ def wrk(duration, user, connections=16):
     return requests, int(non2xx.group(1)) if non2xx else 0, latency
 
 
-def measure(name, filters, user, duration):
-    proc, ready_s = start_envoy(name, envoy_config(filters))
+def fixed_rate(duration, user):
+    """p50/p99 at FIXED_RATE requests/s, open loop (bench/loadgen)."""
+    cmd = ["taskset", "-c", "1", LOADGEN_BIN, str(LISTENER), str(FIXED_RATE), str(duration), str(FIXED_CONNECTIONS)]
+    if user:
+        cmd.append(f"x-consumer-username: {user}")
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def start_service(command):
+    """The authorization service, on Envoy's core: its CPU is the gateway's too."""
+    proc = subprocess.Popen(["taskset", "-c", "0"] + command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        raise SystemExit(f"{command[0]} did not start")
+    return proc
+
+
+def measure(item, duration):
+    name, user = item["name"], item["user"]
+    service = start_service(item["service"]) if item["service"] else None
+    proc, ready_s = start_envoy(name, envoy_config(item["filters"], item["clusters"]))
     try:
         wrk(1, user)  # warm-up
-        cpu0, t0 = proc_cpu_seconds(proc.pid), time.monotonic()
+        pids = [proc.pid] + ([service.pid] if service else [])
+        cpu0, t0 = [proc_cpu_seconds(p) for p in pids], time.monotonic()
         requests, non2xx, latency = wrk(duration, user)
-        cpu1, t1 = proc_cpu_seconds(proc.pid), time.monotonic()
+        cpu1, t1 = [proc_cpu_seconds(p) for p in pids], time.monotonic()
         expect_refused = user == "dave@example.com"
         if (non2xx == requests) != expect_refused or (not expect_refused and non2xx):
             raise SystemExit(f"{name}: {non2xx} of {requests} answers were not 2xx; the scenario is not measuring what it says")
-        return {"rps": requests / (t1 - t0), "cpu_us": (cpu1 - cpu0) / requests * 1e6, "p50": latency["50"], "p99": latency["99"],
+        fixed = fixed_rate(max(2, duration // 2), user)
+        if (fixed["non_2xx"] == fixed["requests"]) != expect_refused:
+            raise SystemExit(f"{name}: fixed-rate answers were not what the scenario claims: {fixed}")
+        envoy_cpu = (cpu1[0] - cpu0[0]) / requests * 1e6
+        service_cpu = (cpu1[1] - cpu0[1]) / requests * 1e6 if service else 0.0
+        return {"rps": requests / (t1 - t0), "cpu_us": envoy_cpu, "service_cpu_us": service_cpu, "total_cpu_us": envoy_cpu + service_cpu,
+                "p50": latency["50"], "p99": latency["99"], "fixed_p50": fixed["p50_us"], "fixed_p99": fixed["p99_us"],
                 "rss": rss_bytes(proc.pid), "ready_s": ready_s}
     finally:
         proc.kill()
         proc.wait()
+        if service:
+            service.kill()
+            service.wait()
 
 
 def main():
@@ -160,27 +251,28 @@ def main():
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--smoke", action="store_true", help="one short round, to keep the benchmark from rotting")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench/RESULTS.md"))
+    parser.add_argument("--probes", action="store_true", help="also measure each host call the gate makes, alone (profiling; prints, writes nothing)")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.duration, args.sizes = 1, 1, "1000"
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    plan = scenarios(sizes)
-    results = {name: [] for name, _, _ in plan}
+    plan = scenarios(sizes, args.probes)
+    results = {item["name"]: [] for item in plan}
     for round_no in range(args.rounds):
-        for name, filters, user in plan:
-            result = measure(name, filters, user, args.duration)
-            results[name].append(result)
-            print(f"round {round_no + 1}/{args.rounds} {name}: {result['rps']:.0f} req/s, {result['cpu_us']:.1f} us CPU/req", file=sys.stderr)
+        for item in plan:
+            result = measure(item, args.duration)
+            results[item["name"]].append(result)
+            print(f"round {round_no + 1}/{args.rounds} {item['name']}: {result['rps']:.0f} req/s, {result['total_cpu_us']:.1f} us CPU/req", file=sys.stderr)
 
     med = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
-    floor = med["do-nothing wasm filter"]["cpu_us"]
-    lines = ["| scenario | req/s | p50 (us) | p99 (us) | Envoy CPU/req (us) | vs do-nothing | Envoy RSS (MiB) | start-up incl. seeding (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    floor = med["do-nothing wasm filter"]["total_cpu_us"]
+    lines = [f"| scenario | req/s (16 conn.) | p50 / p99 at {FIXED_RATE} req/s (us) | p50 / p99 at full load (us) | Envoy CPU/req (us) | + service CPU/req (us) | total vs do-nothing | Envoy RSS (MiB) | start-up incl. seeding (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in med.items():
-        lines.append(f"| {name} | {m['rps']:.0f} | {m['p50']:.0f} | {m['p99']:.0f} | {m['cpu_us']:.2f} | {m['cpu_us'] / floor:.2f}x | {m['rss'] / 2**20:.0f} | {m['ready_s']:.2f} |")
+        lines.append(f"| {name} | {m['rps']:.0f} | {m['fixed_p50']:.0f} / {m['fixed_p99']:.0f} | {m['p50']:.0f} / {m['p99']:.0f} | {m['cpu_us']:.2f} | {m['service_cpu_us']:.2f} | {m['total_cpu_us'] / floor:.2f}x | {m['rss'] / 2**20:.0f} | {m['ready_s']:.2f} |")
     table = "\n".join(lines)
     print(table)
-    if args.smoke:
+    if args.smoke or args.probes:
         return
     versions = subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
@@ -196,9 +288,13 @@ def main():
 
 {table}
 
-p50/p99 are wrk's at full load (16 connections), not at a fixed moderate rate.
-"CPU/req" is Envoy's user+system CPU time over the measured window divided by
-the requests served; compare it across rows only as ratios within this run.
+"req/s" and the full-load percentiles are wrk's (16 connections, closed loop).
+The fixed-rate percentiles come from `bench/loadgen` at {FIXED_RATE} req/s over
+{FIXED_CONNECTIONS} connections, open loop (latency counted from when a request was due).
+"CPU/req" is user+system CPU time from /proc over the wrk window divided by the
+requests served: Envoy's, plus the authorization service's for ext_authz (it runs
+on Envoy's core: it is part of the gateway's cost). Compare rows only as ratios
+within one run; the machine is shared and noisy.
 """)
     print(f"wrote {args.out}")
 

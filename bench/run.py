@@ -271,8 +271,31 @@ def main():
     for name, m in med.items():
         lines.append(f"| {name} | {m['rps']:.0f} | {m['fixed_p50']:.0f} / {m['fixed_p99']:.0f} | {m['p50']:.0f} / {m['p99']:.0f} | {m['cpu_us']:.2f} | {m['service_cpu_us']:.2f} | {m['total_cpu_us'] / floor:.2f}x | {m['rss'] / 2**20:.0f} | {m['ready_s']:.2f} |")
     table = "\n".join(lines)
+    extra = [f"- `.wasm` size: {os.path.getsize(GATE_WASM):,} bytes (do-nothing filter: {os.path.getsize(NOOP_WASM):,})"]
+    if sizes:
+        largest = max(sizes)
+        big, small = med[f"gate: approved, {largest:,} developers"], med["gate: approved (allow path)"]
+        extra.append(f"- Envoy resident memory per developer: {(big['rss'] - small['rss']) / (largest - 2):,.0f} bytes "
+                     f"(RSS with {largest:,} developers minus RSS with 2, one worker; shared data holds each developer's record and document, "
+                     f"the tabs and the index, and the configuration itself is in memory too)")
+        extra.append(f"- loading {largest:,} developers: Envoy ready after {big['ready_s']:.1f} s (2 developers: {small['ready_s']:.2f} s)")
+    table += "\n\n" + "\n".join(extra)
     print(table)
-    if args.smoke or args.probes:
+    if args.smoke:
+        return
+    if args.probes:
+        with open(os.path.join(ROOT, "bench/PROFILE.md"), "w") as f:
+            f.write(f"""# Where the allow path's time goes
+
+- when: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; command: `bench/run.py --probes --rounds {args.rounds} --duration {args.duration} --sizes "{args.sizes}"`
+- perf has no hardware counters on these machines and callgrind cannot see into
+  V8's compiled Wasm, so the gate's host calls were measured one at a time: the
+  do-nothing filter making just that call on every request (`bench/noop-filter`,
+  configured with the call's name), in the same Envoy set-up as `RESULTS.md`.
+
+{table}
+""")
+        print("wrote bench/PROFILE.md")
         return
     versions = subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]

@@ -120,10 +120,33 @@ pub struct Listed {
     pub updated_ms: u64,
 }
 
-/// Rewrites the four tab lists (each only if it changed): newest status change
-/// first, ties by e-mail.
-pub fn write_lists(store: &dyn SharedStore, namespace: &str, developers: &HashMap<String, Listed>) -> Result<(), SeedError> {
-    for status in Status::ALL {
+/// A set of tabs, one bit per status (in `Status::ALL` order).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tabs(u8);
+
+impl Tabs {
+    pub const ALL: Tabs = Tabs(0b1111);
+
+    pub fn add(&mut self, status: Option<Status>) {
+        if let Some(position) = status.and_then(|s| Status::ALL.iter().position(|&t| t == s)) {
+            self.0 |= 1 << position;
+        }
+    }
+
+    pub fn contains(self, status: Status) -> bool {
+        Status::ALL.iter().position(|&t| t == status).is_some_and(|position| self.0 & (1 << position) != 0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Rewrites the tab lists of `tabs` (each only if it changed): newest status
+/// change first, ties by e-mail. Building a tab sorts it, so only the tabs a
+/// change touched are rebuilt (at 1M developers each costs a noticeable time).
+pub fn write_lists(store: &dyn SharedStore, namespace: &str, developers: &HashMap<String, Listed>, tabs: Tabs) -> Result<(), SeedError> {
+    for status in Status::ALL.into_iter().filter(|&status| tabs.contains(status)) {
         let mut tab: Vec<(&String, u64)> = developers
             .iter()
             .filter(|(_, listed)| listed.status == Some(status))
@@ -224,7 +247,7 @@ pub fn seed_static(store: &dyn SharedStore, namespace: &str, developers: &[(Stri
         crate::directory::write_if_different(store, &doc_key(namespace, email), &stored)?;
         listed.insert(email.clone(), Listed { status: Some(*status), updated_ms: 0 });
     }
-    write_lists(store, namespace, &listed)?;
+    write_lists(store, namespace, &listed, Tabs::ALL)?;
     write_sync_state(store, namespace, SyncState { revision: 0, synced_at_ms: now_ms })?;
     Ok(report)
 }
@@ -267,7 +290,7 @@ mod tests {
             listed.insert(email.to_string(), Listed { status: Some(Status::Requested), updated_ms: i as u64 });
         }
         listed.insert("e@x.io".into(), Listed { status: Some(Status::Approved), updated_ms: 0 });
-        write_lists(&store, "ns", &listed).unwrap();
+        write_lists(&store, "ns", &listed, Tabs::ALL).unwrap();
         assert_eq!(list_page(&store, "ns", Status::Requested, 0, 2).unwrap(), (4, vec!["d@x.io".into(), "c@x.io".into()]));
         assert_eq!(list_page(&store, "ns", Status::Requested, 2, 5).unwrap(), (4, vec!["b@x.io".into(), "a@x.io".into()]));
         assert_eq!(list_page(&store, "ns", Status::Requested, 9, 5).unwrap(), (4, vec![]));

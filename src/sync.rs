@@ -17,13 +17,15 @@ use std::collections::{HashMap, HashSet};
 use crate::developer::Developer;
 use crate::directory::{SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
-use crate::replica::{self, Entry, Listed, SyncState};
+use crate::replica::{self, Entry, Listed, SyncState, Tabs};
 
-/// Keys per page of a full sync: large enough that 100k developers take 100
-/// calls, small enough that one answer stays well under a megabyte.
-pub const FULL_SYNC_PAGE: u32 = 1000;
-/// Keys per page when looking for deletions: keys only, so pages can be larger.
-pub const KEY_PAGE: u32 = 10_000;
+/// Keys per page of a full sync. etcd counts the rest of the range on every page
+/// (about 0.1 s per page at 1M keys), so pages are large: 5000 developers are
+/// about 3 MB of JSON.
+pub const FULL_SYNC_PAGE: u32 = 5000;
+/// Keys per page when looking for deletions: keys only (about 12 MB of JSON
+/// per 100k keys), so a million keys take ten calls.
+pub const KEY_PAGE: u32 = 100_000;
 
 pub struct Syncer {
     namespace: String,
@@ -71,6 +73,8 @@ pub struct CycleReport {
     pub unreadable: usize,
     /// Developers whose tab or place in it changed.
     pub relisted: usize,
+    /// The tabs those changes touched.
+    pub tabs: Tabs,
     pub revision: u64,
 }
 
@@ -206,7 +210,7 @@ impl Syncer {
             }
         }
         replica::write_index(store, &self.namespace, seen.keys())?;
-        replica::write_lists(store, &self.namespace, &seen)?;
+        replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
         self.known = seen;
         self.revision = Some(revision);
         replica::write_sync_state(store, &self.namespace, SyncState { revision, synced_at_ms: now_ms })?;
@@ -243,7 +247,7 @@ impl Syncer {
             replica::write_index(store, &self.namespace, self.known.keys())?;
         }
         if report.relisted > 0 {
-            replica::write_lists(store, &self.namespace, &self.known)?;
+            replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
         }
         self.revision = Some(answer.revision);
         replica::write_sync_state(store, &self.namespace, SyncState { revision: answer.revision, synced_at_ms: now_ms })?;
@@ -270,7 +274,9 @@ impl Syncer {
         }
         let gone: Vec<String> = self.known.keys().filter(|email| !present.contains(*email)).cloned().collect();
         for email in gone {
-            self.known.remove(&email);
+            if let Some(listed) = self.known.remove(&email) {
+                report.tabs.add(listed.status);
+            }
             if replica::apply(store, &self.namespace, &email, revision, Entry::Deleted)? {
                 report.removed += 1;
             }
@@ -280,8 +286,10 @@ impl Syncer {
             // The keys and what the syncer knows still disagree: start over.
             return Ok(Next::Call(self.begin_full()));
         }
-        replica::write_index(store, &self.namespace, self.known.keys())?;
-        replica::write_lists(store, &self.namespace, &self.known)?;
+        // The index keeps the deleted addresses: it only tells a later full sync
+        // what to tombstone, and tombstoning twice is harmless. Not rewriting
+        // it saves sorting the whole directory on every deletion.
+        replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
         self.revision = Some(revision);
         replica::write_sync_state(store, &self.namespace, SyncState { revision, synced_at_ms: now_ms })?;
         Ok(Next::Done(report))
@@ -310,8 +318,11 @@ impl Syncer {
         };
         // The tabs change with the listing, whoever wrote the replica first (an
         // admin request on this gateway usually has).
-        if into.insert(name, listed.clone()).as_ref() != Some(&listed) {
+        let previous = into.insert(name, listed.clone());
+        if previous.as_ref() != Some(&listed) {
             report.relisted += 1;
+            report.tabs.add(listed.status);
+            report.tabs.add(previous.and_then(|previous| previous.status));
         }
         if changed {
             report.changed += 1;

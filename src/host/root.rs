@@ -50,20 +50,29 @@ struct SyncDuty {
     etcd: EtcdConfig,
     worker: u64,
     syncer: Syncer,
-    /// The token of the call in flight, and when the cycle started.
-    in_flight: Option<(u32, u64)>,
+    /// The call in flight, if any.
+    in_flight: Option<InFlight>,
     last_cycle_ms: u64,
     ok_counter: Option<u32>,
     failed_counter: Option<u32>,
 }
 
+#[derive(Clone, Copy)]
+struct InFlight {
+    token: u32,
+    /// When the cycle began (a full sync of a large directory takes many calls).
+    cycle_started_ms: u64,
+    /// When this call was sent: the host's timeout applies to it alone.
+    call_started_ms: u64,
+}
+
 impl Context for GateRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(duty) = self.sync.as_mut() else { return };
-        if duty.in_flight.map(|(token, _)| token) != Some(token_id) {
+        let Some(call) = duty.in_flight.filter(|call| call.token == token_id) else {
             return; // An answer to an abandoned call.
-        }
-        let started = duty.in_flight.map_or(0, |(_, started)| started);
+        };
+        let started = call.cycle_started_ms;
         duty.in_flight = None;
         let now = now_ms();
         let answer = etcd_call::read_answer(body_size);
@@ -76,13 +85,13 @@ impl Context for GateRoot {
         };
         match result {
             Ok(Next::Call(request)) => match etcd_call::dispatch(&duty.etcd, &request) {
-                Ok(token) => duty.in_flight = Some((token, started)),
+                Ok(token) => duty.in_flight = Some(InFlight { token, cycle_started_ms: started, call_started_ms: now }),
                 Err(error) => duty.fail(&sync::SyncError::Etcd(error)),
             },
             Ok(Next::Done(report)) => {
                 duty.last_cycle_ms = now;
                 bump(duty.ok_counter);
-                if report.full || report.changed > 0 {
+                if report.full || report.changed > 0 || report.removed > 0 {
                     log::info!(
                         "devportal-gate: {} sync to etcd revision {} in {} ms: {} changed, {} removed, {} unreadable",
                         if report.full { "full" } else { "incremental" },
@@ -110,8 +119,10 @@ impl SyncDuty {
 
     fn tick(&mut self, namespace: &str, now: u64) {
         // A call that never answered (the host lost it) must not stop syncing.
-        if let Some((_, started)) = self.in_flight {
-            if now.saturating_sub(started) > self.etcd.timeout_ms.saturating_mul(4) {
+        if let Some(call) = self.in_flight {
+            // The host times every call out; one that still has not answered
+            // long after that was lost, and must not stop syncing for good.
+            if now.saturating_sub(call.call_started_ms) > self.etcd.timeout_ms.saturating_mul(4) {
                 self.fail(&sync::SyncError::Etcd(crate::etcd::EtcdError::Unreachable("a sync call never answered".into())));
             }
             // Keep the role while the call is out.
@@ -126,7 +137,7 @@ impl SyncDuty {
         }
         let request = self.syncer.begin();
         match etcd_call::dispatch(&self.etcd, &request) {
-            Ok(token) => self.in_flight = Some((token, now)),
+            Ok(token) => self.in_flight = Some(InFlight { token, cycle_started_ms: now, call_started_ms: now }),
             Err(error) => self.fail(&sync::SyncError::Etcd(error)),
         }
     }

@@ -51,16 +51,37 @@ pub fn range_page(prefix: &[u8], start: &[u8], revision: Option<u64>, limit: u32
     EtcdRequest { path: RANGE, body: body.to_string() }
 }
 
-/// Like `range_page`, keys only: how a sync finds what was deleted.
-pub fn key_page(prefix: &[u8], start: &[u8], revision: u64, limit: u32) -> EtcdRequest {
+/// The keys (only) in `[start, end)` at `revision`, a page at a time.
+pub fn key_page(start: &[u8], end: &[u8], revision: u64, limit: u32) -> EtcdRequest {
     let body = json!({
         "key": b64(start),
-        "range_end": b64(&prefix_end(prefix)),
+        "range_end": b64(end),
         "limit": limit.to_string(),
         "revision": revision.to_string(),
         "keys_only": true,
     });
     EtcdRequest { path: RANGE, body: body.to_string() }
+}
+
+/// How many keys each of `ranges` (`[start, end)`) holds at `revision`, in one
+/// transaction (etcd allows 128 operations per transaction by default).
+pub fn count_ranges(ranges: &[(Vec<u8>, Vec<u8>)], revision: u64) -> EtcdRequest {
+    let operations: Vec<Value> = ranges
+        .iter()
+        .map(|(start, end)| {
+            json!({"request_range": {"key": b64(start), "range_end": b64(end), "count_only": true, "revision": revision.to_string()}})
+        })
+        .collect();
+    EtcdRequest { path: TXN, body: json!({"success": operations}).to_string() }
+}
+
+/// The counts of a `count_ranges` transaction, in order.
+pub fn parse_counts(status: u32, body: &[u8]) -> Result<Vec<u64>, EtcdError> {
+    let raw: RawTxn = serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
+    raw.responses
+        .into_iter()
+        .map(|r| r.response_range.map(|range| range.count.0).ok_or_else(|| EtcdError::Malformed("a count is missing".into())))
+        .collect()
 }
 
 /// The keys under `prefix` changed after `revision`; the answer's `count` still
@@ -235,6 +256,8 @@ struct RawOpResponse {
 struct RawRangeInTxn {
     #[serde(default)]
     kvs: Vec<RawKv>,
+    #[serde(default)]
+    count: Int,
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@
 //! admin request acting on the same developer may race, and the newer revision
 //! must win whichever lands last.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::developer::Developer;
 use crate::directory::{developer_key, Record, SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
@@ -145,7 +145,7 @@ impl Tabs {
 /// Rewrites the tab lists of `tabs` (each only if it changed): newest status
 /// change first, ties by e-mail. Building a tab sorts it, so only the tabs a
 /// change touched are rebuilt (at 1M developers each costs a noticeable time).
-pub fn write_lists(store: &dyn SharedStore, namespace: &str, developers: &HashMap<String, Listed>, tabs: Tabs) -> Result<(), SeedError> {
+pub fn write_lists(store: &dyn SharedStore, namespace: &str, developers: &BTreeMap<String, Listed>, tabs: Tabs) -> Result<(), SeedError> {
     for status in Status::ALL.into_iter().filter(|&status| tabs.contains(status)) {
         let mut tab: Vec<(&String, u64)> = developers
             .iter()
@@ -239,7 +239,7 @@ pub fn write_sync_state(store: &dyn SharedStore, namespace: &str, state: SyncSta
 /// documents and tabs for the (read-only) admin API, at revision 0.
 pub fn seed_static(store: &dyn SharedStore, namespace: &str, developers: &[(String, Status)], now_ms: u64) -> Result<crate::directory::SeedReport, SeedError> {
     let report = crate::directory::seed(store, namespace, developers)?;
-    let mut listed = HashMap::with_capacity(developers.len());
+    let mut listed = BTreeMap::new();
     for (email, status) in developers {
         let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", 0);
         let mut stored = b"0\n".to_vec();
@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn tabs_are_newest_first_and_paginate() {
         let store = MemoryStore::default();
-        let mut listed = HashMap::new();
+        let mut listed = BTreeMap::new();
         for (i, email) in ["a@x.io", "b@x.io", "c@x.io", "d@x.io"].iter().enumerate() {
             listed.insert(email.to_string(), Listed { status: Some(Status::Requested), updated_ms: i as u64 });
         }

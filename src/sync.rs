@@ -8,11 +8,13 @@
 //!   snapshot has not is tombstoned;
 //! - incremental: one range of the keys changed since the last revision. Its
 //!   `count` still counts every key, so fewer keys than the syncer knows means a
-//!   deletion: a keys-only read at the same revision tells which, in the same cycle.
+//!   deletion: one transaction counts the keys of 64 parts of the key space at
+//!   that revision, and only the parts that came up short are listed (keys
+//!   only) to find which, in the same cycle.
 //!
 //! The hot path never waits for any of this: it reads the replica.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use crate::developer::Developer;
 use crate::directory::{SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
@@ -23,9 +25,12 @@ use crate::replica::{self, Entry, Listed, SyncState, Tabs};
 /// (about 0.1 s per page at 1M keys), so pages are large: 5000 developers are
 /// about 3 MB of JSON.
 pub const FULL_SYNC_PAGE: u32 = 5000;
-/// Keys per page when looking for deletions: keys only (about 12 MB of JSON
-/// per 100k keys), so a million keys take ten calls.
-pub const KEY_PAGE: u32 = 100_000;
+/// Keys per page when listing a part of the directory to find deletions.
+pub const KEY_PAGE: u32 = 20_000;
+/// Deletions are looked for in this many parts of the key space at once: one
+/// transaction counts each part's keys, and only parts with fewer keys than the
+/// syncer knows of are listed.
+pub const DELETION_BUCKETS: usize = 64;
 
 pub struct Syncer {
     namespace: String,
@@ -34,7 +39,7 @@ pub struct Syncer {
     /// Developers to create once, from the configuration (etcd mode's demo seed).
     seed: Option<EtcdRequest>,
     /// What the replica holds, as of `revision`; empty until a full sync.
-    known: HashMap<String, Listed>,
+    known: BTreeMap<String, Listed>,
     revision: Option<u64>,
     phase: Phase,
 }
@@ -43,7 +48,7 @@ pub struct Syncer {
 struct FullSync {
     /// The snapshot's revision, fixed by the first page.
     revision: Option<u64>,
-    seen: HashMap<String, Listed>,
+    seen: BTreeMap<String, Listed>,
     report: CycleReport,
 }
 
@@ -57,10 +62,15 @@ enum Phase {
     Deletions(DeletionScan),
 }
 
-/// A keys-only read between pages.
+/// Looking for deletions: the revision they are looked for at, the parts of the
+/// key space still to list, and the part being listed.
 struct DeletionScan {
     revision: u64,
-    present: HashSet<String>,
+    /// `[start, end)` of the parts whose count came up short.
+    short: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Keys seen so far in the part being listed (its `[start, end)` is the
+    /// front of `short`); `None` while the counts are awaited.
+    listing: Option<HashSet<String>>,
     report: CycleReport,
 }
 
@@ -110,7 +120,7 @@ impl Syncer {
             namespace: namespace.to_string(),
             prefix: developers_prefix(key_prefix).into_bytes(),
             seed,
-            known: HashMap::new(),
+            known: BTreeMap::new(),
             revision: None,
             phase: Phase::Idle,
         }
@@ -138,7 +148,7 @@ impl Syncer {
     fn begin_full(&mut self) -> EtcdRequest {
         self.phase = Phase::Full(FullSync {
             revision: None,
-            seen: HashMap::new(),
+            seen: BTreeMap::new(),
             report: CycleReport { full: true, ..CycleReport::default() },
         });
         etcd::range_page(&self.prefix, &self.prefix, None, FULL_SYNC_PAGE)
@@ -235,9 +245,15 @@ impl Syncer {
         let count = usize::try_from(answer.count).unwrap_or(usize::MAX);
         self.known = known;
         if count < self.known.len() {
-            // Something was deleted: find what, from the keys alone.
-            self.phase = Phase::Deletions(DeletionScan { revision: answer.revision, present: HashSet::new(), report });
-            return Ok(Next::Call(etcd::key_page(&self.prefix, &self.prefix, answer.revision, KEY_PAGE)));
+            // Something was deleted: count the keys of each part of the key
+            // space at this revision, then list only the parts that came up short.
+            let buckets = self.buckets();
+            self.phase = Phase::Deletions(DeletionScan { revision: answer.revision, short: buckets.into(), listing: None, report });
+            let ranges: Vec<(Vec<u8>, Vec<u8>)> = match &self.phase {
+                Phase::Deletions(scan) => scan.short.iter().cloned().collect(),
+                _ => Vec::new(),
+            };
+            return Ok(Next::Call(etcd::count_ranges(&ranges, answer.revision)));
         }
         if count != self.known.len() {
             // More keys than the syncer knows of cannot happen; trust nothing.
@@ -254,48 +270,109 @@ impl Syncer {
         Ok(Next::Done(report))
     }
 
+    /// The key space split into about `DELETION_BUCKETS` parts of equal size
+    /// by what the syncer knows, as etcd key ranges covering the whole prefix.
+    fn buckets(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let per_bucket = self.known.len().div_ceil(DELETION_BUCKETS).max(1);
+        let mut starts: Vec<Vec<u8>> = vec![self.prefix.clone()];
+        starts.extend(self.known.keys().skip(per_bucket).step_by(per_bucket).map(|email| {
+            let mut key = self.prefix.clone();
+            key.extend_from_slice(email.as_bytes());
+            key
+        }));
+        let mut ends: Vec<Vec<u8>> = starts.iter().skip(1).cloned().collect();
+        ends.push(etcd::prefix_end(&self.prefix));
+        starts.into_iter().zip(ends).collect()
+    }
+
+    /// The known developers in `[start, end)` (etcd keys).
+    fn known_in(&self, start: &[u8], end: &[u8]) -> Vec<String> {
+        let from = String::from_utf8_lossy(start.strip_prefix(self.prefix.as_slice()).unwrap_or_default()).into_owned();
+        let to = end.strip_prefix(self.prefix.as_slice()).map(|e| String::from_utf8_lossy(e).into_owned());
+        match to {
+            Some(to) => self.known.range(from..to).map(|(email, _)| email.clone()).collect(),
+            None => self.known.range(from..).map(|(email, _)| email.clone()).collect(),
+        }
+    }
+
     fn deletions(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], scan: DeletionScan, now_ms: u64) -> Result<Next, SyncError> {
-        let DeletionScan { revision, mut present, mut report } = scan;
-        let answer = match etcd::parse_range(status, body) {
-            Err(EtcdError::Server { code: etcd::CODE_COMPACTED, .. }) => return Ok(Next::Call(self.begin_full())),
-            other => other.map_err(SyncError::Etcd)?,
+        let DeletionScan { revision, mut short, listing, mut report } = scan;
+        let mut listing = match listing {
+            None => {
+                // The counts: keep the parts with fewer keys than known.
+                let counts = etcd::parse_counts(status, body);
+                if is_compacted(&counts) {
+                    return Ok(Next::Call(self.begin_full()));
+                }
+                let counts = counts.map_err(SyncError::Etcd)?;
+                if counts.len() != short.len() {
+                    return Err(SyncError::Etcd(EtcdError::Malformed("fewer counts than ranges".into())));
+                }
+                let mut kept = VecDeque::new();
+                for ((start, end), count) in short.drain(..).zip(counts) {
+                    let known = self.known_in(&start, &end).len() as u64;
+                    if count > known {
+                        // etcd has keys the syncer does not know at this revision: start over.
+                        return Ok(Next::Call(self.begin_full()));
+                    }
+                    if count < known {
+                        kept.push_back((start, end));
+                    }
+                }
+                short = kept;
+                HashSet::new()
+            }
+            Some(mut listing) => {
+                let answer = etcd::parse_range(status, body);
+                if is_compacted(&answer) {
+                    return Ok(Next::Call(self.begin_full()));
+                }
+                let answer = answer.map_err(SyncError::Etcd)?;
+                for kv in &answer.kvs {
+                    if let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) {
+                        listing.insert(String::from_utf8_lossy(suffix).into_owned());
+                    }
+                }
+                let Some((start, end)) = short.front().cloned() else { return Err(SyncError::Etcd(EtcdError::Malformed("no part being listed".into()))) };
+                if answer.more {
+                    if let Some(mut next) = answer.kvs.last().map(|kv| kv.key.clone()) {
+                        next.push(0);
+                        self.phase = Phase::Deletions(DeletionScan { revision, short, listing: Some(listing), report });
+                        return Ok(Next::Call(etcd::key_page(&next, &end, revision, KEY_PAGE)));
+                    }
+                }
+                // This part is listed: whatever is known in it and absent is gone.
+                for email in self.known_in(&start, &end) {
+                    if listing.contains(&email) {
+                        continue;
+                    }
+                    if let Some(listed) = self.known.remove(&email) {
+                        report.tabs.add(listed.status);
+                    }
+                    if replica::apply(store, &self.namespace, &email, revision, Entry::Deleted)? {
+                        report.removed += 1;
+                    }
+                    report.relisted += 1;
+                }
+                short.pop_front();
+                HashSet::new()
+            }
         };
-        for kv in &answer.kvs {
-            if let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) {
-                present.insert(String::from_utf8_lossy(suffix).into_owned());
-            }
+        if let Some((start, end)) = short.front().cloned() {
+            listing.clear();
+            self.phase = Phase::Deletions(DeletionScan { revision, short, listing: Some(listing), report });
+            return Ok(Next::Call(etcd::key_page(&start, &end, revision, KEY_PAGE)));
         }
-        if answer.more {
-            if let Some(mut start) = answer.kvs.last().map(|kv| kv.key.clone()) {
-                start.push(0);
-                self.phase = Phase::Deletions(DeletionScan { revision, present, report });
-                return Ok(Next::Call(etcd::key_page(&self.prefix, &start, revision, KEY_PAGE)));
-            }
-        }
-        let gone: Vec<String> = self.known.keys().filter(|email| !present.contains(*email)).cloned().collect();
-        for email in gone {
-            if let Some(listed) = self.known.remove(&email) {
-                report.tabs.add(listed.status);
-            }
-            if replica::apply(store, &self.namespace, &email, revision, Entry::Deleted)? {
-                report.removed += 1;
-            }
-            report.relisted += 1;
-        }
-        if self.known.len() != present.len() {
-            // The keys and what the syncer knows still disagree: start over.
-            return Ok(Next::Call(self.begin_full()));
-        }
-        // The index keeps the deleted addresses: it only tells a later full sync
-        // what to tombstone, and tombstoning twice is harmless. Not rewriting
-        // it saves sorting the whole directory on every deletion.
+        // Every short part is listed. The index keeps the deleted addresses: it
+        // only tells a later full sync what to tombstone, and tombstoning twice is
+        // harmless; not rewriting it saves sorting the whole directory.
         replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
         self.revision = Some(revision);
         replica::write_sync_state(store, &self.namespace, SyncState { revision, synced_at_ms: now_ms })?;
         Ok(Next::Done(report))
     }
 
-    fn apply_kv(&self, store: &dyn SharedStore, kv: &etcd::Kv, into: &mut HashMap<String, Listed>, report: &mut CycleReport) -> Result<(), SyncError> {
+    fn apply_kv(&self, store: &dyn SharedStore, kv: &etcd::Kv, into: &mut BTreeMap<String, Listed>, report: &mut CycleReport) -> Result<(), SyncError> {
         let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) else { return Ok(()) };
         let name = String::from_utf8_lossy(suffix).into_owned();
         // A key that is not a canonical address is never looked up: count it
@@ -329,6 +406,11 @@ impl Syncer {
         }
         Ok(())
     }
+}
+
+/// The revision a read was pinned to has been compacted away.
+fn is_compacted<T>(result: &Result<T, EtcdError>) -> bool {
+    matches!(result, Err(EtcdError::Server { code: etcd::CODE_COMPACTED, .. }))
 }
 
 pub fn developers_prefix(key_prefix: &str) -> String {

@@ -42,8 +42,23 @@ impl FakeEtcd {
 
     fn answer(&mut self, request: &EtcdRequest) -> (u32, Vec<u8>) {
         let body: Value = serde_json::from_str(&request.body).unwrap();
+        if request.path == etcd::TXN && body.get("compare").is_none() {
+            // Counting transaction: one count-only range per operation.
+            let responses: Vec<Value> = body["success"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|op| {
+                    let range = &op["request_range"];
+                    assert_eq!(range["count_only"], true);
+                    let count = self.kvs.range(unb64(&range["key"])..unb64(&range["range_end"])).count();
+                    json!({"response_range": {"count": count.to_string()}})
+                })
+                .collect();
+            return (200, json!({"header": {"revision": self.revision.to_string()}, "succeeded": true, "responses": responses}).to_string().into_bytes());
+        }
         if request.path == etcd::TXN {
-            // Only the seed transaction reaches the fake: apply its puts.
+            // The seed transaction: apply its puts.
             for op in body["success"].as_array().unwrap() {
                 let put = if op["request_put"].is_object() { &op["request_put"] } else { &op["request_txn"]["success"][0]["request_put"] };
                 let key = String::from_utf8(unb64(&put["key"])).unwrap();
@@ -213,4 +228,31 @@ fn tabs_follow_changes_this_gateway_already_applied() {
     assert_eq!((report.changed, report.relisted), (0, 1));
     assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 1);
     assert_eq!(replica::tab_size(&store, "ns", Status::Requested).unwrap(), 0);
+}
+
+#[test]
+fn deletions_in_several_parts_and_an_addition_in_one_cycle() {
+    let mut etcd = FakeEtcd::default();
+    for i in 0..5000 {
+        etcd.put(&format!("/dp/dev/u{i:04}@x.io"), &developer(["approved", "revoked"][i % 2], i as u64));
+    }
+    let store = MemoryStore::default();
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    cycle(&mut syncer, &mut etcd, &store);
+    for gone in ["u0000@x.io", "u2500@x.io", "u2501@x.io", "u4999@x.io"] {
+        etcd.delete(&format!("/dp/dev/{gone}"));
+    }
+    etcd.put("/dp/dev/zz-new@x.io", &developer("approved", 9999));
+    let report = cycle(&mut syncer, &mut etcd, &store);
+    assert!(!report.full);
+    assert_eq!((report.removed, report.changed), (4, 1));
+    for gone in ["u0000@x.io", "u2500@x.io", "u2501@x.io", "u4999@x.io"] {
+        assert_eq!(lookup(&store, "ns", gone), Lookup::Unknown, "{gone}");
+    }
+    assert_eq!(lookup(&store, "ns", "u0002@x.io"), Lookup::Found(Status::Approved));
+    assert_eq!(lookup(&store, "ns", "zz-new@x.io"), Lookup::Found(Status::Approved));
+    assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 2500 - 2 + 1);
+    assert_eq!(replica::tab_size(&store, "ns", Status::Revoked).unwrap(), 2500 - 2);
+    // And the next cycle finds everything in order.
+    assert!(!cycle(&mut syncer, &mut etcd, &store).full);
 }

@@ -58,6 +58,8 @@ run: setup build
 	@echo "  curl -s http://127.0.0.1:10001/_devportal/health"
 	@echo "  curl -s http://127.0.0.1:9901/stats/prometheus | grep devportal_gate"
 	@echo
+	@if (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null; then \
+	  echo "note: something already listens on 127.0.0.1:2379 (the Debian etcd service?); the demo will use that etcd"; fi
 	@$(ETCD) --name demo --data-dir $(ETCD_DATA) --listen-client-urls http://127.0.0.1:2379 \
 	  --advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
 	  --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster demo=http://127.0.0.1:2380 \

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{adapt_shipped_config, embedded_filter_configs, repo_root, wait_until, Envoy, Etcd, Ports, Request, Response};
+use common::{adapt_shipped_config, embedded_filter_configs, repo_root, wait_until, Envoy, Etcd, Ports, Request, Response, Scratch};
 use serde_json::{json, Value};
 
 const PREFIX: &str = "/devportal/dev/";
@@ -382,4 +382,58 @@ fn a_directory_of_100k_developers() {
     wait_until("a deletion in a 100k directory", CEILING, || gw.api_status("dev000004@example.com") == 403);
     println!("100k directory: a direct deletion enforced after {:?}", deleted.elapsed());
     assert_eq!(gw.api_status("dev000008@example.com"), 200, "only the deleted one is gone");
+}
+
+/// The syncer's worker goes away (its filter configuration is replaced over LDS
+/// and the old one drained): another worker takes the role, starts with a full
+/// sync, and changes keep arriving.
+#[test]
+fn another_worker_takes_over_when_the_syncer_goes_away() {
+    let etcd = Etcd::start("takeover", common::free_port());
+    let mut ports = Ports::new();
+    ports.etcd = etcd.port;
+    let demo = adapt_shipped_config("filter-config/envoy/demo.yaml", &ports);
+    // Only the public listener, served over LDS from a file; no admin listener,
+    // so every candidate for the syncer role belongs to that listener's filter.
+    let start = demo.find("  - name: portal\n").unwrap();
+    let admin = demo.find("  - name: devportal_admin\n").unwrap();
+    let echo = demo.find("  - name: echo\n").unwrap();
+    let listener = demo[start..admin]
+        .lines()
+        .map(|line| line.strip_prefix("  ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replacen("- name: portal", "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal", 1);
+    let scratch = Scratch::new("takeover");
+    let lds = scratch.0.join("lds");
+    std::fs::create_dir_all(&lds).unwrap();
+    let publish = |listener: &str| {
+        std::fs::write(lds.join("lds.yaml.tmp"), format!("resources:\n{listener}\n")).unwrap();
+        std::fs::rename(lds.join("lds.yaml.tmp"), lds.join("lds.yaml")).unwrap();
+    };
+    publish(&listener);
+    let bootstrap = format!(
+        "node: {{ id: test, cluster: test }}\n\
+         dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      \
+         path: {lds}/lds.yaml\n      watched_directory: {{ path: {lds} }}\n{before}{after}",
+        lds = lds.display(),
+        before = &demo[..start],
+        after = &demo[echo..],
+    );
+    let bootstrap_path = scratch.0.join("bootstrap.yaml");
+    std::fs::write(&bootstrap_path, bootstrap).unwrap();
+    // A short drain, so the replaced filter configuration (and its workers) goes soon.
+    let envoy = Envoy::start_file_with(scratch, &bootstrap_path, ports.admin, 2, &["--drain-time-s", "1"]);
+    let status = |email: &str| Request::get("/api/orders").user(email).try_send(ports.listener).map(|r| r.status).unwrap_or(0);
+    wait_until("first sync", CEILING * 3, || status("alice@example.com") == 200);
+    let full_syncs = |log: &str| log.matches("full sync to etcd").count();
+    assert_eq!(full_syncs(&envoy.log()), 1);
+
+    let replaced = listener.replace(r#""sync_interval_ms": 1000"#, r#""sync_interval_ms": 900"#);
+    assert_ne!(replaced, listener);
+    publish(&replaced);
+    let took_over = wait_until("a new syncer's full sync", Duration::from_secs(20), || full_syncs(&envoy.log()) >= 2);
+    println!("the replaced syncer's role was taken over after {took_over:?}");
+    etcd.put(&format!("{PREFIX}alice@example.com"), &stored("revoked"));
+    wait_until("a change after the takeover", CEILING, || status("alice@example.com") == 403);
 }

@@ -235,8 +235,13 @@ impl Envoy {
     }
 
     pub fn start_file(scratch: Scratch, config_path: &Path, admin: u16, concurrency: u32) -> Envoy {
+        Envoy::start_file_with(scratch, config_path, admin, concurrency, &[])
+    }
+
+    /// `start_file` with extra command-line arguments.
+    pub fn start_file_with(scratch: Scratch, config_path: &Path, admin: u16, concurrency: u32, extra: &[&str]) -> Envoy {
         let log_path = scratch.0.join("envoy.log");
-        let child = spawn_envoy(config_path, &log_path, concurrency, &[]);
+        let child = spawn_envoy(config_path, &log_path, concurrency, extra);
         let mut envoy = Envoy { child: Some(child), admin, log_path, _scratch: scratch };
         envoy.wait_ready();
         envoy

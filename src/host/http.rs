@@ -36,8 +36,9 @@ enum Waiting {
     AdminBody { route: Route, query: Option<String>, actor: String },
     /// An admin request's etcd call.
     AdminCall { token: u32, task: Box<Task> },
-    /// A self-service registration's etcd call; then answer `then`.
-    Registration { token: u32, developer: Developer, then: LocalResponse },
+    /// A self-service registration's etcd call; then answer `then`. `target`
+    /// is the request's, for asking again if someone else registered them first.
+    Registration { token: u32, developer: Developer, then: LocalResponse, target: String },
 }
 
 impl GateHttp {
@@ -56,9 +57,9 @@ impl Context for GateHttp {
                 let step = admin::resume(&ctx, *task, answer);
                 self.run_admin_step(&shared, step);
             }
-            Waiting::Registration { token, developer, then } if token == token_id => {
+            Waiting::Registration { token, developer, then, target } if token == token_id => {
                 let answer = etcd_call::read_answer(body_size);
-                let response = registered(&shared, &developer, then, answer);
+                let response = registered(&shared, &developer, then, &target, answer);
                 send(&response);
             }
             other => self.waiting = other,
@@ -108,7 +109,7 @@ impl HttpContext for GateHttp {
                 Action::Continue
             }
             gate::Action::Respond(response) => respond(&response),
-            gate::Action::Register { email, then } => self.register(&shared, &email, then),
+            gate::Action::Register { email, then } => self.register(&shared, &email, then, &target),
         }
     }
 
@@ -212,13 +213,13 @@ impl GateHttp {
 
     /// Self-service: create the developer as Requested (only if absent), then
     /// show the pending answer.
-    fn register(&mut self, shared: &Shared, email: &str, then: Cow<'_, LocalResponse>) -> Action {
+    fn register(&mut self, shared: &Shared, email: &str, then: Cow<'_, LocalResponse>, target: &str) -> Action {
         let Directory::Etcd(etcd) = &shared.directory else { return respond(&then) };
         let developer = Developer::register(email, Status::Requested, serde_json::Map::new(), "self-service", now_ms());
         let request = etcd::create(&sync::developer_etcd_key(&etcd.key_prefix, email), &developer.to_stored());
         match etcd_call::dispatch(etcd, &request) {
             Ok(token) => {
-                self.waiting = Waiting::Registration { token, developer, then: then.into_owned() };
+                self.waiting = Waiting::Registration { token, developer, then: then.into_owned(), target: target.to_string() };
                 Action::Pause
             }
             Err(_) => respond(&directory_unavailable(shared)),
@@ -237,7 +238,13 @@ fn admin_context(shared: &Shared) -> Option<AdminContext<'_>> {
 }
 
 /// The answer once etcd took (or refused) a self-service registration.
-fn registered(shared: &Shared, developer: &Developer, then: LocalResponse, answer: Result<(u32, Vec<u8>), EtcdError>) -> LocalResponse {
+fn registered(
+    shared: &Shared,
+    developer: &Developer,
+    then: LocalResponse,
+    target: &str,
+    answer: Result<(u32, Vec<u8>), EtcdError>,
+) -> LocalResponse {
     let namespace = &shared.gate.namespace;
     let txn = match answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
         Ok(txn) => txn,
@@ -251,15 +258,18 @@ fn registered(shared: &Shared, developer: &Developer, then: LocalResponse, answe
         return then;
     }
     // Registered meanwhile (another gateway, an admin): take etcd's word for it
-    // and let the browser ask again, now decided from that state.
-    if let Some(kv) = txn.current {
-        let entry = Developer::from_stored(&developer.email, &kv.value);
-        let _ = match &entry {
-            Ok(current) => replica::apply(&HostSharedData, namespace, &developer.email, kv.mod_revision, Entry::Present(current)),
-            Err(_) => replica::apply(&HostSharedData, namespace, &developer.email, kv.mod_revision, Entry::Unreadable),
-        };
+    // and have the client ask again, decided from that state this time.
+    let Some(kv) = txn.current else { return directory_unavailable(shared) };
+    let entry = Developer::from_stored(&developer.email, &kv.value);
+    let _ = match &entry {
+        Ok(current) => replica::apply(&HostSharedData, namespace, &developer.email, kv.mod_revision, Entry::Present(current)),
+        Err(_) => replica::apply(&HostSharedData, namespace, &developer.email, kv.mod_revision, Entry::Unreadable),
+    };
+    LocalResponse {
+        status: 307,
+        headers: vec![("location", target.to_string()), ("cache-control", "no-store".to_string())],
+        body: Vec::new(),
     }
-    then
 }
 
 fn directory_unavailable(shared: &Shared) -> LocalResponse {

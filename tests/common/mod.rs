@@ -89,12 +89,14 @@ impl Ports {
 pub fn adapt_shipped_config(file: &str, ports: &Ports) -> String {
     let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
     let adapted = text
+        // etcd's port first: the ports handed out (20000 and up) may begin with
+        // "2379", which a later replacement would then lengthen into nonsense.
+        .replace("port_value: 2379", &format!("port_value: {}", ports.etcd))
+        .replace("127.0.0.1:2379", &format!("127.0.0.1:{}", ports.etcd))
         .replace("port_value: 10000", &format!("port_value: {}", ports.listener))
         .replace("port_value: 9901", &format!("port_value: {}", ports.admin))
         .replace("port_value: 10002", &format!("port_value: {}", ports.echo))
         .replace("port_value: 10001", &format!("port_value: {}", ports.api))
-        .replace("port_value: 2379", &format!("port_value: {}", ports.etcd))
-        .replace("127.0.0.1:2379", &format!("127.0.0.1:{}", ports.etcd))
         .replace("target/wasm32-wasip1/release/devportal_gate.wasm", wasm_path().to_str().unwrap());
     assert_ne!(adapted, text, "{file}: nothing to adapt");
     adapted

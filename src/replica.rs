@@ -56,7 +56,7 @@ fn write_unless_newer(
     key: &str,
     revision: u64,
     value: &[u8],
-    revision_of: fn(&[u8]) -> Option<u64>,
+    revision_of: RevisionOf,
 ) -> Result<bool, SeedError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let cas = match store.get(key).map_err(|e| store_error(key, e))? {
@@ -83,9 +83,37 @@ fn doc_revision(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes.get(..end)?).ok()?.parse().ok()
 }
 
+/// Reads the revision a stored value carries.
+type RevisionOf = fn(&[u8]) -> Option<u64>;
+
+/// How `apply_with` treats a replica that holds a newer revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Keep it: the usual case, where a late answer must not undo a newer change.
+    Monotonic,
+    /// Replace it: etcd went back in time (restored from a backup, or a new
+    /// cluster), so its revisions are lower and still the truth.
+    Overwrite,
+}
+
 /// Records one developer at `revision`: the hot-path record first (that is what
 /// the gate enforces), then the document. Returns whether anything changed.
 pub fn apply(store: &dyn SharedStore, namespace: &str, email: &str, revision: u64, entry: Entry<'_>) -> Result<bool, SeedError> {
+    apply_with(store, namespace, email, revision, entry, WriteMode::Monotonic)
+}
+
+pub fn apply_with(
+    store: &dyn SharedStore,
+    namespace: &str,
+    email: &str,
+    revision: u64,
+    entry: Entry<'_>,
+    mode: WriteMode,
+) -> Result<bool, SeedError> {
+    let (record_revision, doc_revision): (RevisionOf, RevisionOf) = match mode {
+        WriteMode::Monotonic => (record_revision, doc_revision),
+        WriteMode::Overwrite => (|_| None, |_| None),
+    };
     let (record, doc) = match entry {
         Entry::Present(developer) => (Record::Present { status: developer.status, revision }, developer.to_stored()),
         Entry::Deleted => (Record::Deleted { revision }, Vec::new()),

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use crate::developer::Developer;
 use crate::directory::{SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
-use crate::replica::{self, Entry, Listed, SyncState, Tabs};
+use crate::replica::{self, Entry, Listed, SyncState, Tabs, WriteMode};
 
 /// Keys per page of a full sync. etcd counts the rest of the range on every page
 /// (about 0.1 s per page at 1M keys), so pages are large: 5000 developers are
@@ -41,6 +41,9 @@ pub struct Syncer {
     /// What the replica holds, as of `revision`; empty until a full sync.
     known: BTreeMap<String, Listed>,
     revision: Option<u64>,
+    /// The full sync in progress replaces newer revisions in the replica: etcd
+    /// answered with a lower revision than the replica reflects.
+    overwrite: bool,
     phase: Phase,
 }
 
@@ -122,6 +125,7 @@ impl Syncer {
             seed,
             known: BTreeMap::new(),
             revision: None,
+            overwrite: false,
             phase: Phase::Idle,
         }
     }
@@ -200,6 +204,10 @@ impl Syncer {
             }
             other => other.map_err(SyncError::Etcd)?,
         };
+        if pinned.is_none() {
+            // A replica ahead of etcd means etcd went back in time; its word wins.
+            self.overwrite = replica::read_sync_state(store, &self.namespace).is_some_and(|state| state.revision > answer.revision);
+        }
         let revision = pinned.unwrap_or(answer.revision);
         report.revision = revision;
         let last_key = answer.kvs.last().map(|kv| kv.key.clone());
@@ -215,7 +223,7 @@ impl Syncer {
         }
         // The snapshot is complete: whatever the replica had and etcd has not is gone.
         for email in replica::read_index(store, &self.namespace)? {
-            if !seen.contains_key(&email) && replica::apply(store, &self.namespace, &email, revision, Entry::Deleted)? {
+            if !seen.contains_key(&email) && replica::apply_with(store, &self.namespace, &email, revision, Entry::Deleted, self.write_mode())? {
                 report.removed += 1;
             }
         }
@@ -223,6 +231,7 @@ impl Syncer {
         replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
         self.known = seen;
         self.revision = Some(revision);
+        self.overwrite = false;
         replica::write_sync_state(store, &self.namespace, SyncState { revision, synced_at_ms: now_ms })?;
         Ok(Next::Done(report))
     }
@@ -268,6 +277,14 @@ impl Syncer {
         self.revision = Some(answer.revision);
         replica::write_sync_state(store, &self.namespace, SyncState { revision: answer.revision, synced_at_ms: now_ms })?;
         Ok(Next::Done(report))
+    }
+
+    fn write_mode(&self) -> WriteMode {
+        if self.overwrite {
+            WriteMode::Overwrite
+        } else {
+            WriteMode::Monotonic
+        }
     }
 
     /// The key space split into about `DELETION_BUCKETS` parts of equal size
@@ -385,11 +402,11 @@ impl Syncer {
         let (listed, changed) = match Developer::from_stored(&name, &kv.value) {
             Ok(developer) => (
                 Listed { status: Some(developer.status), updated_ms: developer.updated_ms },
-                replica::apply(store, &self.namespace, &name, kv.mod_revision, Entry::Present(&developer))?,
+                replica::apply_with(store, &self.namespace, &name, kv.mod_revision, Entry::Present(&developer), self.write_mode())?,
             ),
             Err(_) => {
                 report.unreadable += 1;
-                let changed = replica::apply(store, &self.namespace, &name, kv.mod_revision, Entry::Unreadable)?;
+                let changed = replica::apply_with(store, &self.namespace, &name, kv.mod_revision, Entry::Unreadable, self.write_mode())?;
                 (Listed { status: None, updated_ms: 0 }, changed)
             }
         };

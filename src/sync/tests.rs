@@ -256,3 +256,33 @@ fn deletions_in_several_parts_and_an_addition_in_one_cycle() {
     // And the next cycle finds everything in order.
     assert!(!cycle(&mut syncer, &mut etcd, &store).full);
 }
+
+#[test]
+fn an_etcd_restored_from_an_older_backup_is_believed() {
+    let mut etcd = FakeEtcd::default();
+    for i in 0..50 {
+        etcd.put("/dp/dev/filler@x.io", &developer("approved", i));
+    }
+    etcd.put("/dp/dev/a@x.io", &developer("approved", 1));
+    etcd.put("/dp/dev/a@x.io", &developer("revoked", 2));
+    let store = MemoryStore::default();
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    cycle(&mut syncer, &mut etcd, &store);
+    assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Revoked));
+
+    // Restored from a backup taken before a@x.io was revoked, and before b@x.io
+    // existed: lower revisions than the replica holds, but the truth now.
+    let mut restored = FakeEtcd::default();
+    restored.put("/dp/dev/a@x.io", &developer("approved", 1));
+    restored.put("/dp/dev/filler@x.io", &developer("approved", 1));
+    let report = cycle(&mut syncer, &mut restored, &store);
+    assert!(report.full, "the revision went back: a full sync");
+    assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Approved));
+    // A takeover syncer sees the same from the replica's sync state.
+    restored.put("/dp/dev/a@x.io", &developer("rejected", 3));
+    let mut fresh = FakeEtcd::default();
+    fresh.put("/dp/dev/a@x.io", &developer("requested", 4));
+    cycle(&mut Syncer::new("ns", "/dp/", None), &mut fresh, &store);
+    assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Requested));
+    assert_eq!(lookup(&store, "ns", "filler@x.io"), Lookup::Unknown);
+}

@@ -295,6 +295,10 @@ pub struct Config {
     pub developers: Vec<(String, Status)>,
     pub directory: Directory,
     pub admin: Option<AdminConfig>,
+    /// No routes: this configuration only serves the admin API. With a static
+    /// directory it reads what the gate's configuration seeded and seeds nothing
+    /// (seeding an empty list would remove every developer).
+    pub admin_only: bool,
 }
 
 /// Parses and validates a configuration.
@@ -326,6 +330,13 @@ fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.routes.is_empty() && admin.is_none() {
         return Err(ConfigError::new("routes", "must list at least one route (only an admin-only configuration may have none)"));
     }
+    let admin_only = raw.routes.is_empty();
+    if admin_only && directory == Directory::Static && !raw.developers.is_empty() {
+        return Err(ConfigError::new(
+            "developers",
+            "an admin-only configuration (no routes) reads the static directory the gate's configuration seeds; leave \"developers\" out here",
+        ));
+    }
     let self_service = raw.unknown_developers == Some(RawUnknownDevelopers::Request);
     if self_service && directory == Directory::Static {
         return Err(ConfigError::new(
@@ -347,6 +358,7 @@ fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         developers,
         directory,
         admin,
+        admin_only,
     })
 }
 
@@ -875,7 +887,10 @@ mod tests {
         admin_only["routes"] = json!([]);
         assert_eq!(error_of(admin_only.clone()).field, "routes");
         admin_only["admin"] = value["admin"].clone();
-        assert!(compile_value(&admin_only).is_ok());
+        assert_eq!(error_of(admin_only.clone()).field, "developers", "a static admin-only config must not seed");
+        admin_only.as_object_mut().unwrap().remove("developers");
+        let config = compile_value(&admin_only).unwrap();
+        assert!(config.admin_only);
     }
 
 }

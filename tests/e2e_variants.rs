@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{adapt_shipped_config, run_envoy_expecting_exit, Envoy, Ports, Request, Scratch};
+use common::{adapt_shipped_config, run_envoy_expecting_exit, Envoy, Ports, Request, Response, Scratch};
 
 const DAVE_REVOKED: &str = r#"{ "email": "dave@example.com", "status": "revoked" }"#;
 
@@ -29,6 +29,38 @@ fn kong_enterprise_answers_for_migrating_users() {
         assert_eq!(response.body, format!(r#"{{"message":"Unauthorized: Developer status \"{kong_status}\""}}"#));
     }
     assert_eq!(Request::get("/api/orders").user("alice@example.com").send(ports.listener).status, 200);
+    drop(envoy);
+}
+
+/// A static directory (GitOps): the admin API serves reads and refuses writes.
+#[test]
+fn the_admin_api_over_a_static_directory_is_read_only() {
+    let ports = Ports::new();
+    let config = adapt_shipped_config("filter-config/envoy/static.yaml", &ports);
+    let envoy = Envoy::start("static-admin", &config, ports.admin, 2);
+    let admin = |method: &str, path: &str, body: &str| -> Response {
+        Request::new(method, &format!("/_devportal{path}"))
+            .header("authorization", "Bearer demo-admin-token-change-me")
+            .body(body)
+            .send(ports.api)
+    };
+    let tab = admin("GET", "/developers?status=approved", "");
+    assert_eq!(tab.status, 200, "{}", tab.body);
+    let tab = tab.json();
+    assert_eq!(tab["developers"][0]["email"], "alice@example.com");
+    assert_eq!(tab["counts"], serde_json::json!({"approved": 1, "requested": 1, "rejected": 1, "revoked": 1}));
+    assert_eq!(admin("GET", "/developers/bob@example.com", "").json()["developer"]["status"], "requested");
+    for (method, path, body) in [
+        ("POST", "/developers/bob@example.com/accept", "{}"),
+        ("POST", "/developers", r#"{"email":"new@example.com"}"#),
+        ("POST", "/developers/bulk", r#"{"action":"revoke","emails":["alice@example.com"]}"#),
+    ] {
+        let refused = admin(method, path, body);
+        assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+        assert_eq!(refused.json()["error"], "read_only_directory");
+    }
+    assert_eq!(Request::get("/api/orders").user("bob@example.com").send(ports.listener).status, 403, "nothing changed");
+    assert_eq!(Request::get("/_devportal/health").send(ports.api).json()["source"], "static");
     drop(envoy);
 }
 
@@ -71,8 +103,10 @@ impl DynamicDemo {
         let ports = Ports::new();
         let demo = adapt_shipped_config("filter-config/envoy/static.yaml", &ports);
         let start = demo.find("  - name: portal\n").unwrap();
+        // The portal listener alone goes to LDS; the admin listener is left out.
+        let portal_end = demo.find("  - name: devportal_admin\n").unwrap();
         let end = demo.find("  - name: echo\n").unwrap();
-        let listener = demo[start..end]
+        let listener = demo[start..portal_end]
             .lines()
             .map(|line| line.strip_prefix("  ").unwrap_or(line))
             .collect::<Vec<_>>()

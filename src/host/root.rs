@@ -203,6 +203,13 @@ impl GateRoot {
         let counters = define_counters()?;
         self.staleness_gauge = Some(define("devportal_gate.directory.staleness_ms", MetricType::Gauge)?);
         let synced = match &config.directory {
+            Directory::Static if config.admin_only => {
+                log::info!(
+                    "devportal-gate {VERSION} ({GIT_SHA}) configured: admin API over the static directory in namespace {namespace:?} (seeded by the gate's configuration)"
+                );
+                self.sync = None;
+                true
+            }
             Directory::Static => {
                 let report = replica::seed_static(&HostSharedData, &namespace, &config.developers, now_ms())
                     .map_err(|error| format!("cannot seed the developer directory: {error}"))?;

@@ -381,6 +381,17 @@ fn act(ctx: &AdminContext<'_>, prefix: &str, task: &mut ActTask, etcd_answer: Re
                     body: json!({"error": "replica", "message": format!("committed to etcd, but this gateway's replica could not be updated ({why}); it will be within one sync interval")}),
                 };
             }
+            // One line per committed change, for the gateway's logs (the history
+            // in etcd has the same, with the reason).
+            log::info!(
+                "devportal-gate admin: {} {} {} ({} -> {}) at etcd revision {}",
+                task.actor,
+                task.action.as_str(),
+                task.email,
+                from,
+                to.as_ref().map_or("deleted", |d| d.status.as_str()),
+                txn.revision
+            );
             let body = match to {
                 Some(developer) => json!({"action": task.action.as_str(), "from": from, "developer": developer.to_api(txn.revision)}),
                 None => json!({"action": "delete", "from": from, "deleted": task.email}),
@@ -427,6 +438,8 @@ fn created(ctx: &AdminContext<'_>, developer: Developer, etcd_answer: Result<(u3
     if let Err(why) = replica::apply(ctx.store, ctx.namespace, &developer.email, txn.revision, Entry::Present(&developer)) {
         return error(500, "replica", format!("committed, but this gateway's replica could not be updated: {why}"));
     }
+    let actor = developer.history.first().map_or("", |t| t.actor.as_str());
+    log::info!("devportal-gate admin: {actor} registered {} as {} at etcd revision {}", developer.email, developer.status, txn.revision);
     answer(201, json!({"developer": developer.to_api(txn.revision)}))
 }
 

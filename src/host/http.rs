@@ -1,36 +1,36 @@
 //! The HTTP context: one per request. Requests under the admin prefix go to the
-//! admin API; every other one asks `gate::decide` and carries out the verdict:
-//! forward (with the developer headers set and client copies removed), answer
-//! locally, or register a self-service developer in etcd first.
+//! admin API (`admin_http.rs`); every other one asks `gate::decide` and carries
+//! out the verdict: forward (with the developer headers set and client copies
+//! removed), answer locally, or register a self-service developer in etcd first
+//! (`self_service.rs`).
 
-use std::borrow::Cow;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
-use super::etcd_call::{self, now_ms};
+use super::admin_http::{admin_context, respond_api};
+use super::etcd_call;
 use super::root::Shared;
+use super::self_service::registered;
 use super::store::HostSharedData;
-use crate::admin::{self, AdminContext, ApiResponse, Route, Step, Task};
-use crate::config::{Directory, DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
+use crate::admin::{self, ApiResponse, Route, Task};
+use crate::config::{DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
 use crate::developer::Developer;
 use crate::directory::{self, Lookup, Status};
-use crate::etcd::{self, EtcdError};
 use crate::gate::{self, RequestView};
 use crate::path;
-use crate::replica::{self, Entry};
-use crate::responses::{LocalResponse, Refusal};
-use crate::sync;
+use crate::replica;
+use crate::responses::LocalResponse;
 
 pub struct GateHttp {
-    shared: Option<Rc<Shared>>,
-    waiting: Waiting,
+    pub(super) shared: Option<Rc<Shared>>,
+    pub(super) waiting: Waiting,
 }
 
 /// What a paused request waits for.
-enum Waiting {
+pub(super) enum Waiting {
     Nothing,
     /// An admin request's body.
     AdminBody { route: Route, query: Option<String>, actor: String },
@@ -135,149 +135,8 @@ impl HttpContext for GateHttp {
     }
 }
 
-impl GateHttp {
-    fn admin_request(
-        &mut self,
-        shared: &Shared,
-        request: &HostRequest,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        end_of_stream: bool,
-    ) -> Action {
-        let Some(config) = shared.admin.as_ref() else { return respond(&unconfigured()) };
-        let route = match admin::route(&config.prefix, method, path) {
-            Ok(route) => route,
-            Err(response) => return respond_api(&response),
-        };
-        let actor = if route.needs_token() {
-            match admin::authenticate(config, &request.header_values("authorization")) {
-                Ok(name) => name.to_string(),
-                Err(response) => return respond_api(&response),
-            }
-        } else {
-            String::new()
-        };
-        // Kong reports end_of_stream = false in header callbacks even without a
-        // body; a request that declares no body is served right away.
-        let declares_body = request.has("content-length") && request.header("content-length").as_deref() != Some("0")
-            || request.has("transfer-encoding");
-        if route.reads_body() && !end_of_stream && declares_body {
-            // Envoy turns a pause here into "stop all iteration": the body would
-            // never reach `on_http_request_body`. So the headers continue, and the
-            // admin listener has Envoy's buffer filter after this one, which holds
-            // them from the router until the body is complete; this filter takes
-            // the body first and answers.
-            self.waiting = Waiting::AdminBody { route, query: query.map(str::to_string), actor };
-            return Action::Continue;
-        }
-        if !route.reads_body() && !end_of_stream && declares_body {
-            return respond_api(&ApiResponse {
-                status: 400,
-                body: r#"{"error":"unexpected_body","message":"this request takes no body"}"#.into(),
-                allow: None,
-            });
-        }
-        self.start_admin(shared, route, query, b"", &actor)
-    }
-
-    fn start_admin(&mut self, shared: &Shared, route: Route, query: Option<&str>, body: &[u8], actor: &str) -> Action {
-        let Some(ctx) = admin_context(shared) else { return respond(&unconfigured()) };
-        let step = admin::start(&ctx, route, query, body, actor);
-        self.run_admin_step(shared, step)
-    }
-
-    fn run_admin_step(&mut self, shared: &Shared, step: Step) -> Action {
-        match step {
-            Step::Respond(response) => respond_api(&response),
-            Step::Call(request, task) => {
-                let Directory::Etcd(etcd) = &shared.directory else {
-                    return respond_api(&ApiResponse { status: 500, body: "{}".into(), allow: None });
-                };
-                match etcd_call::dispatch(etcd, &request) {
-                    Ok(token) => {
-                        self.waiting = Waiting::AdminCall { token, task };
-                        Action::Pause
-                    }
-                    Err(error) => match admin_context(shared) {
-                        Some(ctx) => {
-                            let step = admin::resume(&ctx, *task, Err(error));
-                            self.run_admin_step(shared, step)
-                        }
-                        None => respond(&unconfigured()),
-                    },
-                }
-            }
-        }
-    }
-
-    /// Self-service: create the developer as Requested (only if absent), then
-    /// show the pending answer.
-    fn register(&mut self, shared: &Shared, email: &str, then: Cow<'_, LocalResponse>, target: &str) -> Action {
-        let Directory::Etcd(etcd) = &shared.directory else { return respond(&then) };
-        let developer = Developer::register(email, Status::Requested, serde_json::Map::new(), "self-service", now_ms());
-        let request = etcd::create(&sync::developer_etcd_key(&etcd.key_prefix, email), &developer.to_stored());
-        match etcd_call::dispatch(etcd, &request) {
-            Ok(token) => {
-                self.waiting = Waiting::Registration { token, developer, then: then.into_owned(), target: target.to_string() };
-                Action::Pause
-            }
-            Err(_) => respond(&directory_unavailable(shared)),
-        }
-    }
-}
-
-fn admin_context(shared: &Shared) -> Option<AdminContext<'_>> {
-    Some(AdminContext {
-        config: shared.admin.as_ref()?,
-        directory: &shared.directory,
-        namespace: &shared.gate.namespace,
-        store: &HostSharedData,
-        now_ms: now_ms(),
-    })
-}
-
-/// The answer once etcd took (or refused) a self-service registration.
-fn registered(
-    shared: &Shared,
-    developer: &Developer,
-    then: LocalResponse,
-    target: &str,
-    answer: Result<(u32, Vec<u8>), EtcdError>,
-) -> LocalResponse {
-    let namespace = &shared.gate.namespace;
-    let txn = match answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
-        Ok(txn) => txn,
-        Err(error) => {
-            log::warn!("devportal-gate: self-service registration of {:?} failed: {error}", developer.email);
-            return directory_unavailable(shared);
-        }
-    };
-    if txn.succeeded {
-        let _ = replica::apply(&HostSharedData, namespace, &developer.email, txn.revision, Entry::Present(developer));
-        return then;
-    }
-    // Registered meanwhile (another gateway, an admin): take etcd's word for it
-    // and have the client ask again, decided from that state this time.
-    let Some(kv) = txn.current else { return directory_unavailable(shared) };
-    let entry = Developer::from_stored(&developer.email, &kv.value);
-    let _ = match &entry {
-        Ok(current) => replica::apply(&HostSharedData, namespace, &developer.email, kv.mod_revision, Entry::Present(current)),
-        Err(_) => replica::apply(&HostSharedData, namespace, &developer.email, kv.mod_revision, Entry::Unreadable),
-    };
-    LocalResponse {
-        status: 307,
-        headers: vec![("location", target.to_string()), ("cache-control", "no-store".to_string())],
-        body: Vec::new(),
-    }
-}
-
-fn directory_unavailable(shared: &Shared) -> LocalResponse {
-    shared.gate.responses.for_refusal(Refusal::DirectoryUnavailable, false).cloned().unwrap_or_else(unconfigured)
-}
-
 /// The request's headers, as the host reported them.
-struct HostRequest {
+pub(super) struct HostRequest {
     headers: Vec<(String, String)>,
 }
 
@@ -290,7 +149,7 @@ impl HostRequest {
         }
     }
 
-    fn has(&self, name: &str) -> bool {
+    pub(super) fn has(&self, name: &str) -> bool {
         self.headers.iter().any(|(header, _)| header.eq_ignore_ascii_case(name))
     }
 }
@@ -327,33 +186,19 @@ fn forward(request: &HostRequest, rewrite_target: Option<&str>, developer: Optio
     }
 }
 
-fn send(response: &LocalResponse) {
+pub(super) fn send(response: &LocalResponse) {
     let headers: Vec<(&str, &str)> = response.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     if let Err(status) = hostcalls::send_http_response(response.status, headers, Some(&response.body)) {
         log::error!("devportal-gate: cannot send the local response: {status:?}");
     }
 }
 
-fn respond(response: &LocalResponse) -> Action {
+pub(super) fn respond(response: &LocalResponse) -> Action {
     send(response);
     Action::Pause
 }
 
-fn respond_api(response: &ApiResponse) -> Action {
-    let mut headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
-    if let Some(allow) = response.allow {
-        headers.push(("allow", allow));
-    }
-    if response.status == 401 {
-        headers.push(("www-authenticate", "Bearer"));
-    }
-    if let Err(status) = hostcalls::send_http_response(response.status, headers, Some(response.body.as_bytes())) {
-        log::error!("devportal-gate: cannot send the admin response: {status:?}");
-    }
-    Action::Pause
-}
-
-fn unconfigured() -> LocalResponse {
+pub(super) fn unconfigured() -> LocalResponse {
     LocalResponse {
         status: 503,
         headers: vec![("content-type", "application/json".to_string())],

@@ -5,8 +5,10 @@
 //! signature and refuses to load a module that imports it (HOSTS.md).
 
 mod etcd_call;
+mod admin_http;
 mod http;
 mod root;
+mod self_service;
 mod store;
 
 use proxy_wasm::types::LogLevel;

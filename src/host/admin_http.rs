@@ -1,0 +1,117 @@
+//! Admin API requests in the HTTP context: route and authenticate, take the body
+//! when there is one, then drive `admin::start`/`admin::resume` through the etcd
+//! calls they ask for.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Action;
+
+use super::etcd_call::{self, now_ms};
+use super::http::{respond, unconfigured, GateHttp, HostRequest, Waiting};
+use super::root::Shared;
+use super::store::HostSharedData;
+use crate::admin::{self, AdminContext, ApiResponse, Route, Step};
+use crate::config::Directory;
+use crate::gate::RequestView;
+
+impl GateHttp {
+    pub(super) fn admin_request(
+        &mut self,
+        shared: &Shared,
+        request: &HostRequest,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        end_of_stream: bool,
+    ) -> Action {
+        let Some(config) = shared.admin.as_ref() else { return respond(&unconfigured()) };
+        let route = match admin::route(&config.prefix, method, path) {
+            Ok(route) => route,
+            Err(response) => return respond_api(&response),
+        };
+        let actor = if route.needs_token() {
+            match admin::authenticate(config, &request.header_values("authorization")) {
+                Ok(name) => name.to_string(),
+                Err(response) => return respond_api(&response),
+            }
+        } else {
+            String::new()
+        };
+        // Kong reports end_of_stream = false in header callbacks even without a
+        // body; a request that declares no body is served right away.
+        let declares_body = request.has("content-length") && request.header("content-length").as_deref() != Some("0")
+            || request.has("transfer-encoding");
+        if route.reads_body() && !end_of_stream && declares_body {
+            // Envoy turns a pause here into "stop all iteration": the body would
+            // never reach `on_http_request_body`. So the headers continue, and the
+            // admin listener has Envoy's buffer filter after this one, which holds
+            // them from the router until the body is complete; this filter takes
+            // the body first and answers.
+            self.waiting = Waiting::AdminBody { route, query: query.map(str::to_string), actor };
+            return Action::Continue;
+        }
+        if !route.reads_body() && !end_of_stream && declares_body {
+            return respond_api(&ApiResponse {
+                status: 400,
+                body: r#"{"error":"unexpected_body","message":"this request takes no body"}"#.into(),
+                allow: None,
+            });
+        }
+        self.start_admin(shared, route, query, b"", &actor)
+    }
+
+    pub(super) fn start_admin(&mut self, shared: &Shared, route: Route, query: Option<&str>, body: &[u8], actor: &str) -> Action {
+        let Some(ctx) = admin_context(shared) else { return respond(&unconfigured()) };
+        let step = admin::start(&ctx, route, query, body, actor);
+        self.run_admin_step(shared, step)
+    }
+
+    pub(super) fn run_admin_step(&mut self, shared: &Shared, step: Step) -> Action {
+        match step {
+            Step::Respond(response) => respond_api(&response),
+            Step::Call(request, task) => {
+                let Directory::Etcd(etcd) = &shared.directory else {
+                    return respond_api(&ApiResponse { status: 500, body: "{}".into(), allow: None });
+                };
+                match etcd_call::dispatch(etcd, &request) {
+                    Ok(token) => {
+                        self.waiting = Waiting::AdminCall { token, task };
+                        Action::Pause
+                    }
+                    Err(error) => match admin_context(shared) {
+                        Some(ctx) => {
+                            let step = admin::resume(&ctx, *task, Err(error));
+                            self.run_admin_step(shared, step)
+                        }
+                        None => respond(&unconfigured()),
+                    },
+                }
+            }
+        }
+    }
+
+}
+
+pub(super) fn admin_context(shared: &Shared) -> Option<AdminContext<'_>> {
+    Some(AdminContext {
+        config: shared.admin.as_ref()?,
+        directory: &shared.directory,
+        namespace: &shared.gate.namespace,
+        store: &HostSharedData,
+        now_ms: now_ms(),
+    })
+}
+
+/// Sends an admin API answer (JSON, never cached).
+pub(super) fn respond_api(response: &ApiResponse) -> Action {
+    let mut headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+    if let Some(allow) = response.allow {
+        headers.push(("allow", allow));
+    }
+    if response.status == 401 {
+        headers.push(("www-authenticate", "Bearer"));
+    }
+    if let Err(status) = hostcalls::send_http_response(response.status, headers, Some(response.body.as_bytes())) {
+        log::error!("devportal-gate: cannot send the admin response: {status:?}");
+    }
+    Action::Pause
+}

@@ -68,6 +68,7 @@ run: setup build
 	$(ENVOY) -c filter-config/envoy/demo.yaml --concurrency 2 --disable-hot-restart
 
 lint: wasm-target
+	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
 

@@ -40,7 +40,11 @@ pub struct ApiResponse {
 }
 
 fn answer(status: u32, body: Value) -> ApiResponse {
-    ApiResponse { status, body: body.to_string(), allow: None }
+    ApiResponse {
+        status,
+        body: body.to_string(),
+        allow: None,
+    }
 }
 
 fn error(status: u32, code: &str, message: impl Into<String>) -> ApiResponse {
@@ -71,9 +75,17 @@ impl AdminContext<'_> {
 /// configured token is compared in full, so timing tells nothing about which
 /// one matched or how much of it.
 pub fn authenticate<'c>(config: &'c AdminConfig, authorization: &[String]) -> Result<&'c str, ApiResponse> {
-    let refused = || error(401, "unauthorized", "a valid \"Authorization: Bearer <token>\" header is required");
+    let refused = || {
+        error(
+            401,
+            "unauthorized",
+            "a valid \"Authorization: Bearer <token>\" header is required",
+        )
+    };
     let [value] = authorization else { return Err(refused()) };
-    let Some(presented) = value.strip_prefix("Bearer ").map(str::trim) else { return Err(refused()) };
+    let Some(presented) = value.strip_prefix("Bearer ").map(str::trim) else {
+        return Err(refused());
+    };
     let mut found: Option<&str> = None;
     for (name, token) in &config.tokens {
         if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
@@ -87,7 +99,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut difference = u8::from(a.len() != b.len());
     for (i, &x) in a.iter().enumerate() {
         // Compare against `b` cyclically so the loop length only depends on `a`.
-        let y = if b.is_empty() { 0 } else { b.get(i % b.len()).copied().unwrap_or(0) };
+        let y = if b.is_empty() {
+            0
+        } else {
+            b.get(i % b.len()).copied().unwrap_or(0)
+        };
         difference |= x ^ y;
     }
     difference == 0
@@ -125,7 +141,13 @@ pub fn route(prefix: &str, method: &str, path: &str) -> Result<Route, ApiRespons
         allow: Some(allow),
         ..error(405, "method_not_allowed", format!("{path} takes {allow}"))
     };
-    let only = |wanted: &'static str, route: Route| if method == wanted { Ok(route) } else { Err(not_allowed(wanted)) };
+    let only = |wanted: &'static str, route: Route| {
+        if method == wanted {
+            Ok(route)
+        } else {
+            Err(not_allowed(wanted))
+        }
+    };
     match segments.as_slice() {
         ["health"] => only("GET", Route::Health),
         ["developers"] => match method {
@@ -147,11 +169,16 @@ pub fn route(prefix: &str, method: &str, path: &str) -> Result<Route, ApiRespons
 
 fn unknown_action(action: &str) -> ApiResponse {
     let known: Vec<&str> = DeveloperAction::ALL.iter().map(|a| a.as_str()).collect();
-    error(404, "unknown_action", format!("{action:?} is not an action; actions are {}", known.join(", ")))
+    error(
+        404,
+        "unknown_action",
+        format!("{action:?} is not an action; actions are {}", known.join(", ")),
+    )
 }
 
 fn path_email(segment: &str) -> Result<String, ApiResponse> {
-    let decoded = percent_decode(segment).ok_or_else(|| error(400, "invalid_email", "the address is not valid percent-encoding"))?;
+    let decoded = percent_decode(segment)
+        .ok_or_else(|| error(400, "invalid_email", "the address is not valid percent-encoding"))?;
     canonical_email(&decoded).map_err(|e| error(400, "invalid_email", format!("{decoded:?} {e}")))
 }
 
@@ -215,7 +242,13 @@ pub fn start(ctx: &AdminContext<'_>, route: Route, query: Option<&str>, body: &[
     }
 }
 
-fn start_inner(ctx: &AdminContext<'_>, route: Route, query: Option<&str>, body: &[u8], actor: &str) -> Result<Step, ApiResponse> {
+fn start_inner(
+    ctx: &AdminContext<'_>,
+    route: Route,
+    query: Option<&str>,
+    body: &[u8],
+    actor: &str,
+) -> Result<Step, ApiResponse> {
     if !route.reads_body() && !body.is_empty() {
         return Err(error(400, "unexpected_body", "this request takes no body"));
     }
@@ -227,26 +260,49 @@ fn start_inner(ctx: &AdminContext<'_>, route: Route, query: Option<&str>, body: 
         Route::List => list(ctx, query).map(Step::Respond),
         Route::Get(email) => {
             let (revision, developer) = read(ctx, &email)?;
-            Ok(Step::Respond(answer(200, json!({"developer": developer.to_api(revision)}))))
+            Ok(Step::Respond(answer(
+                200,
+                json!({"developer": developer.to_api(revision)}),
+            )))
         }
         Route::Mailto(email) => {
             read(ctx, &email)?;
-            Ok(Step::Respond(answer(200, json!({"email": email, "mailto": mailto::to_developer(&email)}))))
+            Ok(Step::Respond(answer(
+                200,
+                json!({"email": email, "mailto": mailto::to_developer(&email)}),
+            )))
         }
         Route::Invite => invite(ctx, body).map(Step::Respond),
         Route::Create => {
             let prefix = writable(ctx)?;
             let request: CreateRequest = parse_body(body)?;
             let developer = request.into_developer(actor, ctx.now_ms)?;
-            let call = etcd::create(&sync::developer_etcd_key(prefix, &developer.email), &developer.to_stored());
+            let call = etcd::create(
+                &sync::developer_etcd_key(prefix, &developer.email),
+                &developer.to_stored(),
+            );
             Ok(Step::Call(call, Box::new(Task::Create { developer })))
         }
         Route::Act(email, action) => {
             let prefix = writable(ctx)?;
-            let request: ActRequest = if body.is_empty() { ActRequest::default() } else { parse_body(body)? };
+            let request: ActRequest = if body.is_empty() {
+                ActRequest::default()
+            } else {
+                parse_body(body)?
+            };
             let reason = check_reason(request.reason)?;
-            let task = ActTask { email, action, reason, actor: actor.to_string(), dry_run: request.dry_run, phase: ActPhase::Read };
-            Ok(Step::Call(etcd::get(&sync::developer_etcd_key(prefix, &task.email)), Box::new(Task::Act(task))))
+            let task = ActTask {
+                email,
+                action,
+                reason,
+                actor: actor.to_string(),
+                dry_run: request.dry_run,
+                phase: ActPhase::Read,
+            };
+            Ok(Step::Call(
+                etcd::get(&sync::developer_etcd_key(prefix, &task.email)),
+                Box::new(Task::Act(task)),
+            ))
         }
         Route::Bulk => {
             let prefix = writable(ctx)?;
@@ -254,20 +310,45 @@ fn start_inner(ctx: &AdminContext<'_>, route: Route, query: Option<&str>, body: 
             let action = DeveloperAction::parse(&request.action).ok_or_else(|| unknown_action(&request.action))?;
             let reason = check_reason(request.reason)?;
             if request.emails.is_empty() || request.emails.len() > MAX_BULK_EMAILS {
-                return Err(error(422, "invalid_emails", format!("\"emails\" must list 1 to {MAX_BULK_EMAILS} addresses")));
+                return Err(error(
+                    422,
+                    "invalid_emails",
+                    format!("\"emails\" must list 1 to {MAX_BULK_EMAILS} addresses"),
+                ));
             }
             let mut pending = VecDeque::new();
             for (i, input) in request.emails.iter().enumerate() {
-                let email = canonical_email(input).map_err(|e| error(422, "invalid_email", format!("emails[{i}]: {input:?} {e}")))?;
+                let email = canonical_email(input)
+                    .map_err(|e| error(422, "invalid_email", format!("emails[{i}]: {input:?} {e}")))?;
                 if pending.contains(&email) {
-                    return Err(error(422, "duplicate_email", format!("emails[{i}]: {email:?} is listed twice")));
+                    return Err(error(
+                        422,
+                        "duplicate_email",
+                        format!("emails[{i}]: {email:?} is listed twice"),
+                    ));
                 }
                 pending.push_back(email);
             }
-            let Some(first) = pending.pop_front() else { return Err(error(422, "invalid_emails", "no addresses")) };
-            let current = ActTask { email: first, action, reason, actor: actor.to_string(), dry_run: request.dry_run, phase: ActPhase::Read };
+            let Some(first) = pending.pop_front() else {
+                return Err(error(422, "invalid_emails", "no addresses"));
+            };
+            let current = ActTask {
+                email: first,
+                action,
+                reason,
+                actor: actor.to_string(),
+                dry_run: request.dry_run,
+                phase: ActPhase::Read,
+            };
             let call = etcd::get(&sync::developer_etcd_key(prefix, &current.email));
-            Ok(Step::Call(call, Box::new(Task::Bulk(BulkTask { pending, current, results: Vec::new() }))))
+            Ok(Step::Call(
+                call,
+                Box::new(Task::Bulk(BulkTask {
+                    pending,
+                    current,
+                    results: Vec::new(),
+                })),
+            ))
         }
     }
 }
@@ -286,11 +367,13 @@ pub fn resume(ctx: &AdminContext<'_>, task: Task, etcd_answer: Result<(u32, Vec<
         Task::Bulk(mut bulk) => match act(ctx, prefix, &mut bulk.current, etcd_answer) {
             ActOutcome::Call(call) => Step::Call(call, Box::new(Task::Bulk(bulk))),
             ActOutcome::Done { status, body } => {
-                bulk.results.push(json!({"email": bulk.current.email, "status": status, "result": body}));
+                bulk.results
+                    .push(json!({"email": bulk.current.email, "status": status, "result": body}));
                 if status == 503 {
                     // etcd is gone: the rest is not attempted, and the answer says which.
                     for email in bulk.pending.drain(..) {
-                        bulk.results.push(json!({"email": email, "status": 503, "result": {"error": "not_attempted"}}));
+                        bulk.results
+                            .push(json!({"email": email, "status": 503, "result": {"error": "not_attempted"}}));
                     }
                     return Step::Respond(bulk_answer(503, bulk.current.dry_run, bulk.results));
                 }
@@ -310,7 +393,10 @@ pub fn resume(ctx: &AdminContext<'_>, task: Task, etcd_answer: Result<(u32, Vec<
 
 fn bulk_answer(status: u32, dry_run: bool, results: Vec<Value>) -> ApiResponse {
     let succeeded = results.iter().filter(|r| r["status"] == 200).count();
-    answer(status, json!({"dry_run": dry_run, "succeeded": succeeded, "failed": results.len() - succeeded, "results": results}))
+    answer(
+        status,
+        json!({"dry_run": dry_run, "succeeded": succeeded, "failed": results.len() - succeeded, "results": results}),
+    )
 }
 
 fn unavailable(why: &EtcdError) -> ActOutcome {
@@ -320,7 +406,12 @@ fn unavailable(why: &EtcdError) -> ActOutcome {
     }
 }
 
-fn act(ctx: &AdminContext<'_>, prefix: &str, task: &mut ActTask, etcd_answer: Result<(u32, Vec<u8>), EtcdError>) -> ActOutcome {
+fn act(
+    ctx: &AdminContext<'_>,
+    prefix: &str,
+    task: &mut ActTask,
+    etcd_answer: Result<(u32, Vec<u8>), EtcdError>,
+) -> ActOutcome {
     let key = sync::developer_etcd_key(prefix, &task.email);
     match std::mem::replace(&mut task.phase, ActPhase::Read) {
         ActPhase::Read => {
@@ -329,14 +420,28 @@ fn act(ctx: &AdminContext<'_>, prefix: &str, task: &mut ActTask, etcd_answer: Re
                 Err(why) => return unavailable(&why),
             };
             let Some(kv) = range.kvs.into_iter().next() else {
-                return ActOutcome::Done { status: 404, body: json!({"error": "not_found", "message": format!("no developer {:?}", task.email)}) };
+                return ActOutcome::Done {
+                    status: 404,
+                    body: json!({"error": "not_found", "message": format!("no developer {:?}", task.email)}),
+                };
             };
             let current = match Developer::from_stored(&task.email, &kv.value) {
                 Ok(current) => current,
-                Err(why) => return ActOutcome::Done { status: 502, body: json!({"error": "unreadable_record", "message": why}) },
+                Err(why) => {
+                    return ActOutcome::Done {
+                        status: 502,
+                        body: json!({"error": "unreadable_record", "message": why}),
+                    }
+                }
             };
             // The read is fresh: let this gateway's replica have it too.
-            let _ = replica::apply(ctx.store, ctx.namespace, &task.email, kv.mod_revision, Entry::Present(&current));
+            let _ = replica::apply(
+                ctx.store,
+                ctx.namespace,
+                &task.email,
+                kv.mod_revision,
+                Entry::Present(&current),
+            );
             let to = match current.after(task.action, &task.actor, task.reason.as_deref(), ctx.now_ms) {
                 Ok(to) => to,
                 Err(not_offered) => {
@@ -358,7 +463,10 @@ fn act(ctx: &AdminContext<'_>, prefix: &str, task: &mut ActTask, etcd_answer: Re
                 };
             }
             let call = etcd::replace(&key, to.as_ref().map(Developer::to_stored).as_deref(), kv.mod_revision);
-            task.phase = ActPhase::Write { from: current.status, to };
+            task.phase = ActPhase::Write {
+                from: current.status,
+                to,
+            };
             ActOutcome::Call(call)
         }
         ActPhase::Write { from, to } => {
@@ -393,7 +501,9 @@ fn act(ctx: &AdminContext<'_>, prefix: &str, task: &mut ActTask, etcd_answer: Re
                 txn.revision
             );
             let body = match to {
-                Some(developer) => json!({"action": task.action.as_str(), "from": from, "developer": developer.to_api(txn.revision)}),
+                Some(developer) => {
+                    json!({"action": task.action.as_str(), "from": from, "developer": developer.to_api(txn.revision)})
+                }
                 None => json!({"action": "delete", "from": from, "deleted": task.email}),
             };
             ActOutcome::Done { status: 200, body }
@@ -412,7 +522,13 @@ fn conflict(ctx: &AdminContext<'_>, email: &str, current: Option<etcd::Kv>) -> A
     };
     match Developer::from_stored(email, &kv.value) {
         Ok(developer) => {
-            let _ = replica::apply(ctx.store, ctx.namespace, email, kv.mod_revision, Entry::Present(&developer));
+            let _ = replica::apply(
+                ctx.store,
+                ctx.namespace,
+                email,
+                kv.mod_revision,
+                Entry::Present(&developer),
+            );
             ActOutcome::Done {
                 status: 409,
                 body: json!({
@@ -422,24 +538,53 @@ fn conflict(ctx: &AdminContext<'_>, email: &str, current: Option<etcd::Kv>) -> A
                 }),
             }
         }
-        Err(why) => ActOutcome::Done { status: 409, body: json!({"error": "conflict", "message": why}) },
+        Err(why) => ActOutcome::Done {
+            status: 409,
+            body: json!({"error": "conflict", "message": why}),
+        },
     }
 }
 
-fn created(ctx: &AdminContext<'_>, developer: Developer, etcd_answer: Result<(u32, Vec<u8>), EtcdError>) -> ApiResponse {
+fn created(
+    ctx: &AdminContext<'_>,
+    developer: Developer,
+    etcd_answer: Result<(u32, Vec<u8>), EtcdError>,
+) -> ApiResponse {
     let txn = match etcd_answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
         Ok(txn) => txn,
         Err(why) => return error(503, "directory_unavailable", format!("nothing was changed: {why}")),
     };
     if !txn.succeeded {
-        let current = txn.current.and_then(|kv| Developer::from_stored(&developer.email, &kv.value).ok().map(|d| d.to_api(kv.mod_revision)));
-        return answer(409, json!({"error": "already_exists", "message": format!("{:?} is already registered", developer.email), "developer": current}));
+        let current = txn.current.and_then(|kv| {
+            Developer::from_stored(&developer.email, &kv.value)
+                .ok()
+                .map(|d| d.to_api(kv.mod_revision))
+        });
+        return answer(
+            409,
+            json!({"error": "already_exists", "message": format!("{:?} is already registered", developer.email), "developer": current}),
+        );
     }
-    if let Err(why) = replica::apply(ctx.store, ctx.namespace, &developer.email, txn.revision, Entry::Present(&developer)) {
-        return error(500, "replica", format!("committed, but this gateway's replica could not be updated: {why}"));
+    if let Err(why) = replica::apply(
+        ctx.store,
+        ctx.namespace,
+        &developer.email,
+        txn.revision,
+        Entry::Present(&developer),
+    ) {
+        return error(
+            500,
+            "replica",
+            format!("committed, but this gateway's replica could not be updated: {why}"),
+        );
     }
     let actor = developer.history.first().map_or("", |t| t.actor.as_str());
-    log::info!("devportal-gate admin: {actor} registered {} as {} at etcd revision {}", developer.email, developer.status, txn.revision);
+    log::info!(
+        "devportal-gate admin: {actor} registered {} as {} at etcd revision {}",
+        developer.email,
+        developer.status,
+        txn.revision
+    );
     answer(201, json!({"developer": developer.to_api(txn.revision)}))
 }
 
@@ -465,15 +610,25 @@ fn read(ctx: &AdminContext<'_>, email: &str) -> Result<(u64, Developer), ApiResp
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiResponse> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(error(413, "body_too_large", format!("bodies are limited to {MAX_BODY_BYTES} bytes")));
+        return Err(error(
+            413,
+            "body_too_large",
+            format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+        ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let at = e.path().to_string();
-        let message = if at == "." || at == "?" { e.inner().to_string() } else { format!("at `{at}`: {}", e.inner()) };
+        let message = if at == "." || at == "?" {
+            e.inner().to_string()
+        } else {
+            format!("at `{at}`: {}", e.inner())
+        };
         error(400, "invalid_body", message)
     })?;
-    deserializer.end().map_err(|e| error(400, "invalid_body", e.to_string()))?;
+    deserializer
+        .end()
+        .map_err(|e| error(400, "invalid_body", e.to_string()))?;
     Ok(value)
 }
 
@@ -500,21 +655,35 @@ struct CreateRequest {
 
 impl CreateRequest {
     fn into_developer(self, actor: &str, now_ms: u64) -> Result<Developer, ApiResponse> {
-        let email = canonical_email(&self.email).map_err(|e| error(422, "invalid_email", format!("{:?} {e}", self.email)))?;
+        let email =
+            canonical_email(&self.email).map_err(|e| error(422, "invalid_email", format!("{:?} {e}", self.email)))?;
         let status = self.status.unwrap_or(Status::Requested);
         if !matches!(status, Status::Requested | Status::Approved) {
-            return Err(error(422, "invalid_status", "a new developer is \"requested\" or, created by an admin, \"approved\""));
+            return Err(error(
+                422,
+                "invalid_status",
+                "a new developer is \"requested\" or, created by an admin, \"approved\"",
+            ));
         }
         if self.metadata.len() > MAX_METADATA_FIELDS {
-            return Err(error(422, "invalid_metadata", format!("at most {MAX_METADATA_FIELDS} metadata fields")));
+            return Err(error(
+                422,
+                "invalid_metadata",
+                format!("at most {MAX_METADATA_FIELDS} metadata fields"),
+            ));
         }
         for (name, value) in &self.metadata {
-            let ok = name.len() <= 64 && value.as_str().is_some_and(|v| v.len() <= MAX_METADATA_VALUE && !v.contains(char::is_control));
+            let ok = name.len() <= 64
+                && value
+                    .as_str()
+                    .is_some_and(|v| v.len() <= MAX_METADATA_VALUE && !v.contains(char::is_control));
             if !ok {
                 return Err(error(
                     422,
                     "invalid_metadata",
-                    format!("metadata.{name}: values are strings of at most {MAX_METADATA_VALUE} bytes, names at most 64"),
+                    format!(
+                        "metadata.{name}: values are strings of at most {MAX_METADATA_VALUE} bytes, names at most 64"
+                    ),
                 ));
             }
         }
@@ -565,27 +734,60 @@ fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiResponse, ApiR
         match name.as_str() {
             "status" => {
                 status = Some(Status::parse(&value).ok_or_else(|| {
-                    error(400, "invalid_status", format!("{value:?}: status is one of requested, approved, revoked, rejected"))
+                    error(
+                        400,
+                        "invalid_status",
+                        format!("{value:?}: status is one of requested, approved, revoked, rejected"),
+                    )
                 })?)
             }
-            "page" => page = value.parse().ok().filter(|p| *p >= 1).ok_or_else(|| error(400, "invalid_page", "page is a number from 1"))?,
+            "page" => {
+                page = value
+                    .parse()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .ok_or_else(|| error(400, "invalid_page", "page is a number from 1"))?
+            }
             "per_page" => {
                 per_page = value
                     .parse()
                     .ok()
                     .filter(|n| (1..=MAX_PER_PAGE).contains(n))
-                    .ok_or_else(|| error(400, "invalid_per_page", format!("per_page is a number from 1 to {MAX_PER_PAGE}")))?
+                    .ok_or_else(|| {
+                        error(
+                            400,
+                            "invalid_per_page",
+                            format!("per_page is a number from 1 to {MAX_PER_PAGE}"),
+                        )
+                    })?
             }
-            other => return Err(error(400, "invalid_query", format!("unknown parameter {other:?}: use status, page, per_page"))),
+            other => {
+                return Err(error(
+                    400,
+                    "invalid_query",
+                    format!("unknown parameter {other:?}: use status, page, per_page"),
+                ))
+            }
         }
     }
-    let status = status.ok_or_else(|| error(400, "invalid_status", "status=requested|approved|revoked|rejected is required"))?;
+    let status = status.ok_or_else(|| {
+        error(
+            400,
+            "invalid_status",
+            "status=requested|approved|revoked|rejected is required",
+        )
+    })?;
     let unavailable = |why: crate::directory::SeedError| error(503, "directory_unavailable", why.to_string());
     let offset = (page - 1).saturating_mul(per_page);
-    let (total, emails) = replica::list_page(ctx.store, ctx.namespace, status, offset, per_page).map_err(unavailable)?;
+    let (total, emails) =
+        replica::list_page(ctx.store, ctx.namespace, status, offset, per_page).map_err(unavailable)?;
     let mut counts = Map::new();
     for tab in Status::ALL {
-        let size = if tab == status { total } else { replica::tab_size(ctx.store, ctx.namespace, tab).map_err(unavailable)? };
+        let size = if tab == status {
+            total
+        } else {
+            replica::tab_size(ctx.store, ctx.namespace, tab).map_err(unavailable)?
+        };
         counts.insert(tab.as_str().to_string(), json!(size));
     }
     let developers: Vec<Value> = emails
@@ -606,13 +808,27 @@ fn invite(ctx: &AdminContext<'_>, body: &[u8]) -> Result<ApiResponse, ApiRespons
         EmailList::List(list) => mailto::invitees(list.iter().map(String::as_str)),
     };
     if invitees.valid.len() > MAX_INVITATIONS {
-        return Err(error(422, "too_many", format!("at most {MAX_INVITATIONS} addresses per invitation")));
+        return Err(error(
+            422,
+            "too_many",
+            format!("at most {MAX_INVITATIONS} addresses per invitation"),
+        ));
     }
-    let invalid: Vec<Value> = invitees.invalid.iter().map(|(input, reason)| json!({"input": input, "reason": reason})).collect();
+    let invalid: Vec<Value> = invitees
+        .invalid
+        .iter()
+        .map(|(input, reason)| json!({"input": input, "reason": reason}))
+        .collect();
     if invitees.valid.is_empty() {
-        return Err(answer(422, json!({"error": "no_valid_addresses", "message": "no valid address to invite", "invalid": invalid})));
+        return Err(answer(
+            422,
+            json!({"error": "no_valid_addresses", "message": "no valid address to invite", "invalid": invalid}),
+        ));
     }
-    let body_text = ctx.config.invitation_body.replace("{registration_url}", &ctx.config.registration_url);
+    let body_text = ctx
+        .config
+        .invitation_body
+        .replace("{registration_url}", &ctx.config.registration_url);
     let link = mailto::invitation(&invitees.valid, &ctx.config.invitation_subject, &body_text);
     Ok(answer(
         200,
@@ -629,7 +845,10 @@ fn health(ctx: &AdminContext<'_>) -> ApiResponse {
         Directory::Etcd(_) => "etcd",
     };
     let Some(state) = state else {
-        return answer(503, json!({"status": "loading", "source": source, "message": "the first full sync has not completed: protected routes answer 503"}));
+        return answer(
+            503,
+            json!({"status": "loading", "source": source, "message": "the first full sync has not completed: protected routes answer 503"}),
+        );
     };
     let staleness_ms = ctx.now_ms.saturating_sub(state.synced_at_ms);
     let fresh = match ctx.directory {

@@ -81,7 +81,15 @@ mod tests {
 
     #[test]
     fn both_alphabets_round_trip() {
-        for data in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\xfb\xff\xfe", b"{\"email\":\"a@b.c\"}"] {
+        for data in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"foob",
+            b"\xfb\xff\xfe",
+            b"{\"email\":\"a@b.c\"}",
+        ] {
             for alphabet in [Alphabet::Standard, Alphabet::Url] {
                 assert_eq!(decode(alphabet, &encode(alphabet, data)).unwrap(), data);
             }

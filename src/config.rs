@@ -35,7 +35,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError { field: field.into(), message: message.into() }
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -312,7 +315,9 @@ pub fn compile(bytes: &[u8]) -> Result<Config, ConfigError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|error| ConfigError::new(error.path().to_string(), error.inner().to_string()))?;
-    deserializer.end().map_err(|error| ConfigError::new("", error.to_string()))?;
+    deserializer
+        .end()
+        .map_err(|error| ConfigError::new("", error.to_string()))?;
     compile_raw(raw)
 }
 
@@ -320,7 +325,10 @@ fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.config_version != CONFIG_VERSION {
         return Err(ConfigError::new(
             "config_version",
-            format!("this build understands version {CONFIG_VERSION}, got {}", raw.config_version),
+            format!(
+                "this build understands version {CONFIG_VERSION}, got {}",
+                raw.config_version
+            ),
         ));
     }
     let namespace = compile_namespace(raw.namespace)?;
@@ -328,7 +336,10 @@ fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
     let directory = compile_directory(raw.directory)?;
     let admin = raw.admin.map(compile_admin).transpose()?;
     if raw.routes.is_empty() && admin.is_none() {
-        return Err(ConfigError::new("routes", "must list at least one route (only an admin-only configuration may have none)"));
+        return Err(ConfigError::new(
+            "routes",
+            "must list at least one route (only an admin-only configuration may have none)",
+        ));
     }
     let admin_only = raw.routes.is_empty();
     if admin_only && directory == Directory::Static && !raw.developers.is_empty() {
@@ -354,7 +365,14 @@ fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
     Ok(Config {
-        gate: Gate { namespace, identity, routes, responses, has_browser_answers, self_service },
+        gate: Gate {
+            namespace,
+            identity,
+            routes,
+            responses,
+            has_browser_answers,
+            self_service,
+        },
         developers,
         directory,
         admin,
@@ -367,14 +385,21 @@ fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError
     match (raw.source, raw.etcd) {
         (RawSource::Static, None) => {
             if raw.sync_interval_ms.is_some() {
-                return Err(ConfigError::new("directory.sync_interval_ms", "only applies to directory.source \"etcd\""));
+                return Err(ConfigError::new(
+                    "directory.sync_interval_ms",
+                    "only applies to directory.source \"etcd\"",
+                ));
             }
             Ok(Directory::Static)
         }
-        (RawSource::Static, Some(_)) => {
-            Err(ConfigError::new("directory.etcd", "only applies to directory.source \"etcd\""))
-        }
-        (RawSource::Etcd, None) => Err(ConfigError::new("directory.etcd", "is required when directory.source is \"etcd\"")),
+        (RawSource::Static, Some(_)) => Err(ConfigError::new(
+            "directory.etcd",
+            "only applies to directory.source \"etcd\"",
+        )),
+        (RawSource::Etcd, None) => Err(ConfigError::new(
+            "directory.etcd",
+            "is required when directory.source is \"etcd\"",
+        )),
         (RawSource::Etcd, Some(etcd)) => {
             let upstream = etcd.upstream.trim().to_string();
             if upstream.is_empty() || upstream.contains(char::is_whitespace) {
@@ -384,8 +409,15 @@ fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError
                 ));
             }
             let authority = etcd.authority.unwrap_or_else(|| upstream.clone());
-            if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b)) {
-                return Err(ConfigError::new("directory.etcd.authority", format!("{authority:?} is not a host[:port]")));
+            if authority.is_empty()
+                || !authority
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+            {
+                return Err(ConfigError::new(
+                    "directory.etcd.authority",
+                    format!("{authority:?} is not a host[:port]"),
+                ));
             }
             let key_prefix = etcd.key_prefix.unwrap_or_else(|| DEFAULT_ETCD_KEY_PREFIX.to_string());
             let valid_prefix = key_prefix.starts_with('/')
@@ -398,10 +430,27 @@ fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError
                     format!("{key_prefix:?} must start and end with '/' and hold printable ASCII only (at most 128)"),
                 ));
             }
-            let timeout_ms = bounded("directory.etcd.timeout_ms", etcd.timeout_ms, DEFAULT_ETCD_TIMEOUT_MS, 100, 60_000)?;
-            let sync_interval_ms =
-                bounded("directory.sync_interval_ms", raw.sync_interval_ms, DEFAULT_SYNC_INTERVAL_MS, 100, 60_000)?;
-            Ok(Directory::Etcd(EtcdConfig { upstream, authority, key_prefix, timeout_ms, sync_interval_ms }))
+            let timeout_ms = bounded(
+                "directory.etcd.timeout_ms",
+                etcd.timeout_ms,
+                DEFAULT_ETCD_TIMEOUT_MS,
+                100,
+                60_000,
+            )?;
+            let sync_interval_ms = bounded(
+                "directory.sync_interval_ms",
+                raw.sync_interval_ms,
+                DEFAULT_SYNC_INTERVAL_MS,
+                100,
+                60_000,
+            )?;
+            Ok(Directory::Etcd(EtcdConfig {
+                upstream,
+                authority,
+                key_prefix,
+                timeout_ms,
+                sync_interval_ms,
+            }))
         }
     }
 }
@@ -417,7 +466,10 @@ fn bounded(field: &str, value: Option<u64>, default: u64, min: u64, max: u64) ->
 fn compile_admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
     let prefix = compile_route_path("admin.prefix", raw.prefix)?;
     if prefix == "/" || prefix.ends_with('/') {
-        return Err(ConfigError::new("admin.prefix", format!("{prefix:?} must be a path like \"/_devportal\", without a trailing '/'")));
+        return Err(ConfigError::new(
+            "admin.prefix",
+            format!("{prefix:?} must be a path like \"/_devportal\", without a trailing '/'"),
+        ));
     }
     if raw.tokens.is_empty() {
         return Err(ConfigError::new("admin.tokens", "must list at least one token"));
@@ -426,7 +478,10 @@ fn compile_admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
     for (i, token) in raw.tokens.into_iter().enumerate() {
         let name = token.name.trim().to_string();
         if name.is_empty() || name.len() > 64 || name.contains(char::is_control) {
-            return Err(ConfigError::new(format!("admin.tokens[{i}].name"), "must be 1-64 printable characters (it is recorded as the actor)"));
+            return Err(ConfigError::new(
+                format!("admin.tokens[{i}].name"),
+                "must be 1-64 printable characters (it is recorded as the actor)",
+            ));
         }
         // The secret itself never appears in an error or a log.
         if token.token.len() < MIN_TOKEN_LEN || !token.token.bytes().all(|b| b.is_ascii_graphic()) {
@@ -436,23 +491,38 @@ fn compile_admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
             ));
         }
         if tokens.iter().any(|(other, _)| *other == name) {
-            return Err(ConfigError::new(format!("admin.tokens[{i}].name"), format!("{name:?} is used twice")));
+            return Err(ConfigError::new(
+                format!("admin.tokens[{i}].name"),
+                format!("{name:?} is used twice"),
+            ));
         }
         if tokens.iter().any(|(_, other)| *other == token.token) {
-            return Err(ConfigError::new(format!("admin.tokens[{i}].token"), "is the same as another token's"));
+            return Err(ConfigError::new(
+                format!("admin.tokens[{i}].token"),
+                "is the same as another token's",
+            ));
         }
         tokens.push((name, token.token));
     }
     let url = raw.registration_url;
-    if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new("admin.registration_url", format!("{url:?} must be an absolute http(s) URL without spaces")));
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || url.contains(|c: char| c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError::new(
+            "admin.registration_url",
+            format!("{url:?} must be an absolute http(s) URL without spaces"),
+        ));
     }
     Ok(AdminConfig {
         prefix,
         tokens,
         registration_url: url,
-        invitation_subject: raw.invitation_subject.unwrap_or_else(|| DEFAULT_INVITATION_SUBJECT.to_string()),
-        invitation_body: raw.invitation_body.unwrap_or_else(|| DEFAULT_INVITATION_BODY.to_string()),
+        invitation_subject: raw
+            .invitation_subject
+            .unwrap_or_else(|| DEFAULT_INVITATION_SUBJECT.to_string()),
+        invitation_body: raw
+            .invitation_body
+            .unwrap_or_else(|| DEFAULT_INVITATION_BODY.to_string()),
     })
 }
 
@@ -460,7 +530,9 @@ fn compile_namespace(namespace: Option<String>) -> Result<String, ConfigError> {
     let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     let valid = !namespace.is_empty()
         && namespace.len() <= 64
-        && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !valid {
         return Err(ConfigError::new(
             "namespace",
@@ -471,11 +543,18 @@ fn compile_namespace(namespace: Option<String>) -> Result<String, ConfigError> {
 }
 
 fn compile_identity(raw: Option<RawIdentity>) -> Result<IdentitySource, ConfigError> {
-    let raw = raw.unwrap_or(RawIdentity { source: IdentityKind::Header, header: None, claim: None });
+    let raw = raw.unwrap_or(RawIdentity {
+        source: IdentityKind::Header,
+        header: None,
+        claim: None,
+    });
     match raw.source {
         IdentityKind::Header => {
             if raw.claim.is_some() {
-                return Err(ConfigError::new("identity.claim", "only applies when identity.source is \"jwt_payload\""));
+                return Err(ConfigError::new(
+                    "identity.claim",
+                    "only applies when identity.source is \"jwt_payload\"",
+                ));
             }
             let name = compile_header_name("identity.header", raw.header, DEFAULT_IDENTITY_HEADER)?;
             Ok(IdentitySource::Header { name })
@@ -494,9 +573,14 @@ fn compile_identity(raw: Option<RawIdentity>) -> Result<IdentitySource, ConfigEr
 fn compile_header_name(field: &str, name: Option<String>, default: &str) -> Result<String, ConfigError> {
     let name = name.unwrap_or_else(|| default.to_string()).to_ascii_lowercase();
     let is_token = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !is_token {
-        return Err(ConfigError::new(field, format!("{name:?} is not a valid HTTP header name")));
+        return Err(ConfigError::new(
+            field,
+            format!("{name:?} is not a valid HTTP header name"),
+        ));
     }
     if name == DEVELOPER_EMAIL_HEADER || name == DEVELOPER_STATUS_HEADER {
         return Err(ConfigError::new(
@@ -516,8 +600,15 @@ fn compile_routes(raw_routes: Vec<RawRoute>, unmatched: Option<RawUnmatched>) ->
             (None, Some(prefix)) => PathMatch::prefix(&compile_route_path(&format!("{field}.prefix"), prefix)?),
             _ => return Err(ConfigError::new(field, "needs exactly one of \"exact\" or \"prefix\"")),
         };
-        let methods = raw.methods.map(|methods| compile_methods(&format!("{field}.methods"), methods)).transpose()?;
-        let route = Route { path, methods, class: raw.class.into() };
+        let methods = raw
+            .methods
+            .map(|methods| compile_methods(&format!("{field}.methods"), methods))
+            .transpose()?;
+        let route = Route {
+            path,
+            methods,
+            class: raw.class.into(),
+        };
         if let Some(earlier) = routes.iter().position(|earlier| earlier.shadows(&route)) {
             return Err(ConfigError::new(
                 field,
@@ -539,13 +630,19 @@ fn compile_routes(raw_routes: Vec<RawRoute>, unmatched: Option<RawUnmatched>) ->
 /// A route path must be what normalization produces, or it could never match.
 fn compile_route_path(field: &str, path: String) -> Result<String, ConfigError> {
     if path.contains(['?', '#']) {
-        return Err(ConfigError::new(field, format!("{path:?} must be a path without query or fragment")));
+        return Err(ConfigError::new(
+            field,
+            format!("{path:?} must be a path without query or fragment"),
+        ));
     }
     let normalized = path::normalize(&path).map_err(|e| ConfigError::new(field, format!("{path:?}: {e}")))?;
     if normalized.path != path.as_str() {
         return Err(ConfigError::new(
             field,
-            format!("{path:?} is not in normalized form, so no request could match it; write {:?}", normalized.path),
+            format!(
+                "{path:?} is not in normalized form, so no request could match it; write {:?}",
+                normalized.path
+            ),
         ));
     }
     Ok(path)
@@ -553,7 +650,10 @@ fn compile_route_path(field: &str, path: String) -> Result<String, ConfigError> 
 
 fn compile_methods(field: &str, methods: Vec<String>) -> Result<Vec<String>, ConfigError> {
     if methods.is_empty() {
-        return Err(ConfigError::new(field, "must not be empty: leave \"methods\" out to match every method"));
+        return Err(ConfigError::new(
+            field,
+            "must not be empty: leave \"methods\" out to match every method",
+        ));
     }
     for (i, method) in methods.iter().enumerate() {
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
@@ -563,7 +663,10 @@ fn compile_methods(field: &str, methods: Vec<String>) -> Result<Vec<String>, Con
             ));
         }
         if methods.iter().take(i).any(|m| m == method) {
-            return Err(ConfigError::new(format!("{field}[{i}]"), format!("{method:?} is listed twice")));
+            return Err(ConfigError::new(
+                format!("{field}[{i}]"),
+                format!("{method:?} is listed twice"),
+            ));
         }
     }
     Ok(methods)
@@ -579,7 +682,11 @@ fn compile_denials(raw: RawDenials, routes: &RouteTable) -> Result<(Responses, b
     let mut redirect_for: HashMap<Refusal, String> = HashMap::new();
     for (name, refusal, target) in [
         ("unauthenticated", Refusal::Unauthenticated, redirects.unauthenticated),
-        ("requested", Refusal::NotApproved(Status::Requested), redirects.requested),
+        (
+            "requested",
+            Refusal::NotApproved(Status::Requested),
+            redirects.requested,
+        ),
         ("rejected", Refusal::NotApproved(Status::Rejected), redirects.rejected),
         ("revoked", Refusal::NotApproved(Status::Revoked), redirects.revoked),
         ("unknown", Refusal::UnknownDeveloper, redirects.unknown),
@@ -607,13 +714,19 @@ fn compile_denials(raw: RawDenials, routes: &RouteTable) -> Result<(Responses, b
 /// (a protected target would send the browser round in a loop).
 fn compile_redirect(field: &str, target: String, routes: &RouteTable) -> Result<String, ConfigError> {
     if target.is_empty() || target.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new(field, format!("{target:?} must be a URL without spaces or control characters")));
+        return Err(ConfigError::new(
+            field,
+            format!("{target:?} must be a URL without spaces or control characters"),
+        ));
     }
     if target.starts_with("https://") || target.starts_with("http://") {
         return Ok(target);
     }
     if !target.starts_with('/') || target.starts_with("//") {
-        return Err(ConfigError::new(field, format!("{target:?} must be an absolute http(s) URL or a path starting with '/'")));
+        return Err(ConfigError::new(
+            field,
+            format!("{target:?} must be an absolute http(s) URL or a path starting with '/'"),
+        ));
     }
     let normalized = path::normalize(&target).map_err(|e| ConfigError::new(field, format!("{target:?}: {e}")))?;
     if routes.classify(&normalized.path, "GET") != Classification::Class(RouteClass::Public) {
@@ -671,10 +784,18 @@ mod tests {
     fn minimal_config_compiles_with_defaults() {
         let config = compile_value(&base()).unwrap();
         assert_eq!(config.gate.namespace, "devportal");
-        assert_eq!(config.gate.identity, IdentitySource::Header { name: "x-consumer-username".into() });
+        assert_eq!(
+            config.gate.identity,
+            IdentitySource::Header {
+                name: "x-consumer-username".into()
+            }
+        );
         assert_eq!(
             config.developers,
-            vec![("alice@example.com".to_string(), Status::Approved), ("bob@example.com".to_string(), Status::Requested)]
+            vec![
+                ("alice@example.com".to_string(), Status::Approved),
+                ("bob@example.com".to_string(), Status::Requested)
+            ]
         );
         assert_eq!(config.gate.routes.classify("/nowhere", "GET"), Classification::Unrouted);
     }
@@ -731,7 +852,9 @@ mod tests {
         config["identity"] = json!({"source": "header", "header": "X-Consumer-Username"});
         assert_eq!(
             compile_value(&config).unwrap().gate.identity,
-            IdentitySource::Header { name: "x-consumer-username".into() }
+            IdentitySource::Header {
+                name: "x-consumer-username".into()
+            }
         );
         let mut config = base();
         config["identity"] = json!({"source": "header", "claim": "email"});
@@ -747,7 +870,10 @@ mod tests {
         config["identity"] = json!({"source": "jwt_payload"});
         assert_eq!(
             compile_value(&config).unwrap().gate.identity,
-            IdentitySource::JwtPayload { header: "x-jwt-payload".into(), claim: "email".into() }
+            IdentitySource::JwtPayload {
+                header: "x-jwt-payload".into(),
+                claim: "email".into()
+            }
         );
     }
 
@@ -767,7 +893,8 @@ mod tests {
 
         // A public rule after a broader protected rule could never match.
         let mut config = base();
-        config["routes"] = json!([{"prefix": "/portal", "class": "portal"}, {"exact": "/portal/login", "class": "public"}]);
+        config["routes"] =
+            json!([{"prefix": "/portal", "class": "portal"}, {"exact": "/portal/login", "class": "public"}]);
         let error = error_of(config);
         assert_eq!(error.field, "routes[1]");
         assert!(error.message.contains("routes[0]"), "{error}");
@@ -817,7 +944,8 @@ mod tests {
         assert!(error.message.contains("not a public route"), "{error}");
 
         let mut config = base();
-        config["denials"] = json!({"browser_redirects": {"requested": "/portal/login", "revoked": "https://example.com/help"}});
+        config["denials"] =
+            json!({"browser_redirects": {"requested": "/portal/login", "revoked": "https://example.com/help"}});
         assert!(compile_value(&config).is_ok());
 
         for bad in ["javascript:alert(1)", "//evil.example", "/portal/login\r\nx: y", ""] {
@@ -859,20 +987,46 @@ mod tests {
         value["unknown_developers"] = json!("request");
         value["admin"] = json!({"prefix": "/_dp", "registration_url": "https://portal.example.com/register", "tokens": [{"name": "ops", "token": "0123456789abcdef"}]});
         let config = compile_value(&value).unwrap();
-        let Directory::Etcd(etcd) = &config.directory else { panic!("etcd expected") };
-        assert_eq!((etcd.authority.as_str(), etcd.key_prefix.as_str(), etcd.sync_interval_ms), ("etcd", "/devportal/", 1000));
+        let Directory::Etcd(etcd) = &config.directory else {
+            panic!("etcd expected")
+        };
+        assert_eq!(
+            (etcd.authority.as_str(), etcd.key_prefix.as_str(), etcd.sync_interval_ms),
+            ("etcd", "/devportal/", 1000)
+        );
         assert!(config.gate.self_service);
-        assert_eq!(config.admin.unwrap().tokens, vec![("ops".to_string(), "0123456789abcdef".to_string())]);
+        assert_eq!(
+            config.admin.unwrap().tokens,
+            vec![("ops".to_string(), "0123456789abcdef".to_string())]
+        );
 
         let cases = [
             (json!({"unknown_developers": "request"}), "unknown_developers"),
             (json!({"directory": {"source": "etcd"}}), "directory.etcd"),
-            (json!({"directory": {"source": "etcd", "etcd": {"upstream": "etcd", "timeout_ms": 1}}}), "directory.etcd.timeout_ms"),
-            (json!({"directory": {"source": "etcd", "etcd": {"upstream": "etcd", "key_prefix": "/x"}}}), "directory.etcd.key_prefix"),
-            (json!({"directory": {"source": "static", "sync_interval_ms": 500}}), "directory.sync_interval_ms"),
-            (json!({"admin": {"prefix": "/_dp", "registration_url": "https://x.io", "tokens": [{"name": "a", "token": "short"}]}}), "admin.tokens[0].token"),
-            (json!({"admin": {"prefix": "/_dp", "registration_url": "ftp://x.io", "tokens": [{"name": "a", "token": "0123456789abcdef"}]}}), "admin.registration_url"),
-            (json!({"admin": {"prefix": "/_dp", "registration_url": "https://x.io", "tokens": [{"name": "a", "token": "0123456789abcdef"}, {"name": "a", "token": "0123456789abcdeg"}]}}), "admin.tokens[1].name"),
+            (
+                json!({"directory": {"source": "etcd", "etcd": {"upstream": "etcd", "timeout_ms": 1}}}),
+                "directory.etcd.timeout_ms",
+            ),
+            (
+                json!({"directory": {"source": "etcd", "etcd": {"upstream": "etcd", "key_prefix": "/x"}}}),
+                "directory.etcd.key_prefix",
+            ),
+            (
+                json!({"directory": {"source": "static", "sync_interval_ms": 500}}),
+                "directory.sync_interval_ms",
+            ),
+            (
+                json!({"admin": {"prefix": "/_dp", "registration_url": "https://x.io", "tokens": [{"name": "a", "token": "short"}]}}),
+                "admin.tokens[0].token",
+            ),
+            (
+                json!({"admin": {"prefix": "/_dp", "registration_url": "ftp://x.io", "tokens": [{"name": "a", "token": "0123456789abcdef"}]}}),
+                "admin.registration_url",
+            ),
+            (
+                json!({"admin": {"prefix": "/_dp", "registration_url": "https://x.io", "tokens": [{"name": "a", "token": "0123456789abcdef"}, {"name": "a", "token": "0123456789abcdeg"}]}}),
+                "admin.tokens[1].name",
+            ),
         ];
         for (patch, field) in cases {
             let mut value = base();
@@ -881,16 +1035,22 @@ mod tests {
             }
             let error = error_of(value);
             assert_eq!(error.field, field, "{error}");
-            assert!(!error.to_string().contains("0123456789abcdef"), "secrets stay out of errors: {error}");
+            assert!(
+                !error.to_string().contains("0123456789abcdef"),
+                "secrets stay out of errors: {error}"
+            );
         }
         let mut admin_only = base();
         admin_only["routes"] = json!([]);
         assert_eq!(error_of(admin_only.clone()).field, "routes");
         admin_only["admin"] = value["admin"].clone();
-        assert_eq!(error_of(admin_only.clone()).field, "developers", "a static admin-only config must not seed");
+        assert_eq!(
+            error_of(admin_only.clone()).field,
+            "developers",
+            "a static admin-only config must not seed"
+        );
         admin_only.as_object_mut().unwrap().remove("developers");
         let config = compile_value(&admin_only).unwrap();
         assert!(config.admin_only);
     }
-
 }

@@ -65,7 +65,13 @@ impl Developer {
             created_ms: now_ms,
             updated_ms: now_ms,
             metadata,
-            history: vec![Transition { actor: actor.to_string(), from: None, to: status, reason: None, at_ms: now_ms }],
+            history: vec![Transition {
+                actor: actor.to_string(),
+                from: None,
+                to: status,
+                reason: None,
+                at_ms: now_ms,
+            }],
             other: Map::new(),
         }
     }
@@ -85,7 +91,13 @@ impl Developer {
     }
 
     /// The record after `action`, or `None` when the action deletes it.
-    pub fn after(&self, action: DeveloperAction, actor: &str, reason: Option<&str>, now_ms: u64) -> Result<Option<Developer>, NotOffered> {
+    pub fn after(
+        &self,
+        action: DeveloperAction,
+        actor: &str,
+        reason: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Option<Developer>, NotOffered> {
         let to = action.outcome_from(self.status)?;
         let Some(to) = to else { return Ok(None) };
         let mut next = self.clone();
@@ -141,7 +153,10 @@ pub struct NotOffered {
 
 impl fmt::Display for NotOffered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let offered: Vec<&str> = DeveloperAction::offered_by(self.current).iter().map(|a| a.as_str()).collect();
+        let offered: Vec<&str> = DeveloperAction::offered_by(self.current)
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
         write!(
             f,
             "cannot {} a developer whose status is {}; {} developers offer: {}",
@@ -223,12 +238,18 @@ mod tests {
         ];
         for status in Status::ALL {
             for action in DeveloperAction::ALL {
-                let want = expected.iter().find(|(s, a, _)| *s == status && *a == action).and_then(|(_, _, o)| *o);
+                let want = expected
+                    .iter()
+                    .find(|(s, a, _)| *s == status && *a == action)
+                    .and_then(|(_, _, o)| *o);
                 assert_eq!(action.outcome_from(status).ok(), want, "{status} {action:?}");
             }
         }
         let error = Accept.outcome_from(Approved).unwrap_err();
-        assert_eq!(error.to_string(), "cannot accept a developer whose status is approved; approved developers offer: revoke, delete");
+        assert_eq!(
+            error.to_string(),
+            "cannot accept a developer whose status is approved; approved developers offer: revoke, delete"
+        );
     }
 
     #[test]
@@ -237,7 +258,10 @@ mod tests {
         let bob = Developer::from_stored("bob@x.io", stored).unwrap();
         assert_eq!(bob.status, Status::Requested);
         assert_eq!(bob.email, "bob@x.io");
-        let next = bob.after(DeveloperAction::Accept, "ops", Some("verified"), 99).unwrap().unwrap();
+        let next = bob
+            .after(DeveloperAction::Accept, "ops", Some("verified"), 99)
+            .unwrap()
+            .unwrap();
         assert_eq!(next.status, Status::Approved);
         assert_eq!(next.updated_ms, 99);
         assert_eq!(next.history.len(), 1);
@@ -251,8 +275,19 @@ mod tests {
 
     #[test]
     fn unreadable_records_are_errors() {
-        for bad in [&b"{}"[..], b"{\"status\":\"gone\"}", b"{\"status\":9}", b"[]", b"not json", b"{\"status\":\"approved\",\"history\":5}"] {
-            assert!(Developer::from_stored("a@x.io", bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"{}"[..],
+            b"{\"status\":\"gone\"}",
+            b"{\"status\":9}",
+            b"[]",
+            b"not json",
+            b"{\"status\":\"approved\",\"history\":5}",
+        ] {
+            assert!(
+                Developer::from_stored("a@x.io", bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -83,8 +83,14 @@ impl<'de> Deserialize<'de> for StatusInput {
                 f.write_str(EXPECTED)
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<StatusInput, E> {
-                let status = if value == "pending" { Some(Status::Requested) } else { Status::parse(value) };
-                status.map(StatusInput).ok_or_else(|| E::custom(format!("unknown status {value:?}: expected {EXPECTED}")))
+                let status = if value == "pending" {
+                    Some(Status::Requested)
+                } else {
+                    Status::parse(value)
+                };
+                status
+                    .map(StatusInput)
+                    .ok_or_else(|| E::custom(format!("unknown status {value:?}: expected {EXPECTED}")))
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<StatusInput, E> {
                 Status::from_kong_code(value)
@@ -102,10 +108,17 @@ impl<'de> Deserialize<'de> for StatusInput {
 /// One directory entry as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
-    Present { status: Status, revision: u64 },
-    Deleted { revision: u64 },
+    Present {
+        status: Status,
+        revision: u64,
+    },
+    Deleted {
+        revision: u64,
+    },
     /// etcd holds a value the filter cannot read: fail closed for this developer.
-    Unreadable { revision: u64 },
+    Unreadable {
+        revision: u64,
+    },
 }
 
 const RECORD_FORMAT: &str = "1";
@@ -115,7 +128,9 @@ const UNREADABLE: &str = "unreadable";
 impl Record {
     pub fn revision(&self) -> u64 {
         match self {
-            Record::Present { revision, .. } | Record::Deleted { revision } | Record::Unreadable { revision } => *revision,
+            Record::Present { revision, .. } | Record::Deleted { revision } | Record::Unreadable { revision } => {
+                *revision
+            }
         }
     }
 
@@ -146,7 +161,10 @@ impl Record {
         if status == UNREADABLE {
             return Some(Record::Unreadable { revision });
         }
-        Some(Record::Present { status: Status::parse(status)?, revision })
+        Some(Record::Present {
+            status: Status::parse(status)?,
+            revision,
+        })
     }
 }
 
@@ -226,7 +244,10 @@ pub fn write_if_different(store: &dyn SharedStore, key: &str, desired: &[u8]) ->
             Err(error) => return Err(SeedError::host(key, error)),
         }
     }
-    Err(SeedError { key: key.to_string(), reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts") })
+    Err(SeedError {
+        key: key.to_string(),
+        reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts"),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,7 +262,10 @@ impl SeedError {
             StoreError::CasMismatch => "CAS mismatch".to_string(),
             StoreError::Host(reason) => reason,
         };
-        SeedError { key: key.to_string(), reason }
+        SeedError {
+            key: key.to_string(),
+            reason,
+        }
     }
 }
 
@@ -265,10 +289,17 @@ pub struct SeedReport {
 /// Order matters for a worker that stops half-way: records first, then tombstones
 /// for developers the previous seeding had and this one has not, and the index
 /// last, so a later run still knows what to remove.
-pub fn seed(store: &dyn SharedStore, namespace: &str, developers: &[(String, Status)]) -> Result<SeedReport, SeedError> {
+pub fn seed(
+    store: &dyn SharedStore,
+    namespace: &str,
+    developers: &[(String, Status)],
+) -> Result<SeedReport, SeedError> {
     let mut report = SeedReport::default();
     for (email, status) in developers {
-        let record = Record::Present { status: *status, revision: 0 };
+        let record = Record::Present {
+            status: *status,
+            revision: 0,
+        };
         match write_if_different(store, &developer_key(namespace, email), &record.encode())? {
             WriteOutcome::Written => report.written += 1,
             WriteOutcome::AlreadyCurrent => report.unchanged += 1,
@@ -282,7 +313,10 @@ pub fn seed(store: &dyn SharedStore, namespace: &str, developers: &[(String, Sta
     };
     let current: BTreeSet<&str> = developers.iter().map(|(email, _)| email.as_str()).collect();
     let tombstone = Record::Deleted { revision: 0 }.encode();
-    for email in previous.lines().filter(|email| !email.is_empty() && !current.contains(email)) {
+    for email in previous
+        .lines()
+        .filter(|email| !email.is_empty() && !current.contains(email))
+    {
         if write_if_different(store, &developer_key(namespace, email), &tombstone)? == WriteOutcome::Written {
             report.removed += 1;
         }
@@ -339,14 +373,35 @@ mod tests {
     #[test]
     fn record_round_trip_and_rejects_garbage() {
         for record in [
-            Record::Present { status: Status::Approved, revision: 0 },
-            Record::Present { status: Status::Revoked, revision: 12345 },
+            Record::Present {
+                status: Status::Approved,
+                revision: 0,
+            },
+            Record::Present {
+                status: Status::Revoked,
+                revision: 12345,
+            },
             Record::Deleted { revision: 7 },
         ] {
             assert_eq!(Record::decode(&record.encode()), Some(record));
         }
-        assert_eq!(Record::Present { status: Status::Requested, revision: 3 }.encode(), b"1;requested;3");
-        for garbage in [&b""[..], b"1;approved", b"2;approved;0", b"1;APPROVED;0", b"1;approved;x", b"1;approved;0;x", b"\xff"] {
+        assert_eq!(
+            Record::Present {
+                status: Status::Requested,
+                revision: 3
+            }
+            .encode(),
+            b"1;requested;3"
+        );
+        for garbage in [
+            &b""[..],
+            b"1;approved",
+            b"2;approved;0",
+            b"1;APPROVED;0",
+            b"1;approved;x",
+            b"1;approved;0;x",
+            b"\xff",
+        ] {
             assert_eq!(Record::decode(garbage), None, "{garbage:?}");
         }
     }
@@ -364,14 +419,37 @@ mod tests {
     #[test]
     fn seeding_is_idempotent_and_lookups_see_it() {
         let store = MemoryStore::default();
-        let list = devs(&[("alice@example.com", Status::Approved), ("bob@example.com", Status::Requested)]);
+        let list = devs(&[
+            ("alice@example.com", Status::Approved),
+            ("bob@example.com", Status::Requested),
+        ]);
         let first = seed(&store, "devportal", &list).unwrap();
-        assert_eq!(first, SeedReport { written: 2, unchanged: 0, removed: 0 });
+        assert_eq!(
+            first,
+            SeedReport {
+                written: 2,
+                unchanged: 0,
+                removed: 0
+            }
+        );
         // A second worker with the same configuration writes nothing.
         let second = seed(&store, "devportal", &list).unwrap();
-        assert_eq!(second, SeedReport { written: 0, unchanged: 2, removed: 0 });
-        assert_eq!(lookup(&store, "devportal", "alice@example.com"), Lookup::Found(Status::Approved));
-        assert_eq!(lookup(&store, "devportal", "bob@example.com"), Lookup::Found(Status::Requested));
+        assert_eq!(
+            second,
+            SeedReport {
+                written: 0,
+                unchanged: 2,
+                removed: 0
+            }
+        );
+        assert_eq!(
+            lookup(&store, "devportal", "alice@example.com"),
+            Lookup::Found(Status::Approved)
+        );
+        assert_eq!(
+            lookup(&store, "devportal", "bob@example.com"),
+            Lookup::Found(Status::Requested)
+        );
         assert_eq!(lookup(&store, "devportal", "eve@example.com"), Lookup::Unknown);
         assert_eq!(lookup(&store, "other", "alice@example.com"), Lookup::Unknown);
     }
@@ -379,22 +457,44 @@ mod tests {
     #[test]
     fn reconfiguration_changes_and_removes_developers() {
         let store = MemoryStore::default();
-        seed(&store, "devportal", &devs(&[("alice@example.com", Status::Approved), ("bob@example.com", Status::Approved)]))
-            .unwrap();
+        seed(
+            &store,
+            "devportal",
+            &devs(&[
+                ("alice@example.com", Status::Approved),
+                ("bob@example.com", Status::Approved),
+            ]),
+        )
+        .unwrap();
         let report = seed(&store, "devportal", &devs(&[("alice@example.com", Status::Revoked)])).unwrap();
-        assert_eq!(report, SeedReport { written: 1, unchanged: 0, removed: 1 });
-        assert_eq!(lookup(&store, "devportal", "alice@example.com"), Lookup::Found(Status::Revoked));
+        assert_eq!(
+            report,
+            SeedReport {
+                written: 1,
+                unchanged: 0,
+                removed: 1
+            }
+        );
+        assert_eq!(
+            lookup(&store, "devportal", "alice@example.com"),
+            Lookup::Found(Status::Revoked)
+        );
         assert_eq!(lookup(&store, "devportal", "bob@example.com"), Lookup::Unknown);
         // Re-adding a removed developer overwrites the tombstone.
         seed(&store, "devportal", &devs(&[("bob@example.com", Status::Rejected)])).unwrap();
-        assert_eq!(lookup(&store, "devportal", "bob@example.com"), Lookup::Found(Status::Rejected));
+        assert_eq!(
+            lookup(&store, "devportal", "bob@example.com"),
+            Lookup::Found(Status::Rejected)
+        );
         assert_eq!(lookup(&store, "devportal", "alice@example.com"), Lookup::Unknown);
     }
 
     #[test]
     fn unreadable_record_fails_closed() {
         let store = MemoryStore::default();
-        store.set(&developer_key("devportal", "alice@example.com"), b"garbage", None).unwrap();
+        store
+            .set(&developer_key("devportal", "alice@example.com"), b"garbage", None)
+            .unwrap();
         assert_eq!(lookup(&store, "devportal", "alice@example.com"), Lookup::Unavailable);
     }
 
@@ -422,10 +522,23 @@ mod tests {
 
     #[test]
     fn cas_retries_are_bounded() {
-        let store = RacingStore { inner: MemoryStore::default(), races: Cell::new(3) };
-        let desired = Record::Present { status: Status::Approved, revision: 0 }.encode();
-        assert_eq!(write_if_different(&store, "devportal/dev/a@x.io", &desired), Ok(WriteOutcome::Written));
-        let store = RacingStore { inner: MemoryStore::default(), races: Cell::new(100) };
+        let store = RacingStore {
+            inner: MemoryStore::default(),
+            races: Cell::new(3),
+        };
+        let desired = Record::Present {
+            status: Status::Approved,
+            revision: 0,
+        }
+        .encode();
+        assert_eq!(
+            write_if_different(&store, "devportal/dev/a@x.io", &desired),
+            Ok(WriteOutcome::Written)
+        );
+        let store = RacingStore {
+            inner: MemoryStore::default(),
+            races: Cell::new(100),
+        };
         let error = write_if_different(&store, "devportal/dev/a@x.io", &desired).unwrap_err();
         assert!(error.reason.contains("contended"), "{error}");
     }

@@ -48,7 +48,10 @@ pub fn range_page(prefix: &[u8], start: &[u8], revision: Option<u64>, limit: u32
         "limit": limit.to_string(),
         "revision": revision.unwrap_or(0).to_string(),
     });
-    EtcdRequest { path: RANGE, body: body.to_string() }
+    EtcdRequest {
+        path: RANGE,
+        body: body.to_string(),
+    }
 }
 
 /// The keys (only) in `[start, end)` at `revision`, a page at a time.
@@ -60,7 +63,10 @@ pub fn key_page(start: &[u8], end: &[u8], revision: u64, limit: u32) -> EtcdRequ
         "revision": revision.to_string(),
         "keys_only": true,
     });
-    EtcdRequest { path: RANGE, body: body.to_string() }
+    EtcdRequest {
+        path: RANGE,
+        body: body.to_string(),
+    }
 }
 
 /// How many keys each of `ranges` (`[start, end)`) holds at `revision`, in one
@@ -72,15 +78,23 @@ pub fn count_ranges(ranges: &[(Vec<u8>, Vec<u8>)], revision: u64) -> EtcdRequest
             json!({"request_range": {"key": b64(start), "range_end": b64(end), "count_only": true, "revision": revision.to_string()}})
         })
         .collect();
-    EtcdRequest { path: TXN, body: json!({"success": operations}).to_string() }
+    EtcdRequest {
+        path: TXN,
+        body: json!({"success": operations}).to_string(),
+    }
 }
 
 /// The counts of a `count_ranges` transaction, in order.
 pub fn parse_counts(status: u32, body: &[u8]) -> Result<Vec<u64>, EtcdError> {
-    let raw: RawTxn = serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
+    let raw: RawTxn =
+        serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
     raw.responses
         .into_iter()
-        .map(|r| r.response_range.map(|range| range.count.0).ok_or_else(|| EtcdError::Malformed("a count is missing".into())))
+        .map(|r| {
+            r.response_range
+                .map(|range| range.count.0)
+                .ok_or_else(|| EtcdError::Malformed("a count is missing".into()))
+        })
         .collect()
 }
 
@@ -93,11 +107,17 @@ pub fn range_changed_since(prefix: &[u8], revision: u64) -> EtcdRequest {
         "range_end": b64(&prefix_end(prefix)),
         "min_mod_revision": (revision + 1).to_string(),
     });
-    EtcdRequest { path: RANGE, body: body.to_string() }
+    EtcdRequest {
+        path: RANGE,
+        body: body.to_string(),
+    }
 }
 
 pub fn get(key: &[u8]) -> EtcdRequest {
-    EtcdRequest { path: RANGE, body: json!({"key": b64(key)}).to_string() }
+    EtcdRequest {
+        path: RANGE,
+        body: json!({"key": b64(key)}).to_string(),
+    }
 }
 
 fn read_back(key: &[u8]) -> Value {
@@ -111,7 +131,10 @@ pub fn create(key: &[u8], value: &[u8]) -> EtcdRequest {
         "success": [{"request_put": {"key": b64(key), "value": b64(value)}}],
         "failure": read_back(key),
     });
-    EtcdRequest { path: TXN, body: body.to_string() }
+    EtcdRequest {
+        path: TXN,
+        body: body.to_string(),
+    }
 }
 
 /// Replaces `key` with `value` (or deletes it) only if it is still at `mod_revision`.
@@ -125,7 +148,10 @@ pub fn replace(key: &[u8], value: Option<&[u8]>, mod_revision: u64) -> EtcdReque
         "success": [operation],
         "failure": read_back(key),
     });
-    EtcdRequest { path: TXN, body: body.to_string() }
+    EtcdRequest {
+        path: TXN,
+        body: body.to_string(),
+    }
 }
 
 /// Writes `marker` and every absent key of `entries` in one transaction, unless
@@ -142,7 +168,10 @@ pub fn seed_once(marker: &[u8], entries: &[(Vec<u8>, Vec<u8>)]) -> EtcdRequest {
         "compare": [{"key": b64(marker), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
         "success": success,
     });
-    EtcdRequest { path: TXN, body: body.to_string() }
+    EtcdRequest {
+        path: TXN,
+        body: body.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +232,10 @@ impl<'de> Deserialize<'de> for Int {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Int, D::Error> {
         match Value::deserialize(deserializer)? {
             Value::String(text) => text.parse().map(Int).map_err(serde::de::Error::custom),
-            Value::Number(number) => number.as_u64().map(Int).ok_or_else(|| serde::de::Error::custom("negative")),
+            Value::Number(number) => number
+                .as_u64()
+                .map(Int)
+                .ok_or_else(|| serde::de::Error::custom("negative")),
             other => Err(serde::de::Error::custom(format!("expected an integer, got {other}"))),
         }
     }
@@ -269,10 +301,16 @@ struct RawError {
 }
 
 fn decode_kv(raw: RawKv) -> Result<Kv, EtcdError> {
-    let key = base64::decode(Alphabet::Standard, &raw.key).ok_or_else(|| EtcdError::Malformed("key is not base64".into()))?;
-    let value =
-        base64::decode(Alphabet::Standard, &raw.value).ok_or_else(|| EtcdError::Malformed("value is not base64".into()))?;
-    Ok(Kv { key, value, create_revision: raw.create_revision.0, mod_revision: raw.mod_revision.0 })
+    let key =
+        base64::decode(Alphabet::Standard, &raw.key).ok_or_else(|| EtcdError::Malformed("key is not base64".into()))?;
+    let value = base64::decode(Alphabet::Standard, &raw.value)
+        .ok_or_else(|| EtcdError::Malformed("value is not base64".into()))?;
+    Ok(Kv {
+        key,
+        value,
+        create_revision: raw.create_revision.0,
+        mod_revision: raw.mod_revision.0,
+    })
 }
 
 /// Checks the HTTP status and turns an error body into `EtcdError::Server`.
@@ -281,7 +319,10 @@ fn answer_body(status: u32, body: &[u8]) -> Result<&[u8], EtcdError> {
         return Ok(body);
     }
     match serde_json::from_slice::<RawError>(body) {
-        Ok(error) if !error.message.is_empty() => Err(EtcdError::Server { code: error.code, message: error.message }),
+        Ok(error) if !error.message.is_empty() => Err(EtcdError::Server {
+            code: error.code,
+            message: error.message,
+        }),
         _ => Err(EtcdError::Malformed(format!("HTTP status {status}"))),
     }
 }
@@ -290,11 +331,17 @@ pub fn parse_range(status: u32, body: &[u8]) -> Result<RangeAnswer, EtcdError> {
     let raw: RawRange =
         serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
     let kvs = raw.kvs.into_iter().map(decode_kv).collect::<Result<Vec<_>, _>>()?;
-    Ok(RangeAnswer { revision: raw.header.revision.0, kvs, count: raw.count.0, more: raw.more })
+    Ok(RangeAnswer {
+        revision: raw.header.revision.0,
+        kvs,
+        count: raw.count.0,
+        more: raw.more,
+    })
 }
 
 pub fn parse_txn(status: u32, body: &[u8]) -> Result<TxnAnswer, EtcdError> {
-    let raw: RawTxn = serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
+    let raw: RawTxn =
+        serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
     let current = if raw.succeeded {
         None
     } else {
@@ -304,7 +351,11 @@ pub fn parse_txn(status: u32, body: &[u8]) -> Result<TxnAnswer, EtcdError> {
             None => None,
         }
     };
-    Ok(TxnAnswer { revision: raw.header.revision.0, succeeded: raw.succeeded, current })
+    Ok(TxnAnswer {
+        revision: raw.header.revision.0,
+        succeeded: raw.succeeded,
+        current,
+    })
 }
 
 #[cfg(test)]
@@ -326,15 +377,38 @@ mod tests {
         assert_eq!(answer.revision, 4);
         assert_eq!(answer.count, 3);
         assert!(answer.more);
-        assert_eq!(answer.kvs, vec![Kv { key: b"/p/dev/a".to_vec(), value: b"va".to_vec(), create_revision: 2, mod_revision: 2 }]);
+        assert_eq!(
+            answer.kvs,
+            vec![Kv {
+                key: b"/p/dev/a".to_vec(),
+                value: b"va".to_vec(),
+                create_revision: 2,
+                mod_revision: 2
+            }]
+        );
         let empty = br#"{"header":{"cluster_id":"1","member_id":"2","revision":"6","raft_term":"2"}}"#;
-        assert_eq!(parse_range(200, empty).unwrap(), RangeAnswer { revision: 6, kvs: vec![], count: 0, more: false });
+        assert_eq!(
+            parse_range(200, empty).unwrap(),
+            RangeAnswer {
+                revision: 6,
+                kvs: vec![],
+                count: 0,
+                more: false
+            }
+        );
     }
 
     #[test]
     fn parses_transactions() {
         let won = br#"{"header":{"revision":"5"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"5"}}}]}"#;
-        assert_eq!(parse_txn(200, won).unwrap(), TxnAnswer { revision: 5, succeeded: true, current: None });
+        assert_eq!(
+            parse_txn(200, won).unwrap(),
+            TxnAnswer {
+                revision: 5,
+                succeeded: true,
+                current: None
+            }
+        );
         let lost = br#"{"header":{"revision":"4"},"responses":[{"response_range":{"header":{"revision":"4"},"kvs":[{"key":"L3AvZGV2L2E=","create_revision":"2","mod_revision":"3","version":"2","value":"dmE="}],"count":"1"}}]}"#;
         let answer = parse_txn(200, lost).unwrap();
         assert!(!answer.succeeded);
@@ -346,11 +420,26 @@ mod tests {
     #[test]
     fn errors_are_named() {
         let compacted = br#"{"error":"etcdserver: mvcc: required revision has been compacted","message":"etcdserver: mvcc: required revision has been compacted","code":11}"#;
-        assert!(matches!(parse_range(400, compacted), Err(EtcdError::Server { code: CODE_COMPACTED, .. })));
-        assert!(matches!(parse_range(503, b"upstream connect error"), Err(EtcdError::Malformed(_))));
+        assert!(matches!(
+            parse_range(400, compacted),
+            Err(EtcdError::Server {
+                code: CODE_COMPACTED,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_range(503, b"upstream connect error"),
+            Err(EtcdError::Malformed(_))
+        ));
         assert!(matches!(parse_range(200, b"{}"), Err(EtcdError::Malformed(_))));
-        assert!(matches!(parse_range(200, br#"{"header":{},"kvs":[{"key":"!!"}]}"#), Err(EtcdError::Malformed(_))));
-        assert!(matches!(parse_range(200, br#"{"header":{"revision":"-1"}}"#), Err(EtcdError::Malformed(_))));
+        assert!(matches!(
+            parse_range(200, br#"{"header":{},"kvs":[{"key":"!!"}]}"#),
+            Err(EtcdError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_range(200, br#"{"header":{"revision":"-1"}}"#),
+            Err(EtcdError::Malformed(_))
+        ));
     }
 
     #[test]

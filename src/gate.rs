@@ -33,7 +33,10 @@ pub enum Action<'g> {
     Respond(Cow<'g, LocalResponse>),
     /// Self-service: record this unknown developer as Requested, then answer
     /// `then` (the Requested answer).
-    Register { email: String, then: Cow<'g, LocalResponse> },
+    Register {
+        email: String,
+        then: Cow<'g, LocalResponse>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -54,7 +57,10 @@ pub fn decide<'g>(
     let normalized = match path::normalize(target) {
         Ok(normalized) => normalized,
         Err(error) => {
-            return Verdict { action: Action::Respond(Cow::Owned(bad_path(error))), counter: Counter::BadRequest }
+            return Verdict {
+                action: Action::Respond(Cow::Owned(bad_path(error))),
+                counter: Counter::BadRequest,
+            }
         }
     };
     let rewrite_target = normalized.changed.then(|| normalized.to_request_target());
@@ -65,7 +71,10 @@ pub fn decide<'g>(
     };
     if !class.is_protected() {
         return Verdict {
-            action: Action::Forward { rewrite_target, developer: None },
+            action: Action::Forward {
+                rewrite_target,
+                developer: None,
+            },
             counter: Counter::Allowed(class),
         };
     }
@@ -79,7 +88,10 @@ pub fn decide<'g>(
     let refusal = match lookup(&email) {
         Lookup::Found(Status::Approved) => {
             return Verdict {
-                action: Action::Forward { rewrite_target, developer: Some(email) },
+                action: Action::Forward {
+                    rewrite_target,
+                    developer: Some(email),
+                },
                 counter: Counter::Allowed(class),
             }
         }
@@ -88,9 +100,16 @@ pub fn decide<'g>(
             let pending = refuse(gate, Some(class), Refusal::NotApproved(Status::Requested), request);
             let then = match pending.action {
                 Action::Respond(response) => response,
-                _ => Cow::Owned(LocalResponse { status: 403, headers: Vec::new(), body: Vec::new() }),
+                _ => Cow::Owned(LocalResponse {
+                    status: 403,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                }),
             };
-            return Verdict { action: Action::Register { email, then }, counter: Counter::Refused(class, Refusal::UnknownDeveloper) };
+            return Verdict {
+                action: Action::Register { email, then },
+                counter: Counter::Refused(class, Refusal::UnknownDeveloper),
+            };
         }
         Lookup::Unknown => Refusal::UnknownDeveloper,
         Lookup::Unavailable => Refusal::DirectoryUnavailable,
@@ -107,7 +126,11 @@ fn refuse<'g>(gate: &'g Gate, class: Option<RouteClass>, refusal: Refusal, reque
     let action = match gate.responses.for_refusal(refusal, browser) {
         Some(response) => Action::Respond(Cow::Borrowed(response)),
         // The table is total over `Refusal`; this arm only keeps the code panic-free.
-        None => Action::Respond(Cow::Owned(LocalResponse { status: 403, headers: Vec::new(), body: Vec::new() })),
+        None => Action::Respond(Cow::Owned(LocalResponse {
+            status: 403,
+            headers: Vec::new(),
+            body: Vec::new(),
+        })),
     };
     Verdict { action, counter }
 }
@@ -133,7 +156,11 @@ mod tests {
 
     impl RequestView for Headers {
         fn header_values(&self, name: &str) -> Vec<String> {
-            self.0.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.to_string()).collect()
+            self.0
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+                .collect()
         }
         fn header(&self, name: &str) -> Option<String> {
             self.header_values(name).into_iter().next()
@@ -169,7 +196,9 @@ mod tests {
     }
 
     fn run<'g>(gate: &'g Gate, store: &MemoryStore, target: &str, method: &str, headers: Headers) -> Verdict<'g> {
-        decide(gate, target, method, &headers, |email| lookup(store, &gate.namespace, email))
+        decide(gate, target, method, &headers, |email| {
+            lookup(store, &gate.namespace, email)
+        })
     }
 
     fn status_of(verdict: &Verdict) -> u32 {
@@ -186,7 +215,9 @@ mod tests {
         gate.self_service = true;
         let eve = || Headers(vec![("x-consumer-username", "Eve@example.com")]);
         let verdict = run(&gate, &store, "/portal/dashboard", "GET", eve());
-        let Action::Register { email, then } = verdict.action else { panic!("expected a registration") };
+        let Action::Register { email, then } = verdict.action else {
+            panic!("expected a registration")
+        };
         assert_eq!(email, "eve@example.com");
         assert_eq!(then.status, 403);
         assert!(String::from_utf8_lossy(&then.body).contains("requested"));
@@ -209,14 +240,29 @@ mod tests {
             ("eve@example.com", 403),
         ] {
             for target in ["/api/orders", "/portal/dashboard", "/portal/credentials"] {
-                let verdict = run(&gate, &store, target, "POST", Headers(vec![("x-consumer-username", user)]));
+                let verdict = run(
+                    &gate,
+                    &store,
+                    target,
+                    "POST",
+                    Headers(vec![("x-consumer-username", user)]),
+                );
                 assert_eq!(status_of(&verdict), expected, "{user} {target}");
             }
         }
-        let verdict = run(&gate, &store, "/api/x", "GET", Headers(vec![("x-consumer-username", "alice@example.com")]));
+        let verdict = run(
+            &gate,
+            &store,
+            "/api/x",
+            "GET",
+            Headers(vec![("x-consumer-username", "alice@example.com")]),
+        );
         assert_eq!(
             verdict.action,
-            Action::Forward { rewrite_target: None, developer: Some("alice@example.com".into()) }
+            Action::Forward {
+                rewrite_target: None,
+                developer: Some("alice@example.com".into())
+            }
         );
         assert_eq!(verdict.counter, Counter::Allowed(RouteClass::Api));
     }
@@ -225,7 +271,13 @@ mod tests {
     fn public_routes_pass_without_identity() {
         let (gate, store) = demo();
         let verdict = run(&gate, &store, "/portal/login?next=/api", "GET", Headers(vec![]));
-        assert_eq!(verdict.action, Action::Forward { rewrite_target: None, developer: None });
+        assert_eq!(
+            verdict.action,
+            Action::Forward {
+                rewrite_target: None,
+                developer: None
+            }
+        );
     }
 
     #[test]
@@ -233,13 +285,19 @@ mod tests {
         let (gate, store) = demo();
         for headers in [
             vec![],
-            vec![("x-consumer-username", "alice@example.com"), ("x-consumer-username", "alice@example.com")],
+            vec![
+                ("x-consumer-username", "alice@example.com"),
+                ("x-consumer-username", "alice@example.com"),
+            ],
             vec![("x-consumer-username", "alice@example.com, bob@example.com")],
             vec![("x-consumer-username", "")],
         ] {
             let verdict = run(&gate, &store, "/api/x", "GET", Headers(headers));
             assert_eq!(status_of(&verdict), 401);
-            assert_eq!(verdict.counter, Counter::Refused(RouteClass::Api, Refusal::Unauthenticated));
+            assert_eq!(
+                verdict.counter,
+                Counter::Refused(RouteClass::Api, Refusal::Unauthenticated)
+            );
         }
     }
 
@@ -255,8 +313,11 @@ mod tests {
             let verdict = run(&gate, &store, target, "POST", Headers(vec![]));
             assert_eq!(status_of(&verdict), 401, "{target}");
         }
-        for target in ["/portal/assets/..%2Fcredentials", "/portal/assets/..;/credentials", "/portal/assets/..\\credentials"]
-        {
+        for target in [
+            "/portal/assets/..%2Fcredentials",
+            "/portal/assets/..;/credentials",
+            "/portal/assets/..\\credentials",
+        ] {
             let verdict = run(&gate, &store, target, "POST", Headers(vec![]));
             assert_eq!(status_of(&verdict), 400, "{target}");
             assert_eq!(verdict.counter, Counter::BadRequest);
@@ -271,7 +332,10 @@ mod tests {
         );
         assert_eq!(
             verdict.action,
-            Action::Forward { rewrite_target: Some("/api/x?y=1".into()), developer: Some("alice@example.com".into()) }
+            Action::Forward {
+                rewrite_target: Some("/api/x?y=1".into()),
+                developer: Some("alice@example.com".into())
+            }
         );
     }
 
@@ -279,15 +343,43 @@ mod tests {
     fn browsers_on_portal_routes_get_pages_or_redirects() {
         let (gate, store) = demo();
         let html = "text/html,application/xhtml+xml;q=0.9";
-        let verdict = run(&gate, &store, "/portal/x", "GET", Headers(vec![("x-consumer-username", "bob@example.com"), ("accept", html)]));
+        let verdict = run(
+            &gate,
+            &store,
+            "/portal/x",
+            "GET",
+            Headers(vec![("x-consumer-username", "bob@example.com"), ("accept", html)]),
+        );
         assert_eq!(status_of(&verdict), 302);
-        let verdict = run(&gate, &store, "/portal/x", "GET", Headers(vec![("x-consumer-username", "dave@example.com"), ("accept", html)]));
-        let Action::Respond(page) = verdict.action else { panic!("expected a page") };
-        assert!(page.headers.iter().any(|(n, v)| *n == "content-type" && v.starts_with("text/html")));
+        let verdict = run(
+            &gate,
+            &store,
+            "/portal/x",
+            "GET",
+            Headers(vec![("x-consumer-username", "dave@example.com"), ("accept", html)]),
+        );
+        let Action::Respond(page) = verdict.action else {
+            panic!("expected a page")
+        };
+        assert!(page
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "content-type" && v.starts_with("text/html")));
         // The API never answers with HTML.
-        let verdict = run(&gate, &store, "/api/x", "GET", Headers(vec![("x-consumer-username", "dave@example.com"), ("accept", html)]));
-        let Action::Respond(json) = verdict.action else { panic!("expected JSON") };
-        assert!(json.headers.iter().any(|(n, v)| *n == "content-type" && v == "application/json"));
+        let verdict = run(
+            &gate,
+            &store,
+            "/api/x",
+            "GET",
+            Headers(vec![("x-consumer-username", "dave@example.com"), ("accept", html)]),
+        );
+        let Action::Respond(json) = verdict.action else {
+            panic!("expected JSON")
+        };
+        assert!(json
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "content-type" && v == "application/json"));
     }
 
     #[test]
@@ -296,9 +388,13 @@ mod tests {
         let verdict = run(&gate, &store, "/elsewhere", "GET", Headers(vec![]));
         assert_eq!(status_of(&verdict), 403);
         assert_eq!(verdict.counter, Counter::Unrouted);
-        let verdict = decide(&gate, "/api/x", "GET", &Headers(vec![("x-consumer-username", "alice@example.com")]), |_| {
-            Lookup::Unavailable
-        });
+        let verdict = decide(
+            &gate,
+            "/api/x",
+            "GET",
+            &Headers(vec![("x-consumer-username", "alice@example.com")]),
+            |_| Lookup::Unavailable,
+        );
         assert_eq!(status_of(&verdict), 503);
     }
 

@@ -10,8 +10,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-use crate::email::{canonical_email, EmailError};
 use crate::base64::{self, Alphabet};
+use crate::email::{canonical_email, EmailError};
 
 /// Where the identity comes from (compiled from configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +105,12 @@ pub fn claim_from_payload(payload: &[u8], claim: &str) -> Result<String, Identit
     // The visitor reports *why* it stopped here; serde errors only carry text.
     let failure = Cell::new(IdentityError::BadJson);
     let mut deserializer = serde_json::Deserializer::from_slice(payload);
-    let found = ClaimSeed { claim, failure: &failure }
-        .deserialize(&mut deserializer)
-        .map_err(|_| failure.get())?;
+    let found = ClaimSeed {
+        claim,
+        failure: &failure,
+    }
+    .deserialize(&mut deserializer)
+    .map_err(|_| failure.get())?;
     deserializer.end().map_err(|_| IdentityError::BadJson)?;
     found.ok_or(IdentityError::MissingClaim)
 }
@@ -164,16 +167,24 @@ mod tests {
     }
 
     fn jwt_source() -> IdentitySource {
-        IdentitySource::JwtPayload { header: "x-jwt-payload".into(), claim: "email".into() }
+        IdentitySource::JwtPayload {
+            header: "x-jwt-payload".into(),
+            claim: "email".into(),
+        }
     }
 
     #[test]
     fn header_identity() {
-        let source = IdentitySource::Header { name: "x-consumer-username".into() };
+        let source = IdentitySource::Header {
+            name: "x-consumer-username".into(),
+        };
         assert_eq!(source.resolve(&[" Alice@Example.com "]), Ok("alice@example.com".into()));
         assert_eq!(source.resolve(&[]), Err(IdentityError::Missing));
         assert_eq!(source.resolve(&["a@x.io", "a@x.io"]), Err(IdentityError::Duplicated));
-        assert!(matches!(source.resolve(&["alice@x.io,bob@x.io"]), Err(IdentityError::BadEmail(_))));
+        assert!(matches!(
+            source.resolve(&["alice@x.io,bob@x.io"]),
+            Err(IdentityError::BadEmail(_))
+        ));
         assert!(matches!(source.resolve(&[""]), Err(IdentityError::BadEmail(_))));
     }
 
@@ -207,14 +218,22 @@ mod tests {
             (br#"{"sub":"1"}"#, IdentityError::MissingClaim),
             (br#"{"email":42}"#, IdentityError::ClaimNotAString),
             (br#"{"email":null}"#, IdentityError::ClaimNotAString),
-            (br#"{"email":"a@x.io","email":"b@x.io"}"#, IdentityError::DuplicatedClaim),
+            (
+                br#"{"email":"a@x.io","email":"b@x.io"}"#,
+                IdentityError::DuplicatedClaim,
+            ),
             (br#"{"email":"a@x.io""#, IdentityError::BadJson),
             (br#"["a@x.io"]"#, IdentityError::BadJson),
             (br#"{"email":"a@x.io"} trailing"#, IdentityError::BadJson),
             (b"\xff\xfe", IdentityError::BadJson),
         ];
         for (payload, expected) in cases {
-            assert_eq!(source.resolve(&[&b64url(payload)]), Err(*expected), "{:?}", String::from_utf8_lossy(payload));
+            assert_eq!(
+                source.resolve(&[&b64url(payload)]),
+                Err(*expected),
+                "{:?}",
+                String::from_utf8_lossy(payload)
+            );
         }
         assert_eq!(source.resolve(&["!!!"]), Err(IdentityError::BadBase64));
         assert!(matches!(

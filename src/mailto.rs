@@ -50,7 +50,12 @@ pub fn to_developer(email: &str) -> String {
 
 pub fn invitation(emails: &[String], subject: &str, body: &str) -> String {
     let bcc: Vec<String> = emails.iter().map(|e| address(e)).collect();
-    format!("mailto:?bcc={}&subject={}&body={}", bcc.join(","), encode(subject, b""), body_text(body))
+    format!(
+        "mailto:?bcc={}&subject={}&body={}",
+        bcc.join(","),
+        encode(subject, b""),
+        body_text(body)
+    )
 }
 
 /// The addresses of an invitation, split, validated and de-duplicated.
@@ -73,7 +78,9 @@ pub fn invitees<'a>(inputs: impl Iterator<Item = &'a str>) -> Invitees {
         match canonical_email(trimmed) {
             Ok(email) if result.valid.contains(&email) => result.duplicates += 1,
             Ok(email) => result.valid.push(email),
-            Err(error) => result.invalid.push((trimmed.to_string(), format!("{trimmed:?} {error}"))),
+            Err(error) => result
+                .invalid
+                .push((trimmed.to_string(), format!("{trimmed:?} {error}"))),
         }
     }
     result
@@ -100,7 +107,10 @@ mod tests {
         let bcc: Vec<String> = fields[0].1.split(',').map(decode).collect();
         assert_eq!(bcc, ["a@x.io", "o'neil+dev@x.io"]);
         assert_eq!(decode(fields[1].1), "Join our portal & APIs");
-        assert_eq!(decode(fields[2].1), "Hello,\r\nregister at https://portal.example.com/register?from=invite");
+        assert_eq!(
+            decode(fields[2].1),
+            "Hello,\r\nregister at https://portal.example.com/register?from=invite"
+        );
         assert!(!link.contains(' ') && link.matches('&').count() == 2);
     }
 

@@ -35,7 +35,11 @@ impl Counter {
         for class in RouteClass::ALL {
             all.push(Counter::Allowed(class));
             if class.is_protected() {
-                all.extend(PROTECTED_REFUSALS.iter().map(|refusal| Counter::Refused(class, *refusal)));
+                all.extend(
+                    PROTECTED_REFUSALS
+                        .iter()
+                        .map(|refusal| Counter::Refused(class, *refusal)),
+                );
             }
         }
         all
@@ -66,9 +70,10 @@ impl Counter {
             Counter::Unrouted => Some(0),
             Counter::BadRequest => Some(1),
             Counter::Allowed(class) => Some(class_start(class)),
-            Counter::Refused(class, refusal) if class.is_protected() => {
-                PROTECTED_REFUSALS.iter().position(|r| *r == refusal).map(|i| class_start(class) + 1 + i)
-            }
+            Counter::Refused(class, refusal) if class.is_protected() => PROTECTED_REFUSALS
+                .iter()
+                .position(|r| *r == refusal)
+                .map(|i| class_start(class) + 1 + i),
             Counter::Refused(..) => None,
         }
     }
@@ -90,7 +95,10 @@ mod tests {
         for (position, counter) in Counter::all().into_iter().enumerate() {
             assert_eq!(counter.index(), Some(position), "{counter:?}");
         }
-        assert_eq!(Counter::Refused(RouteClass::Public, Refusal::Unauthenticated).index(), None);
+        assert_eq!(
+            Counter::Refused(RouteClass::Public, Refusal::Unauthenticated).index(),
+            None
+        );
         assert_eq!(Counter::Refused(RouteClass::Api, Refusal::Unrouted).index(), None);
     }
 }

@@ -103,12 +103,20 @@ pub fn normalize(target: &str) -> Result<NormalizedTarget<'_>, PathError> {
     needs_rewrite = needs_rewrite || raw_path.contains("//") || has_dot_segment(raw_path);
 
     if !needs_rewrite {
-        return Ok(NormalizedTarget { path: Cow::Borrowed(raw_path), query, changed: fragment_dropped });
+        return Ok(NormalizedTarget {
+            path: Cow::Borrowed(raw_path),
+            query,
+            changed: fragment_dropped,
+        });
     }
     let decoded = decode_unreserved(raw_path)?;
     let normalized = merge_slashes(&remove_dot_segments(&decoded));
     let changed = fragment_dropped || normalized != raw_path;
-    Ok(NormalizedTarget { path: Cow::Owned(normalized), query, changed })
+    Ok(NormalizedTarget {
+        path: Cow::Owned(normalized),
+        query,
+        changed,
+    })
 }
 
 /// RFC 3986 `pchar` plus `/`; `%` is checked separately.
@@ -276,15 +284,30 @@ mod tests {
 
     #[test]
     fn refuses_ambiguous_paths() {
-        assert_eq!(normalize("/portal/assets/..%2Fcredentials"), Err(PathError::EncodedSeparator));
-        assert_eq!(normalize("/portal/assets/..%2fcredentials"), Err(PathError::EncodedSeparator));
-        assert_eq!(normalize("/portal/assets/..%5Ccredentials"), Err(PathError::EncodedSeparator));
+        assert_eq!(
+            normalize("/portal/assets/..%2Fcredentials"),
+            Err(PathError::EncodedSeparator)
+        );
+        assert_eq!(
+            normalize("/portal/assets/..%2fcredentials"),
+            Err(PathError::EncodedSeparator)
+        );
+        assert_eq!(
+            normalize("/portal/assets/..%5Ccredentials"),
+            Err(PathError::EncodedSeparator)
+        );
         assert_eq!(normalize("/api/x%00"), Err(PathError::EncodedNul));
         assert_eq!(normalize("/api/x%"), Err(PathError::InvalidPercentEncoding));
         assert_eq!(normalize("/api/x%4"), Err(PathError::InvalidPercentEncoding));
         assert_eq!(normalize("/api/x%G0"), Err(PathError::InvalidPercentEncoding));
-        assert_eq!(normalize("/portal/assets/..;/credentials"), Err(PathError::PathParameter));
-        assert_eq!(normalize("/portal/assets/..%3b/credentials"), Err(PathError::PathParameter));
+        assert_eq!(
+            normalize("/portal/assets/..;/credentials"),
+            Err(PathError::PathParameter)
+        );
+        assert_eq!(
+            normalize("/portal/assets/..%3b/credentials"),
+            Err(PathError::PathParameter)
+        );
         assert_eq!(normalize("/portal\\credentials"), Err(PathError::Backslash));
         assert_eq!(normalize("/api/a b"), Err(PathError::InvalidCharacter));
         assert_eq!(normalize("/api/\u{e9}"), Err(PathError::InvalidCharacter));

@@ -47,7 +47,10 @@ fn store_error(key: &str, error: StoreError) -> SeedError {
         StoreError::CasMismatch => "CAS mismatch".to_string(),
         StoreError::Host(reason) => reason,
     };
-    SeedError { key: key.to_string(), reason }
+    SeedError {
+        key: key.to_string(),
+        reason,
+    }
 }
 
 /// Writes `value` at `key` unless the key holds a newer revision or this value.
@@ -71,7 +74,10 @@ fn write_unless_newer(
             Err(error) => return Err(store_error(key, error)),
         }
     }
-    Err(SeedError { key: key.to_string(), reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts") })
+    Err(SeedError {
+        key: key.to_string(),
+        reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts"),
+    })
 }
 
 fn record_revision(bytes: &[u8]) -> Option<u64> {
@@ -98,7 +104,13 @@ pub enum WriteMode {
 
 /// Records one developer at `revision`: the hot-path record first (that is what
 /// the gate enforces), then the document. Returns whether anything changed.
-pub fn apply(store: &dyn SharedStore, namespace: &str, email: &str, revision: u64, entry: Entry<'_>) -> Result<bool, SeedError> {
+pub fn apply(
+    store: &dyn SharedStore,
+    namespace: &str,
+    email: &str,
+    revision: u64,
+    entry: Entry<'_>,
+) -> Result<bool, SeedError> {
     apply_with(store, namespace, email, revision, entry, WriteMode::Monotonic)
 }
 
@@ -115,11 +127,23 @@ pub fn apply_with(
         WriteMode::Overwrite => (|_| None, |_| None),
     };
     let (record, doc) = match entry {
-        Entry::Present(developer) => (Record::Present { status: developer.status, revision }, developer.to_stored()),
+        Entry::Present(developer) => (
+            Record::Present {
+                status: developer.status,
+                revision,
+            },
+            developer.to_stored(),
+        ),
         Entry::Deleted => (Record::Deleted { revision }, Vec::new()),
         Entry::Unreadable => (Record::Unreadable { revision }, Vec::new()),
     };
-    let record_written = write_unless_newer(store, &developer_key(namespace, email), revision, &record.encode(), record_revision)?;
+    let record_written = write_unless_newer(
+        store,
+        &developer_key(namespace, email),
+        revision,
+        &record.encode(),
+        record_revision,
+    )?;
     let mut stored_doc = format!("{revision}\n").into_bytes();
     stored_doc.extend_from_slice(&doc);
     let doc_written = write_unless_newer(store, &doc_key(namespace, email), revision, &stored_doc, doc_revision)?;
@@ -130,13 +154,21 @@ pub fn apply_with(
 /// deleted or unreadable.
 pub fn read_doc(store: &dyn SharedStore, namespace: &str, email: &str) -> Result<Option<(u64, Developer)>, SeedError> {
     let key = doc_key(namespace, email);
-    let Some((bytes, _)) = store.get(&key).map_err(|e| store_error(&key, e))? else { return Ok(None) };
-    let Some(revision) = doc_revision(&bytes) else { return Ok(None) };
-    let json = bytes.get(bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1)..).unwrap_or_default();
+    let Some((bytes, _)) = store.get(&key).map_err(|e| store_error(&key, e))? else {
+        return Ok(None);
+    };
+    let Some(revision) = doc_revision(&bytes) else {
+        return Ok(None);
+    };
+    let json = bytes
+        .get(bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1)..)
+        .unwrap_or_default();
     if json.is_empty() {
         return Ok(None);
     }
-    Ok(Developer::from_stored(email, json).ok().map(|developer| (revision, developer)))
+    Ok(Developer::from_stored(email, json)
+        .ok()
+        .map(|developer| (revision, developer)))
 }
 
 /// What the tabs need to know of a developer.
@@ -162,7 +194,10 @@ impl Tabs {
     }
 
     pub fn contains(self, status: Status) -> bool {
-        Status::ALL.iter().position(|&t| t == status).is_some_and(|position| self.0 & (1 << position) != 0)
+        Status::ALL
+            .iter()
+            .position(|&t| t == status)
+            .is_some_and(|position| self.0 & (1 << position) != 0)
     }
 
     pub fn is_empty(self) -> bool {
@@ -173,7 +208,12 @@ impl Tabs {
 /// Rewrites the tab lists of `tabs` (each only if it changed): newest status
 /// change first, ties by e-mail. Building a tab sorts it, so only the tabs a
 /// change touched are rebuilt (at 1M developers each costs a noticeable time).
-pub fn write_lists(store: &dyn SharedStore, namespace: &str, developers: &BTreeMap<String, Listed>, tabs: Tabs) -> Result<(), SeedError> {
+pub fn write_lists(
+    store: &dyn SharedStore,
+    namespace: &str,
+    developers: &BTreeMap<String, Listed>,
+    tabs: Tabs,
+) -> Result<(), SeedError> {
     for status in Status::ALL.into_iter().filter(|&status| tabs.contains(status)) {
         let mut tab: Vec<(&String, u64)> = developers
             .iter()
@@ -192,9 +232,19 @@ pub fn write_lists(store: &dyn SharedStore, namespace: &str, developers: &BTreeM
 }
 
 /// One page of a tab and the tab's size.
-pub fn list_page(store: &dyn SharedStore, namespace: &str, status: Status, offset: usize, limit: usize) -> Result<(usize, Vec<String>), SeedError> {
+pub fn list_page(
+    store: &dyn SharedStore,
+    namespace: &str,
+    status: Status,
+    offset: usize,
+    limit: usize,
+) -> Result<(usize, Vec<String>), SeedError> {
     let key = list_key(namespace, status);
-    let bytes = store.get(&key).map_err(|e| store_error(&key, e))?.map(|(bytes, _)| bytes).unwrap_or_default();
+    let bytes = store
+        .get(&key)
+        .map_err(|e| store_error(&key, e))?
+        .map(|(bytes, _)| bytes)
+        .unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
     let mut total = 0;
     let mut page = Vec::with_capacity(limit);
@@ -209,17 +259,33 @@ pub fn list_page(store: &dyn SharedStore, namespace: &str, status: Status, offse
 
 pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Result<usize, SeedError> {
     let key = list_key(namespace, status);
-    let bytes = store.get(&key).map_err(|e| store_error(&key, e))?.map(|(bytes, _)| bytes).unwrap_or_default();
+    let bytes = store
+        .get(&key)
+        .map_err(|e| store_error(&key, e))?
+        .map(|(bytes, _)| bytes)
+        .unwrap_or_default();
     Ok(bytes.iter().filter(|&&b| b == b'\n').count())
 }
 
 pub fn read_index(store: &dyn SharedStore, namespace: &str) -> Result<Vec<String>, SeedError> {
     let key = index_key(namespace);
-    let bytes = store.get(&key).map_err(|e| store_error(&key, e))?.map(|(bytes, _)| bytes).unwrap_or_default();
-    Ok(String::from_utf8_lossy(&bytes).lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+    let bytes = store
+        .get(&key)
+        .map_err(|e| store_error(&key, e))?
+        .map(|(bytes, _)| bytes)
+        .unwrap_or_default();
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
-pub fn write_index<'a>(store: &dyn SharedStore, namespace: &str, emails: impl Iterator<Item = &'a String>) -> Result<(), SeedError> {
+pub fn write_index<'a>(
+    store: &dyn SharedStore,
+    namespace: &str,
+    emails: impl Iterator<Item = &'a String>,
+) -> Result<(), SeedError> {
     let mut sorted: Vec<&String> = emails.collect();
     sorted.sort_unstable();
     let mut text = String::with_capacity(sorted.len() * 24);
@@ -248,7 +314,10 @@ impl SyncState {
         if fields.next()? != "1" {
             return None;
         }
-        let state = SyncState { revision: fields.next()?.parse().ok()?, synced_at_ms: fields.next()?.parse().ok()? };
+        let state = SyncState {
+            revision: fields.next()?.parse().ok()?,
+            synced_at_ms: fields.next()?.parse().ok()?,
+        };
         fields.next().is_none().then_some(state)
     }
 }
@@ -265,7 +334,12 @@ pub fn write_sync_state(store: &dyn SharedStore, namespace: &str, state: SyncSta
 
 /// A static directory: the configuration's developers become the replica, with
 /// documents and tabs for the (read-only) admin API, at revision 0.
-pub fn seed_static(store: &dyn SharedStore, namespace: &str, developers: &[(String, Status)], now_ms: u64) -> Result<crate::directory::SeedReport, SeedError> {
+pub fn seed_static(
+    store: &dyn SharedStore,
+    namespace: &str,
+    developers: &[(String, Status)],
+    now_ms: u64,
+) -> Result<crate::directory::SeedReport, SeedError> {
     let report = crate::directory::seed(store, namespace, developers)?;
     let mut listed = BTreeMap::new();
     for (email, status) in developers {
@@ -273,10 +347,23 @@ pub fn seed_static(store: &dyn SharedStore, namespace: &str, developers: &[(Stri
         let mut stored = b"0\n".to_vec();
         stored.extend_from_slice(&developer.to_stored());
         crate::directory::write_if_different(store, &doc_key(namespace, email), &stored)?;
-        listed.insert(email.clone(), Listed { status: Some(*status), updated_ms: 0 });
+        listed.insert(
+            email.clone(),
+            Listed {
+                status: Some(*status),
+                updated_ms: 0,
+            },
+        );
     }
     write_lists(store, namespace, &listed, Tabs::ALL)?;
-    write_sync_state(store, namespace, SyncState { revision: 0, synced_at_ms: now_ms })?;
+    write_sync_state(
+        store,
+        namespace,
+        SyncState {
+            revision: 0,
+            synced_at_ms: now_ms,
+        },
+    )?;
     Ok(report)
 }
 
@@ -315,12 +402,30 @@ mod tests {
         let store = MemoryStore::default();
         let mut listed = BTreeMap::new();
         for (i, email) in ["a@x.io", "b@x.io", "c@x.io", "d@x.io"].iter().enumerate() {
-            listed.insert(email.to_string(), Listed { status: Some(Status::Requested), updated_ms: i as u64 });
+            listed.insert(
+                email.to_string(),
+                Listed {
+                    status: Some(Status::Requested),
+                    updated_ms: i as u64,
+                },
+            );
         }
-        listed.insert("e@x.io".into(), Listed { status: Some(Status::Approved), updated_ms: 0 });
+        listed.insert(
+            "e@x.io".into(),
+            Listed {
+                status: Some(Status::Approved),
+                updated_ms: 0,
+            },
+        );
         write_lists(&store, "ns", &listed, Tabs::ALL).unwrap();
-        assert_eq!(list_page(&store, "ns", Status::Requested, 0, 2).unwrap(), (4, vec!["d@x.io".into(), "c@x.io".into()]));
-        assert_eq!(list_page(&store, "ns", Status::Requested, 2, 5).unwrap(), (4, vec!["b@x.io".into(), "a@x.io".into()]));
+        assert_eq!(
+            list_page(&store, "ns", Status::Requested, 0, 2).unwrap(),
+            (4, vec!["d@x.io".into(), "c@x.io".into()])
+        );
+        assert_eq!(
+            list_page(&store, "ns", Status::Requested, 2, 5).unwrap(),
+            (4, vec!["b@x.io".into(), "a@x.io".into()])
+        );
         assert_eq!(list_page(&store, "ns", Status::Requested, 9, 5).unwrap(), (4, vec![]));
         assert_eq!(tab_size(&store, "ns", Status::Approved).unwrap(), 1);
         assert_eq!(tab_size(&store, "ns", Status::Revoked).unwrap(), 0);
@@ -330,15 +435,41 @@ mod tests {
     fn sync_state_round_trips() {
         let store = MemoryStore::default();
         assert_eq!(read_sync_state(&store, "ns"), None);
-        write_sync_state(&store, "ns", SyncState { revision: 12, synced_at_ms: 34 }).unwrap();
-        assert_eq!(read_sync_state(&store, "ns"), Some(SyncState { revision: 12, synced_at_ms: 34 }));
+        write_sync_state(
+            &store,
+            "ns",
+            SyncState {
+                revision: 12,
+                synced_at_ms: 34,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            read_sync_state(&store, "ns"),
+            Some(SyncState {
+                revision: 12,
+                synced_at_ms: 34
+            })
+        );
     }
 
     #[test]
     fn static_seed_serves_the_admin_reads() {
         let store = MemoryStore::default();
-        seed_static(&store, "ns", &[("a@x.io".into(), Status::Approved), ("b@x.io".into(), Status::Requested)], 5).unwrap();
-        assert_eq!(read_doc(&store, "ns", "a@x.io").unwrap().unwrap().1.status, Status::Approved);
+        seed_static(
+            &store,
+            "ns",
+            &[
+                ("a@x.io".into(), Status::Approved),
+                ("b@x.io".into(), Status::Requested),
+            ],
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            read_doc(&store, "ns", "a@x.io").unwrap().unwrap().1.status,
+            Status::Approved
+        );
         assert_eq!(tab_size(&store, "ns", Status::Requested).unwrap(), 1);
         assert!(read_sync_state(&store, "ns").is_some());
     }

@@ -159,7 +159,10 @@ impl Responses {
 }
 
 fn no_store_headers(content_type: &str) -> Vec<(&'static str, String)> {
-    vec![("content-type", content_type.to_string()), ("cache-control", "no-store".to_string())]
+    vec![
+        ("content-type", content_type.to_string()),
+        ("cache-control", "no-store".to_string()),
+    ]
 }
 
 fn render_json(refusal: Refusal, style: DenialStyle) -> LocalResponse {
@@ -168,15 +171,23 @@ fn render_json(refusal: Refusal, style: DenialStyle) -> LocalResponse {
         _ => None,
     };
     let (status, body) = match kong_status {
-        Some(status) => {
-            (401, json!({ "message": format!("Unauthorized: Developer status \"{}\"", status.kong_name()) }))
-        }
+        Some(status) => (
+            401,
+            json!({ "message": format!("Unauthorized: Developer status \"{}\"", status.kong_name()) }),
+        ),
         None if style == DenialStyle::KongEnterprise && refusal == Refusal::UnknownDeveloper => {
             (401, json!({ "message": "Unauthorized" }))
         }
-        None => (refusal.http_status(), json!({ "message": refusal.message(), "status": refusal.label() })),
+        None => (
+            refusal.http_status(),
+            json!({ "message": refusal.message(), "status": refusal.label() }),
+        ),
     };
-    LocalResponse { status, headers: no_store_headers("application/json"), body: body.to_string().into_bytes() }
+    LocalResponse {
+        status,
+        headers: no_store_headers("application/json"),
+        body: body.to_string().into_bytes(),
+    }
 }
 
 fn render_html(refusal: Refusal) -> LocalResponse {
@@ -200,14 +211,22 @@ fn render_html(refusal: Refusal) -> LocalResponse {
 fn render_redirect(location: String) -> LocalResponse {
     let mut headers = no_store_headers("text/plain; charset=utf-8");
     headers.push(("location", location));
-    LocalResponse { status: 302, headers, body: Vec::new() }
+    LocalResponse {
+        status: 302,
+        headers,
+        body: Vec::new(),
+    }
 }
 
 /// The 400 answer for a path the gate will not classify (rendered per request:
 /// rare, and it names the reason).
 pub fn bad_path(error: PathError) -> LocalResponse {
     let body = json!({ "message": error.message(), "status": "bad_request" });
-    LocalResponse { status: 400, headers: no_store_headers("application/json"), body: body.to_string().into_bytes() }
+    LocalResponse {
+        status: 400,
+        headers: no_store_headers("application/json"),
+        body: body.to_string().into_bytes(),
+    }
 }
 
 #[cfg(test)]
@@ -221,24 +240,42 @@ mod tests {
     #[test]
     fn json_answers_name_the_status() {
         let responses = Responses::render(DenialStyle::DevportalGate, |_| None);
-        let revoked = responses.for_refusal(Refusal::NotApproved(Status::Revoked), true).unwrap();
+        let revoked = responses
+            .for_refusal(Refusal::NotApproved(Status::Revoked), true)
+            .unwrap();
         assert_eq!(revoked.status, 403);
         assert_eq!(body_json(revoked)["status"], "revoked");
         assert!(body_json(revoked)["message"].as_str().unwrap().contains("revoked"));
         let anonymous = responses.for_refusal(Refusal::Unauthenticated, false).unwrap();
         assert_eq!(anonymous.status, 401);
         assert_eq!(body_json(anonymous)["status"], "unauthenticated");
-        assert_eq!(responses.for_refusal(Refusal::DirectoryUnavailable, false).unwrap().status, 503);
+        assert_eq!(
+            responses
+                .for_refusal(Refusal::DirectoryUnavailable, false)
+                .unwrap()
+                .status,
+            503
+        );
     }
 
     #[test]
     fn kong_enterprise_answer_is_byte_exact() {
         let responses = Responses::render(DenialStyle::KongEnterprise, |_| None);
-        let pending = responses.for_refusal(Refusal::NotApproved(Status::Requested), false).unwrap();
+        let pending = responses
+            .for_refusal(Refusal::NotApproved(Status::Requested), false)
+            .unwrap();
         assert_eq!(pending.status, 401);
-        assert_eq!(pending.body, br#"{"message":"Unauthorized: Developer status \"PENDING\""}"#);
-        let revoked = responses.for_refusal(Refusal::NotApproved(Status::Revoked), false).unwrap();
-        assert_eq!(revoked.body, br#"{"message":"Unauthorized: Developer status \"REVOKED\""}"#);
+        assert_eq!(
+            pending.body,
+            br#"{"message":"Unauthorized: Developer status \"PENDING\""}"#
+        );
+        let revoked = responses
+            .for_refusal(Refusal::NotApproved(Status::Revoked), false)
+            .unwrap();
+        assert_eq!(
+            revoked.body,
+            br#"{"message":"Unauthorized: Developer status \"REVOKED\""}"#
+        );
     }
 
     #[test]
@@ -248,14 +285,20 @@ mod tests {
             Refusal::NotApproved(_) => Some(BrowserAnswer::Html),
             _ => None,
         });
-        let pending = responses.for_refusal(Refusal::NotApproved(Status::Requested), true).unwrap();
+        let pending = responses
+            .for_refusal(Refusal::NotApproved(Status::Requested), true)
+            .unwrap();
         assert_eq!(pending.status, 302);
         assert!(pending.headers.contains(&("location", "/portal/pending".to_string())));
-        let revoked = responses.for_refusal(Refusal::NotApproved(Status::Revoked), true).unwrap();
+        let revoked = responses
+            .for_refusal(Refusal::NotApproved(Status::Revoked), true)
+            .unwrap();
         assert_eq!(revoked.status, 403);
         assert!(String::from_utf8_lossy(&revoked.body).contains("<h1>Access revoked</h1>"));
         // Not a browser: JSON.
-        let revoked_api = responses.for_refusal(Refusal::NotApproved(Status::Revoked), false).unwrap();
+        let revoked_api = responses
+            .for_refusal(Refusal::NotApproved(Status::Revoked), false)
+            .unwrap();
         assert_eq!(body_json(revoked_api)["status"], "revoked");
         // No browser answer configured: JSON.
         let unknown = responses.for_refusal(Refusal::UnknownDeveloper, true).unwrap();

@@ -20,8 +20,12 @@ pub enum RouteClass {
 }
 
 impl RouteClass {
-    pub const ALL: [RouteClass; 4] =
-        [RouteClass::Public, RouteClass::Portal, RouteClass::Credentials, RouteClass::Api];
+    pub const ALL: [RouteClass; 4] = [
+        RouteClass::Public,
+        RouteClass::Portal,
+        RouteClass::Credentials,
+        RouteClass::Api,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,7 +86,10 @@ pub struct Route {
 impl Route {
     fn matches(&self, path: &str, method: &str) -> bool {
         self.path.matches(path)
-            && self.methods.as_ref().is_none_or(|methods| methods.iter().any(|m| m == method))
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|methods| methods.iter().any(|m| m == method))
     }
 
     /// True when this route takes every request `later` would.
@@ -140,7 +147,11 @@ mod tests {
     use super::*;
 
     fn route(path: PathMatch, methods: Option<&[&str]>, class: RouteClass) -> Route {
-        Route { path, methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()), class }
+        Route {
+            path,
+            methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
+            class,
+        }
     }
 
     fn demo_table() -> RouteTable {
@@ -160,13 +171,34 @@ mod tests {
     #[test]
     fn first_matching_route_wins() {
         let table = demo_table();
-        assert_eq!(table.classify("/portal/login", "GET"), Classification::Class(RouteClass::Public));
-        assert_eq!(table.classify("/portal/assets/app.css", "GET"), Classification::Class(RouteClass::Public));
-        assert_eq!(table.classify("/portal/credentials", "POST"), Classification::Class(RouteClass::Credentials));
-        assert_eq!(table.classify("/portal/credentials/42", "DELETE"), Classification::Class(RouteClass::Credentials));
-        assert_eq!(table.classify("/portal/dashboard", "GET"), Classification::Class(RouteClass::Portal));
-        assert_eq!(table.classify("/portal", "GET"), Classification::Class(RouteClass::Portal));
-        assert_eq!(table.classify("/api/orders", "GET"), Classification::Class(RouteClass::Api));
+        assert_eq!(
+            table.classify("/portal/login", "GET"),
+            Classification::Class(RouteClass::Public)
+        );
+        assert_eq!(
+            table.classify("/portal/assets/app.css", "GET"),
+            Classification::Class(RouteClass::Public)
+        );
+        assert_eq!(
+            table.classify("/portal/credentials", "POST"),
+            Classification::Class(RouteClass::Credentials)
+        );
+        assert_eq!(
+            table.classify("/portal/credentials/42", "DELETE"),
+            Classification::Class(RouteClass::Credentials)
+        );
+        assert_eq!(
+            table.classify("/portal/dashboard", "GET"),
+            Classification::Class(RouteClass::Portal)
+        );
+        assert_eq!(
+            table.classify("/portal", "GET"),
+            Classification::Class(RouteClass::Portal)
+        );
+        assert_eq!(
+            table.classify("/api/orders", "GET"),
+            Classification::Class(RouteClass::Api)
+        );
         assert_eq!(table.classify("/other", "GET"), Classification::Unrouted);
     }
 
@@ -174,11 +206,23 @@ mod tests {
     fn prefixes_match_whole_segments_and_exact_is_exact() {
         let table = demo_table();
         assert_eq!(table.classify("/apix", "GET"), Classification::Unrouted);
-        assert_eq!(table.classify("/portal/assets-admin/x", "GET"), Classification::Class(RouteClass::Portal));
-        assert_eq!(table.classify("/portal/login/", "GET"), Classification::Class(RouteClass::Portal));
-        assert_eq!(table.classify("/portal/loginx", "GET"), Classification::Class(RouteClass::Portal));
+        assert_eq!(
+            table.classify("/portal/assets-admin/x", "GET"),
+            Classification::Class(RouteClass::Portal)
+        );
+        assert_eq!(
+            table.classify("/portal/login/", "GET"),
+            Classification::Class(RouteClass::Portal)
+        );
+        assert_eq!(
+            table.classify("/portal/loginx", "GET"),
+            Classification::Class(RouteClass::Portal)
+        );
         // Case-sensitive: a case variant is not public.
-        assert_eq!(table.classify("/portal/LOGIN", "GET"), Classification::Class(RouteClass::Portal));
+        assert_eq!(
+            table.classify("/portal/LOGIN", "GET"),
+            Classification::Class(RouteClass::Portal)
+        );
         assert_eq!(table.classify("/API/x", "GET"), Classification::Unrouted);
     }
 
@@ -186,14 +230,27 @@ mod tests {
     fn methods_restrict_a_route() {
         let table = RouteTable::new(
             vec![
-                route(PathMatch::prefix("/portal/credentials"), Some(&["POST", "DELETE"]), RouteClass::Credentials),
+                route(
+                    PathMatch::prefix("/portal/credentials"),
+                    Some(&["POST", "DELETE"]),
+                    RouteClass::Credentials,
+                ),
                 route(PathMatch::prefix("/portal"), None, RouteClass::Portal),
             ],
             Unmatched::Treat(RouteClass::Public),
         );
-        assert_eq!(table.classify("/portal/credentials", "POST"), Classification::Class(RouteClass::Credentials));
-        assert_eq!(table.classify("/portal/credentials", "GET"), Classification::Class(RouteClass::Portal));
-        assert_eq!(table.classify("/elsewhere", "GET"), Classification::Class(RouteClass::Public));
+        assert_eq!(
+            table.classify("/portal/credentials", "POST"),
+            Classification::Class(RouteClass::Credentials)
+        );
+        assert_eq!(
+            table.classify("/portal/credentials", "GET"),
+            Classification::Class(RouteClass::Portal)
+        );
+        assert_eq!(
+            table.classify("/elsewhere", "GET"),
+            Classification::Class(RouteClass::Public)
+        );
     }
 
     #[test]
@@ -207,7 +264,11 @@ mod tests {
     fn shadowing() {
         let all_portal = route(PathMatch::prefix("/portal"), None, RouteClass::Portal);
         let creds = route(PathMatch::prefix("/portal/credentials"), None, RouteClass::Credentials);
-        let creds_post = route(PathMatch::prefix("/portal/credentials"), Some(&["POST"]), RouteClass::Credentials);
+        let creds_post = route(
+            PathMatch::prefix("/portal/credentials"),
+            Some(&["POST"]),
+            RouteClass::Credentials,
+        );
         let login = route(PathMatch::Exact("/portal/login".into()), None, RouteClass::Public);
         assert!(all_portal.shadows(&creds));
         assert!(all_portal.shadows(&login));

@@ -153,7 +153,10 @@ impl Syncer {
         self.phase = Phase::Full(FullSync {
             revision: None,
             seen: BTreeMap::new(),
-            report: CycleReport { full: true, ..CycleReport::default() },
+            report: CycleReport {
+                full: true,
+                ..CycleReport::default()
+            },
         });
         etcd::range_page(&self.prefix, &self.prefix, None, FULL_SYNC_PAGE)
     }
@@ -165,7 +168,13 @@ impl Syncer {
     }
 
     /// Feeds the answer to the last call.
-    pub fn on_answer(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
+    pub fn on_answer(
+        &mut self,
+        store: &dyn SharedStore,
+        status: u32,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<Next, SyncError> {
         let result = self.step(store, status, body, now_ms);
         if !matches!(result, Ok(Next::Call(_))) {
             self.phase = Phase::Idle;
@@ -175,7 +184,9 @@ impl Syncer {
 
     fn step(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Idle => Err(SyncError::Etcd(EtcdError::Malformed("an answer arrived outside a sync cycle".into()))),
+            Phase::Idle => Err(SyncError::Etcd(EtcdError::Malformed(
+                "an answer arrived outside a sync cycle".into(),
+            ))),
             Phase::Seeding => {
                 // Created or already seeded earlier: either way, never again.
                 etcd::parse_txn(status, body).map_err(SyncError::Etcd)?;
@@ -196,17 +207,23 @@ impl Syncer {
         full: FullSync,
         now_ms: u64,
     ) -> Result<Next, SyncError> {
-        let FullSync { revision: pinned, mut seen, mut report } = full;
+        let FullSync {
+            revision: pinned,
+            mut seen,
+            mut report,
+        } = full;
         let answer = match etcd::parse_range(status, body) {
             // The pinned revision was compacted between pages: start over.
-            Err(EtcdError::Server { code: etcd::CODE_COMPACTED, .. }) if pinned.is_some() => {
-                return Ok(Next::Call(self.begin_full()))
-            }
+            Err(EtcdError::Server {
+                code: etcd::CODE_COMPACTED,
+                ..
+            }) if pinned.is_some() => return Ok(Next::Call(self.begin_full())),
             other => other.map_err(SyncError::Etcd)?,
         };
         if pinned.is_none() {
             // A replica ahead of etcd means etcd went back in time; its word wins.
-            self.overwrite = replica::read_sync_state(store, &self.namespace).is_some_and(|state| state.revision > answer.revision);
+            self.overwrite =
+                replica::read_sync_state(store, &self.namespace).is_some_and(|state| state.revision > answer.revision);
         }
         let revision = pinned.unwrap_or(answer.revision);
         report.revision = revision;
@@ -217,13 +234,31 @@ impl Syncer {
         if answer.more {
             if let Some(mut start) = last_key {
                 start.push(0);
-                self.phase = Phase::Full(FullSync { revision: Some(revision), seen, report });
-                return Ok(Next::Call(etcd::range_page(&self.prefix, &start, Some(revision), FULL_SYNC_PAGE)));
+                self.phase = Phase::Full(FullSync {
+                    revision: Some(revision),
+                    seen,
+                    report,
+                });
+                return Ok(Next::Call(etcd::range_page(
+                    &self.prefix,
+                    &start,
+                    Some(revision),
+                    FULL_SYNC_PAGE,
+                )));
             }
         }
         // The snapshot is complete: whatever the replica had and etcd has not is gone.
         for email in replica::read_index(store, &self.namespace)? {
-            if !seen.contains_key(&email) && replica::apply_with(store, &self.namespace, &email, revision, Entry::Deleted, self.write_mode())? {
+            if !seen.contains_key(&email)
+                && replica::apply_with(
+                    store,
+                    &self.namespace,
+                    &email,
+                    revision,
+                    Entry::Deleted,
+                    self.write_mode(),
+                )?
+            {
                 report.removed += 1;
             }
         }
@@ -232,11 +267,24 @@ impl Syncer {
         self.known = seen;
         self.revision = Some(revision);
         self.overwrite = false;
-        replica::write_sync_state(store, &self.namespace, SyncState { revision, synced_at_ms: now_ms })?;
+        replica::write_sync_state(
+            store,
+            &self.namespace,
+            SyncState {
+                revision,
+                synced_at_ms: now_ms,
+            },
+        )?;
         Ok(Next::Done(report))
     }
 
-    fn incremental(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
+    fn incremental(
+        &mut self,
+        store: &dyn SharedStore,
+        status: u32,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<Next, SyncError> {
         let answer = etcd::parse_range(status, body).map_err(SyncError::Etcd)?;
         let last = self.revision.unwrap_or(0);
         if answer.revision < last {
@@ -244,7 +292,10 @@ impl Syncer {
             self.revision = None;
             return Ok(Next::Call(self.begin_full()));
         }
-        let mut report = CycleReport { revision: answer.revision, ..CycleReport::default() };
+        let mut report = CycleReport {
+            revision: answer.revision,
+            ..CycleReport::default()
+        };
         let mut known = std::mem::take(&mut self.known);
         let before = known.len();
         for kv in &answer.kvs {
@@ -257,7 +308,12 @@ impl Syncer {
             // Something was deleted: count the keys of each part of the key
             // space at this revision, then list only the parts that came up short.
             let buckets = self.buckets();
-            self.phase = Phase::Deletions(DeletionScan { revision: answer.revision, short: buckets.into(), listing: None, report });
+            self.phase = Phase::Deletions(DeletionScan {
+                revision: answer.revision,
+                short: buckets.into(),
+                listing: None,
+                report,
+            });
             let ranges: Vec<(Vec<u8>, Vec<u8>)> = match &self.phase {
                 Phase::Deletions(scan) => scan.short.iter().cloned().collect(),
                 _ => Vec::new(),
@@ -275,7 +331,14 @@ impl Syncer {
             replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
         }
         self.revision = Some(answer.revision);
-        replica::write_sync_state(store, &self.namespace, SyncState { revision: answer.revision, synced_at_ms: now_ms })?;
+        replica::write_sync_state(
+            store,
+            &self.namespace,
+            SyncState {
+                revision: answer.revision,
+                synced_at_ms: now_ms,
+            },
+        )?;
         Ok(Next::Done(report))
     }
 
@@ -305,15 +368,29 @@ impl Syncer {
     /// The known developers in `[start, end)` (etcd keys).
     fn known_in(&self, start: &[u8], end: &[u8]) -> Vec<String> {
         let from = String::from_utf8_lossy(start.strip_prefix(self.prefix.as_slice()).unwrap_or_default()).into_owned();
-        let to = end.strip_prefix(self.prefix.as_slice()).map(|e| String::from_utf8_lossy(e).into_owned());
+        let to = end
+            .strip_prefix(self.prefix.as_slice())
+            .map(|e| String::from_utf8_lossy(e).into_owned());
         match to {
             Some(to) => self.known.range(from..to).map(|(email, _)| email.clone()).collect(),
             None => self.known.range(from..).map(|(email, _)| email.clone()).collect(),
         }
     }
 
-    fn deletions(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], scan: DeletionScan, now_ms: u64) -> Result<Next, SyncError> {
-        let DeletionScan { revision, mut short, listing, mut report } = scan;
+    fn deletions(
+        &mut self,
+        store: &dyn SharedStore,
+        status: u32,
+        body: &[u8],
+        scan: DeletionScan,
+        now_ms: u64,
+    ) -> Result<Next, SyncError> {
+        let DeletionScan {
+            revision,
+            mut short,
+            listing,
+            mut report,
+        } = scan;
         let mut listing = match listing {
             None => {
                 // The counts: keep the parts with fewer keys than known.
@@ -350,11 +427,18 @@ impl Syncer {
                         listing.insert(String::from_utf8_lossy(suffix).into_owned());
                     }
                 }
-                let Some((start, end)) = short.front().cloned() else { return Err(SyncError::Etcd(EtcdError::Malformed("no part being listed".into()))) };
+                let Some((start, end)) = short.front().cloned() else {
+                    return Err(SyncError::Etcd(EtcdError::Malformed("no part being listed".into())));
+                };
                 if answer.more {
                     if let Some(mut next) = answer.kvs.last().map(|kv| kv.key.clone()) {
                         next.push(0);
-                        self.phase = Phase::Deletions(DeletionScan { revision, short, listing: Some(listing), report });
+                        self.phase = Phase::Deletions(DeletionScan {
+                            revision,
+                            short,
+                            listing: Some(listing),
+                            report,
+                        });
                         return Ok(Next::Call(etcd::key_page(&next, &end, revision, KEY_PAGE)));
                     }
                 }
@@ -377,7 +461,12 @@ impl Syncer {
         };
         if let Some((start, end)) = short.front().cloned() {
             listing.clear();
-            self.phase = Phase::Deletions(DeletionScan { revision, short, listing: Some(listing), report });
+            self.phase = Phase::Deletions(DeletionScan {
+                revision,
+                short,
+                listing: Some(listing),
+                report,
+            });
             return Ok(Next::Call(etcd::key_page(&start, &end, revision, KEY_PAGE)));
         }
         // Every short part is listed. The index keeps the deleted addresses: it
@@ -385,29 +474,73 @@ impl Syncer {
         // harmless; not rewriting it saves sorting the whole directory.
         replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
         self.revision = Some(revision);
-        replica::write_sync_state(store, &self.namespace, SyncState { revision, synced_at_ms: now_ms })?;
+        replica::write_sync_state(
+            store,
+            &self.namespace,
+            SyncState {
+                revision,
+                synced_at_ms: now_ms,
+            },
+        )?;
         Ok(Next::Done(report))
     }
 
-    fn apply_kv(&self, store: &dyn SharedStore, kv: &etcd::Kv, into: &mut BTreeMap<String, Listed>, report: &mut CycleReport) -> Result<(), SyncError> {
-        let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) else { return Ok(()) };
+    fn apply_kv(
+        &self,
+        store: &dyn SharedStore,
+        kv: &etcd::Kv,
+        into: &mut BTreeMap<String, Listed>,
+        report: &mut CycleReport,
+    ) -> Result<(), SyncError> {
+        let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) else {
+            return Ok(());
+        };
         let name = String::from_utf8_lossy(suffix).into_owned();
         // A key that is not a canonical address is never looked up: count it
         // (etcd does) but leave the replica alone.
         if crate::email::canonical_email(&name).ok().as_deref() != Some(name.as_str()) || name.as_bytes() != suffix {
             report.unreadable += 1;
-            into.insert(name, Listed { status: None, updated_ms: 0 });
+            into.insert(
+                name,
+                Listed {
+                    status: None,
+                    updated_ms: 0,
+                },
+            );
             return Ok(());
         }
         let (listed, changed) = match Developer::from_stored(&name, &kv.value) {
             Ok(developer) => (
-                Listed { status: Some(developer.status), updated_ms: developer.updated_ms },
-                replica::apply_with(store, &self.namespace, &name, kv.mod_revision, Entry::Present(&developer), self.write_mode())?,
+                Listed {
+                    status: Some(developer.status),
+                    updated_ms: developer.updated_ms,
+                },
+                replica::apply_with(
+                    store,
+                    &self.namespace,
+                    &name,
+                    kv.mod_revision,
+                    Entry::Present(&developer),
+                    self.write_mode(),
+                )?,
             ),
             Err(_) => {
                 report.unreadable += 1;
-                let changed = replica::apply_with(store, &self.namespace, &name, kv.mod_revision, Entry::Unreadable, self.write_mode())?;
-                (Listed { status: None, updated_ms: 0 }, changed)
+                let changed = replica::apply_with(
+                    store,
+                    &self.namespace,
+                    &name,
+                    kv.mod_revision,
+                    Entry::Unreadable,
+                    self.write_mode(),
+                )?;
+                (
+                    Listed {
+                        status: None,
+                        updated_ms: 0,
+                    },
+                    changed,
+                )
             }
         };
         // The tabs change with the listing, whoever wrote the replica first (an
@@ -427,7 +560,13 @@ impl Syncer {
 
 /// The revision a read was pinned to has been compacted away.
 fn is_compacted<T>(result: &Result<T, EtcdError>) -> bool {
-    matches!(result, Err(EtcdError::Server { code: etcd::CODE_COMPACTED, .. }))
+    matches!(
+        result,
+        Err(EtcdError::Server {
+            code: etcd::CODE_COMPACTED,
+            ..
+        })
+    )
 }
 
 pub fn developers_prefix(key_prefix: &str) -> String {
@@ -471,7 +610,10 @@ pub fn claim_worker_id(store: &dyn SharedStore, namespace: &str) -> Result<u64, 
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (next, cas) = match store.get(&key)? {
             Some((bytes, cas)) => {
-                let current: u64 = std::str::from_utf8(&bytes).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+                let current: u64 = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
                 (current + 1, Some(cas))
             }
             None => (1, None),

@@ -62,10 +62,16 @@ fn every_envoy_config_passes_envoy_validate() {
 fn every_example_filter_configuration_compiles_and_matches_the_schema() {
     let schema = kong_schema();
     let mut checked = 0;
-    for file in files_under("filter-config", "yaml").into_iter().chain(files_under("filter-config", "yml")) {
+    for file in files_under("filter-config", "yaml")
+        .into_iter()
+        .chain(files_under("filter-config", "yml"))
+    {
         let text = std::fs::read_to_string(&file).unwrap();
         for config in embedded_filter_configs(&text) {
-            let errors: Vec<String> = schema.iter_errors(&config).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+            let errors: Vec<String> = schema
+                .iter_errors(&config)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
             assert!(errors.is_empty(), "{}: schema errors: {errors:#?}", file.display());
             if let Err(error) = devportal_gate::config::compile(config.to_string().as_bytes()) {
                 panic!("{}: {error}", file.display());
@@ -93,35 +99,101 @@ fn schema_and_filter_refuse_the_same_bad_configurations() {
         ("unknown top-level field", Box::new(|c| c["colour"] = json!("blue"))),
         ("wrong version", Box::new(|c| c["config_version"] = json!(2))),
         ("no routes", Box::new(|c| c["routes"] = json!([]))),
-        ("route without path", Box::new(|c| c["routes"] = json!([{"class": "api"}]))),
-        ("route with both paths", Box::new(|c| c["routes"] = json!([{"exact": "/a", "prefix": "/a", "class": "api"}]))),
+        (
+            "route without path",
+            Box::new(|c| c["routes"] = json!([{"class": "api"}])),
+        ),
+        (
+            "route with both paths",
+            Box::new(|c| c["routes"] = json!([{"exact": "/a", "prefix": "/a", "class": "api"}])),
+        ),
         ("unknown class", Box::new(|c| c["routes"][0]["class"] = json!("admin"))),
         ("relative path", Box::new(|c| c["routes"][0]["prefix"] = json!("api"))),
-        ("lower-case method", Box::new(|c| c["routes"][0]["methods"] = json!(["get"]))),
+        (
+            "lower-case method",
+            Box::new(|c| c["routes"][0]["methods"] = json!(["get"])),
+        ),
         ("empty methods", Box::new(|c| c["routes"][0]["methods"] = json!([]))),
-        ("unknown status", Box::new(|c| c["developers"][0]["status"] = json!("banned"))),
-        ("status code out of range", Box::new(|c| c["developers"][0]["status"] = json!(4))),
-        ("email without @", Box::new(|c| c["developers"][0]["email"] = json!("alice"))),
-        ("developer without status", Box::new(|c| c["developers"] = json!([{"email": "a@example.com"}]))),
-        ("bad header name", Box::new(|c| c["identity"] = json!({"source": "header", "header": "x bad"}))),
-        ("unknown identity source", Box::new(|c| c["identity"] = json!({"source": "cookie"}))),
+        (
+            "unknown status",
+            Box::new(|c| c["developers"][0]["status"] = json!("banned")),
+        ),
+        (
+            "status code out of range",
+            Box::new(|c| c["developers"][0]["status"] = json!(4)),
+        ),
+        (
+            "email without @",
+            Box::new(|c| c["developers"][0]["email"] = json!("alice")),
+        ),
+        (
+            "developer without status",
+            Box::new(|c| c["developers"] = json!([{"email": "a@example.com"}])),
+        ),
+        (
+            "bad header name",
+            Box::new(|c| c["identity"] = json!({"source": "header", "header": "x bad"})),
+        ),
+        (
+            "unknown identity source",
+            Box::new(|c| c["identity"] = json!({"source": "cookie"})),
+        ),
         ("bad namespace", Box::new(|c| c["namespace"] = json!("Dev/Portal"))),
-        ("unknown denial style", Box::new(|c| c["denials"] = json!({"style": "nginx"}))),
-        ("protocol-relative redirect", Box::new(|c| c["denials"] = json!({"browser_redirects": {"revoked": "//evil.example"}}))),
-        ("etcd directory without etcd", Box::new(|c| c["directory"] = json!({"source": "etcd"}))),
-        ("static directory with etcd", Box::new(|c| c["directory"] = json!({"source": "static", "etcd": {"upstream": "etcd"}}))),
-        ("sync interval too short", Box::new(|c| c["directory"] = json!({"source": "etcd", "sync_interval_ms": 5, "etcd": {"upstream": "etcd"}}))),
-        ("etcd key prefix without slashes", Box::new(|c| c["directory"] = json!({"source": "etcd", "etcd": {"upstream": "etcd", "key_prefix": "dp"}}))),
-        ("short admin token", Box::new(|c| c["admin"] = json!({"prefix": "/_dp", "registration_url": "https://x.io/r", "tokens": [{"name": "a", "token": "short"}]}))),
-        ("admin prefix with trailing slash", Box::new(|c| c["admin"] = json!({"prefix": "/_dp/", "registration_url": "https://x.io/r", "tokens": [{"name": "a", "token": "0123456789abcdef"}]}))),
-        ("admin without tokens", Box::new(|c| c["admin"] = json!({"prefix": "/_dp", "registration_url": "https://x.io/r", "tokens": []}))),
-        ("unknown unknown_developers", Box::new(|c| c["unknown_developers"] = json!("admit"))),
+        (
+            "unknown denial style",
+            Box::new(|c| c["denials"] = json!({"style": "nginx"})),
+        ),
+        (
+            "protocol-relative redirect",
+            Box::new(|c| c["denials"] = json!({"browser_redirects": {"revoked": "//evil.example"}})),
+        ),
+        (
+            "etcd directory without etcd",
+            Box::new(|c| c["directory"] = json!({"source": "etcd"})),
+        ),
+        (
+            "static directory with etcd",
+            Box::new(|c| c["directory"] = json!({"source": "static", "etcd": {"upstream": "etcd"}})),
+        ),
+        (
+            "sync interval too short",
+            Box::new(|c| {
+                c["directory"] = json!({"source": "etcd", "sync_interval_ms": 5, "etcd": {"upstream": "etcd"}})
+            }),
+        ),
+        (
+            "etcd key prefix without slashes",
+            Box::new(|c| c["directory"] = json!({"source": "etcd", "etcd": {"upstream": "etcd", "key_prefix": "dp"}})),
+        ),
+        (
+            "short admin token",
+            Box::new(
+                |c| c["admin"] = json!({"prefix": "/_dp", "registration_url": "https://x.io/r", "tokens": [{"name": "a", "token": "short"}]}),
+            ),
+        ),
+        (
+            "admin prefix with trailing slash",
+            Box::new(
+                |c| c["admin"] = json!({"prefix": "/_dp/", "registration_url": "https://x.io/r", "tokens": [{"name": "a", "token": "0123456789abcdef"}]}),
+            ),
+        ),
+        (
+            "admin without tokens",
+            Box::new(|c| c["admin"] = json!({"prefix": "/_dp", "registration_url": "https://x.io/r", "tokens": []})),
+        ),
+        (
+            "unknown unknown_developers",
+            Box::new(|c| c["unknown_developers"] = json!("admit")),
+        ),
     ];
     for (what, mutate) in mutations {
         let mut config = good.clone();
         mutate(&mut config);
         assert!(!schema.is_valid(&config), "schema accepts: {what}");
-        assert!(devportal_gate::config::compile(config.to_string().as_bytes()).is_err(), "filter accepts: {what}");
+        assert!(
+            devportal_gate::config::compile(config.to_string().as_bytes()).is_err(),
+            "filter accepts: {what}"
+        );
     }
 }
 
@@ -134,5 +206,8 @@ fn the_wasm_never_imports_get_log_level() {
     // The module's import and export names are stored as plain strings.
     assert!(contains(b"proxy_on_request_headers"), "not a proxy-wasm module?");
     assert!(contains(b"proxy_get_shared_data"));
-    assert!(!contains(b"proxy_get_log_level"), "the .wasm imports proxy_get_log_level: Kong will not load it");
+    assert!(
+        !contains(b"proxy_get_log_level"),
+        "the .wasm imports proxy_get_log_level: Kong will not load it"
+    );
 }

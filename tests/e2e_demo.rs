@@ -15,7 +15,10 @@ fn demo(name: &str) -> Demo {
     let ports = Ports::new();
     let config = adapt_shipped_config("filter-config/envoy/static.yaml", &ports);
     let envoy = Envoy::start(name, &config, ports.admin, 2);
-    Demo { envoy, port: ports.listener }
+    Demo {
+        envoy,
+        port: ports.listener,
+    }
 }
 
 impl Demo {
@@ -54,7 +57,10 @@ fn every_status_against_every_route_class_and_method() {
     for (method, path, class) in routes {
         for (email, status) in DEVELOPERS {
             let response = demo.send(Request::new(method, path).user(email).body("{}"));
-            let context = format!("{email} ({status}) {method} {path} ({class}): {} {}", response.status, response.body);
+            let context = format!(
+                "{email} ({status}) {method} {path} ({class}): {} {}",
+                response.status, response.body
+            );
             if class == "public" || status == "approved" {
                 assert_eq!(response.status, 200, "{context}");
                 assert_eq!(response.upstream_path(), path, "{context}");
@@ -102,8 +108,16 @@ fn approved_requests_carry_the_developer_and_spoofed_headers_are_removed() {
             .header("x-developer-status", "approved"),
     );
     assert_eq!(response.status, 200);
-    assert!(response.upstream_header("x-developer-email").is_empty(), "{}", response.body);
-    assert!(response.upstream_header("x-developer-status").is_empty(), "{}", response.body);
+    assert!(
+        response.upstream_header("x-developer-email").is_empty(),
+        "{}",
+        response.body
+    );
+    assert!(
+        response.upstream_header("x-developer-status").is_empty(),
+        "{}",
+        response.body
+    );
 }
 
 #[test]
@@ -112,21 +126,39 @@ fn browsers_get_a_page_or_a_redirect_on_portal_routes() {
     let html = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
     // Configured redirects: requested -> pending page, no identity -> login.
-    let response = demo.send(Request::get("/portal/dashboard").user("bob@example.com").header("accept", html));
+    let response = demo.send(
+        Request::get("/portal/dashboard")
+            .user("bob@example.com")
+            .header("accept", html),
+    );
     assert_eq!(response.status, 302);
     assert_eq!(response.header("location"), Some("/portal/pending"));
     let response = demo.send(Request::get("/portal/dashboard").header("accept", html));
     assert_eq!(response.status, 302);
     assert_eq!(response.header("location"), Some("/portal/login"));
     // The redirect targets are public, so the browser is not sent round in a loop.
-    assert_eq!(demo.send(Request::get("/portal/pending").header("accept", html)).status, 200);
+    assert_eq!(
+        demo.send(Request::get("/portal/pending").header("accept", html)).status,
+        200
+    );
 
     // Other statuses get a small HTML page that says what happened.
-    for (email, words) in [("dave@example.com", "revoked"), ("carol@example.com", "rejected"), ("eve@example.com", "Register")] {
+    for (email, words) in [
+        ("dave@example.com", "revoked"),
+        ("carol@example.com", "rejected"),
+        ("eve@example.com", "Register"),
+    ] {
         let response = demo.send(Request::get("/portal/dashboard").user(email).header("accept", html));
         assert_eq!(response.status, 403, "{email}");
-        assert!(response.header("content-type").unwrap().starts_with("text/html"), "{email}");
-        assert!(response.body.contains("<h1>") && response.body.contains(words), "{email}: {}", response.body);
+        assert!(
+            response.header("content-type").unwrap().starts_with("text/html"),
+            "{email}"
+        );
+        assert!(
+            response.body.contains("<h1>") && response.body.contains(words),
+            "{email}: {}",
+            response.body
+        );
     }
 
     // APIs and credential endpoints always answer JSON, even to a browser.
@@ -143,11 +175,27 @@ fn missing_garbled_or_duplicated_identity_is_no_identity() {
     let cases: Vec<(&str, Request)> = vec![
         ("missing", Request::get("/api/orders")),
         ("empty", Request::get("/api/orders").user("")),
-        ("twice, same value", Request::get("/api/orders").user("alice@example.com").user("alice@example.com")),
-        ("twice, different", Request::get("/api/orders").user("dave@example.com").user("alice@example.com")),
-        ("a list", Request::get("/api/orders").user("alice@example.com, dave@example.com")),
+        (
+            "twice, same value",
+            Request::get("/api/orders")
+                .user("alice@example.com")
+                .user("alice@example.com"),
+        ),
+        (
+            "twice, different",
+            Request::get("/api/orders")
+                .user("dave@example.com")
+                .user("alice@example.com"),
+        ),
+        (
+            "a list",
+            Request::get("/api/orders").user("alice@example.com, dave@example.com"),
+        ),
         ("not an email", Request::get("/api/orders").user("alice")),
-        ("two at-signs", Request::get("/api/orders").user("alice@example.com@evil.example")),
+        (
+            "two at-signs",
+            Request::get("/api/orders").user("alice@example.com@evil.example"),
+        ),
     ];
     for (what, request) in cases {
         let response = demo.send(request);
@@ -173,7 +221,10 @@ fn path_tricks_cannot_slip_past_the_classification() {
         ("/portal/login/../../api/orders", "/api/orders"),
         ("/portal/assets/./../../api/orders", "/api/orders"),
         ("//portal//credentials", "/portal/credentials"),
-        ("/portal/assets/../credentials?next=/portal/login", "/portal/credentials?next=/portal/login"),
+        (
+            "/portal/assets/../credentials?next=/portal/login",
+            "/portal/credentials?next=/portal/login",
+        ),
         ("/%70ortal/credentials", "/portal/credentials"),
         ("/portal/login/", "/portal/login/"),
     ];
@@ -230,15 +281,34 @@ fn decisions_are_counted_and_exposed_to_prometheus() {
     let before_anonymous = envoy.counter("wasmcustom.devportal_gate.portal.unauthenticated");
     let before_bad = envoy.counter("wasmcustom.devportal_gate.invalid.bad_request");
     for _ in 0..3 {
-        assert_eq!(demo.send(Request::get("/api/orders").user("alice@example.com")).status, 200);
+        assert_eq!(
+            demo.send(Request::get("/api/orders").user("alice@example.com")).status,
+            200
+        );
     }
-    assert_eq!(demo.send(Request::new("POST", "/portal/credentials").user("dave@example.com")).status, 403);
+    assert_eq!(
+        demo.send(Request::new("POST", "/portal/credentials").user("dave@example.com"))
+            .status,
+        403
+    );
     assert_eq!(demo.send(Request::get("/portal/x")).status, 401);
     assert_eq!(demo.send(Request::get("/api/%2F")).status, 400);
-    assert_eq!(envoy.counter("wasmcustom.devportal_gate.api.allowed"), before_allowed + 3);
-    assert_eq!(envoy.counter("wasmcustom.devportal_gate.credentials.revoked"), before_revoked + 1);
-    assert_eq!(envoy.counter("wasmcustom.devportal_gate.portal.unauthenticated"), before_anonymous + 1);
-    assert_eq!(envoy.counter("wasmcustom.devportal_gate.invalid.bad_request"), before_bad + 1);
+    assert_eq!(
+        envoy.counter("wasmcustom.devportal_gate.api.allowed"),
+        before_allowed + 3
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.devportal_gate.credentials.revoked"),
+        before_revoked + 1
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.devportal_gate.portal.unauthenticated"),
+        before_anonymous + 1
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.devportal_gate.invalid.bad_request"),
+        before_bad + 1
+    );
 
     let prometheus = Request::get("/stats/prometheus").send(envoy.admin).body;
     let line = prometheus
@@ -253,10 +323,16 @@ fn every_worker_configured_the_filter_and_seeded_once() {
     let demo = demo("workers");
     let log = demo.envoy.log();
     // The gate's configuration seeds; the admin listener's only reads.
-    let configured: Vec<&str> = log.lines().filter(|l| l.contains("devportal-gate") && l.contains("configured: static directory of")).collect();
+    let configured: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("devportal-gate") && l.contains("configured: static directory of"))
+        .collect();
     // Main thread plus two workers.
     assert!(configured.len() >= 3, "{configured:#?}");
     let writers = configured.iter().filter(|l| l.contains("(4 written")).count();
-    let idle = configured.iter().filter(|l| l.contains("(0 written, 4 already current")).count();
+    let idle = configured
+        .iter()
+        .filter(|l| l.contains("(0 written, 4 already current"))
+        .count();
     assert_eq!((writers, idle), (1, configured.len() - 1), "{configured:#?}");
 }

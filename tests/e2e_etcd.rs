@@ -6,7 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{adapt_shipped_config, embedded_filter_configs, repo_root, wait_until, Envoy, Etcd, Ports, Request, Response, Scratch};
+use common::{
+    adapt_shipped_config, embedded_filter_configs, repo_root, wait_until, Envoy, Etcd, Ports, Request, Response,
+    Scratch,
+};
 use serde_json::{json, Value};
 
 const PREFIX: &str = "/devportal/dev/";
@@ -25,7 +28,10 @@ struct Gateway {
 fn demo_token() -> String {
     let yaml = std::fs::read_to_string(repo_root().join("filter-config/envoy/demo.yaml")).unwrap();
     let configs = embedded_filter_configs(&yaml);
-    let admin = configs.iter().find(|c| c.get("admin").is_some()).expect("demo.yaml has an admin configuration");
+    let admin = configs
+        .iter()
+        .find(|c| c.get("admin").is_some())
+        .expect("demo.yaml has an admin configuration");
     admin["admin"]["tokens"][0]["token"].as_str().unwrap().to_string()
 }
 
@@ -34,7 +40,12 @@ fn gateway(name: &str, etcd_port: u16) -> Gateway {
     ports.etcd = etcd_port;
     let config = adapt_shipped_config("filter-config/envoy/demo.yaml", &ports);
     let envoy = Envoy::start(name, &config, ports.admin, 2);
-    Gateway { envoy, port: ports.listener, api: ports.api, token: demo_token() }
+    Gateway {
+        envoy,
+        port: ports.listener,
+        api: ports.api,
+        token: demo_token(),
+    }
 }
 
 impl Gateway {
@@ -44,7 +55,8 @@ impl Gateway {
     }
 
     fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Response {
-        let mut request = Request::new(method, &format!("/_devportal{path}")).header("authorization", &format!("Bearer {}", self.token));
+        let mut request = Request::new(method, &format!("/_devportal{path}"))
+            .header("authorization", &format!("Bearer {}", self.token));
         if let Some(body) = body {
             request = request.header("content-type", "application/json").body(body);
         }
@@ -52,7 +64,11 @@ impl Gateway {
     }
 
     fn act(&self, email: &str, action: &str) -> Response {
-        self.admin("POST", &format!("/developers/{email}/{action}"), Some(r#"{"reason":"e2e"}"#))
+        self.admin(
+            "POST",
+            &format!("/developers/{email}/{action}"),
+            Some(r#"{"reason":"e2e"}"#),
+        )
     }
 
     fn developer(&self, email: &str) -> Value {
@@ -81,7 +97,13 @@ fn the_workflow_across_two_gateways() {
     b.wait_synced();
 
     // The demo's four developers were seeded once, by whichever syncer came first.
-    for (email, expected) in [("alice", 200), ("bob", 403), ("carol", 403), ("dave", 403), ("eve", 403)] {
+    for (email, expected) in [
+        ("alice", 200),
+        ("bob", 403),
+        ("carol", 403),
+        ("dave", 403),
+        ("eve", 403),
+    ] {
         let email = format!("{email}@example.com");
         assert_eq!(a.api_status(&email), expected, "{email} via A");
         assert_eq!(b.api_status(&email), expected, "{email} via B");
@@ -91,8 +113,14 @@ fn the_workflow_across_two_gateways() {
     let revoked = a.act("alice@example.com", "revoke");
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     let revoked_at = Instant::now();
-    assert_eq!(a.api_status("alice@example.com"), 403, "the acting gateway enforces before it answers");
-    wait_until("revocation reaches B", CEILING, || b.api_status("alice@example.com") == 403);
+    assert_eq!(
+        a.api_status("alice@example.com"),
+        403,
+        "the acting gateway enforces before it answers"
+    );
+    wait_until("revocation reaches B", CEILING, || {
+        b.api_status("alice@example.com") == 403
+    });
     let delay = revoked_at.elapsed();
     println!("revocation through A enforced by B after {delay:?} (promised bound {BOUND:?})");
     assert!(delay <= CEILING);
@@ -114,7 +142,9 @@ fn the_workflow_across_two_gateways() {
         for action in ["accept", "reject", "revoke", "reapprove", "approve", "delete"] {
             let email = format!("m{i}-{action}@example.com");
             etcd.put(&format!("{PREFIX}{email}"), &stored(status));
-            wait_until("direct write reaches A", CEILING, || a.admin("GET", &format!("/developers/{email}"), None).status == 200);
+            wait_until("direct write reaches A", CEILING, || {
+                a.admin("GET", &format!("/developers/{email}"), None).status == 200
+            });
             let response = a.act(&email, action);
             if actions.contains(&action) {
                 assert_eq!(response.status, 200, "{status} {action}: {}", response.body);
@@ -123,7 +153,10 @@ fn the_workflow_across_two_gateways() {
                         let developer = a.developer(&email);
                         assert_eq!(developer["status"], to);
                         let last = developer["history"].as_array().unwrap().last().unwrap().clone();
-                        assert_eq!((last["from"].as_str(), last["to"].as_str(), last["actor"].as_str()), (Some(*status), Some(to), Some("demo-admin")));
+                        assert_eq!(
+                            (last["from"].as_str(), last["to"].as_str(), last["actor"].as_str()),
+                            (Some(*status), Some(to), Some("demo-admin"))
+                        );
                         assert_eq!(last["reason"], "e2e");
                         assert_eq!(a.api_status(&email), if to == "approved" { 200 } else { 403 });
                     }
@@ -138,7 +171,11 @@ fn the_workflow_across_two_gateways() {
                 let body = response.json();
                 assert_eq!(body["status"], *status);
                 assert_eq!(body["actions"], json!(actions));
-                assert_eq!(etcd.get(&format!("{PREFIX}{email}")).unwrap().0, stored(status), "a refused action changes nothing");
+                assert_eq!(
+                    etcd.get(&format!("{PREFIX}{email}")).unwrap().0,
+                    stored(status),
+                    "a refused action changes nothing"
+                );
             }
         }
     }
@@ -146,18 +183,30 @@ fn the_workflow_across_two_gateways() {
     // Written directly into etcd by another tool: a change and a deletion reach both.
     etcd.put(&format!("{PREFIX}frank@example.com"), &stored("approved"));
     let written = Instant::now();
-    wait_until("direct write reaches A", CEILING, || a.api_status("frank@example.com") == 200);
-    wait_until("direct write reaches B", CEILING, || b.api_status("frank@example.com") == 200);
+    wait_until("direct write reaches A", CEILING, || {
+        a.api_status("frank@example.com") == 200
+    });
+    wait_until("direct write reaches B", CEILING, || {
+        b.api_status("frank@example.com") == 200
+    });
     println!("direct etcd write enforced by both after {:?}", written.elapsed());
     etcd.put(&format!("{PREFIX}frank@example.com"), &stored("revoked"));
-    wait_until("direct change reaches A", CEILING, || a.api_status("frank@example.com") == 403);
-    wait_until("direct change reaches B", CEILING, || b.api_status("frank@example.com") == 403);
+    wait_until("direct change reaches A", CEILING, || {
+        a.api_status("frank@example.com") == 403
+    });
+    wait_until("direct change reaches B", CEILING, || {
+        b.api_status("frank@example.com") == 403
+    });
     etcd.put(&format!("{PREFIX}gina@example.com"), &stored("approved"));
     wait_until("gina reaches B", CEILING, || b.api_status("gina@example.com") == 200);
     etcd.delete(&format!("{PREFIX}gina@example.com"));
     let deleted = Instant::now();
-    wait_until("direct deletion reaches A", CEILING, || a.api_status("gina@example.com") == 403);
-    wait_until("direct deletion reaches B", CEILING, || b.api_status("gina@example.com") == 403);
+    wait_until("direct deletion reaches A", CEILING, || {
+        a.api_status("gina@example.com") == 403
+    });
+    wait_until("direct deletion reaches B", CEILING, || {
+        b.api_status("gina@example.com") == 403
+    });
     println!("direct etcd deletion enforced by both after {:?}", deleted.elapsed());
     assert_eq!(b.admin("GET", "/developers/gina@example.com", None).status, 404);
 
@@ -176,7 +225,13 @@ fn the_workflow_across_two_gateways() {
         });
         let mut statuses = [from_a.status, from_b.status];
         statuses.sort();
-        assert_eq!(statuses, [200, 409], "exactly one wins: A {} / B {}", from_a.body, from_b.body);
+        assert_eq!(
+            statuses,
+            [200, 409],
+            "exactly one wins: A {} / B {}",
+            from_a.body,
+            from_b.body
+        );
         let loser = if from_a.status == 409 { &from_a } else { &from_b };
         let winner_status = if from_a.status == 200 { "approved" } else { "rejected" };
         let current = loser.json();
@@ -188,7 +243,11 @@ fn the_workflow_across_two_gateways() {
         let (value, _) = etcd.get(&format!("{PREFIX}{email}")).unwrap();
         let value: Value = serde_json::from_str(&value).unwrap();
         assert_eq!(value["status"], winner_status);
-        assert_eq!(value["history"].as_array().unwrap().len(), 1, "one transition in the history: {value}");
+        assert_eq!(
+            value["history"].as_array().unwrap().len(),
+            1,
+            "one transition in the history: {value}"
+        );
         wait_until("both gateways agree", CEILING, || {
             let expected = if winner_status == "approved" { 200 } else { 403 };
             a.api_status(&email) == expected && b.api_status(&email) == expected
@@ -196,16 +255,36 @@ fn the_workflow_across_two_gateways() {
     }
 
     // Registration, the tabs, bulk with dry run, mailto and invitations.
-    let created = a.admin("POST", "/developers", Some(r#"{"email":"Hank@Example.com","metadata":{"full_name":"Hank Hill","organisation":"Strickland"}}"#));
+    let created = a.admin(
+        "POST",
+        "/developers",
+        Some(r#"{"email":"Hank@Example.com","metadata":{"full_name":"Hank Hill","organisation":"Strickland"}}"#),
+    );
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.json()["developer"]["status"], "requested");
-    assert_eq!(a.admin("POST", "/developers", Some(r#"{"email":"hank@example.com"}"#)).status, 409);
-    let direct = a.admin("POST", "/developers", Some(r#"{"email":"ivy@example.com","status":"approved"}"#));
+    assert_eq!(
+        a.admin("POST", "/developers", Some(r#"{"email":"hank@example.com"}"#))
+            .status,
+        409
+    );
+    let direct = a.admin(
+        "POST",
+        "/developers",
+        Some(r#"{"email":"ivy@example.com","status":"approved"}"#),
+    );
     assert_eq!(direct.status, 201);
-    assert_eq!(a.api_status("ivy@example.com"), 200, "created approved, enforced at once");
+    assert_eq!(
+        a.api_status("ivy@example.com"),
+        200,
+        "created approved, enforced at once"
+    );
     wait_until("hank in B's requested tab", CEILING, || {
         let tab = b.admin("GET", "/developers?status=requested&per_page=500", None).json();
-        tab["developers"].as_array().unwrap().iter().any(|d| d["email"] == "hank@example.com")
+        tab["developers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["email"] == "hank@example.com")
     });
     let tab = b.admin("GET", "/developers?status=requested&per_page=1", None).json();
     assert_eq!(tab["developers"][0]["email"], "hank@example.com", "newest first");
@@ -217,23 +296,43 @@ fn the_workflow_across_two_gateways() {
     let dry = dry.json();
     assert_eq!(dry["results"][0]["result"]["to"], "approved");
     assert_eq!(dry["results"][2]["status"], 404);
-    assert_eq!(a.developer("hank@example.com")["status"], "requested", "a dry run changes nothing");
-    let bulk = a.admin("POST", "/developers/bulk", Some(r#"{"action":"accept","emails":["hank@example.com","bob@example.com"],"reason":"batch"}"#));
+    assert_eq!(
+        a.developer("hank@example.com")["status"],
+        "requested",
+        "a dry run changes nothing"
+    );
+    let bulk = a.admin(
+        "POST",
+        "/developers/bulk",
+        Some(r#"{"action":"accept","emails":["hank@example.com","bob@example.com"],"reason":"batch"}"#),
+    );
     assert_eq!(bulk.json()["succeeded"], 2, "{}", bulk.body);
     assert_eq!(a.api_status("hank@example.com"), 200);
     wait_until("bulk reaches B", CEILING, || b.api_status("bob@example.com") == 200);
 
     let mailto = a.admin("GET", "/developers/hank@example.com/mailto", None).json();
     assert_eq!(mailto["mailto"], "mailto:hank@example.com");
-    let invite = a.admin("POST", "/invitations", Some(r#"{"emails":"x@example.com, Y@example.com ,x@example.com, not an address"}"#));
+    let invite = a.admin(
+        "POST",
+        "/invitations",
+        Some(r#"{"emails":"x@example.com, Y@example.com ,x@example.com, not an address"}"#),
+    );
     assert_eq!(invite.status, 200);
     let invite = invite.json();
     let link = invite["mailto"].as_str().unwrap();
     let query = link.strip_prefix("mailto:?").unwrap();
-    let fields: Vec<(&str, String)> = query.split('&').map(|kv| kv.split_once('=').unwrap()).map(|(k, v)| (k, percent_decode(v))).collect();
+    let fields: Vec<(&str, String)> = query
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap())
+        .map(|(k, v)| (k, percent_decode(v)))
+        .collect();
     assert_eq!(fields[0], ("bcc", "x@example.com,y@example.com".to_string()));
     assert_eq!(fields[1].0, "subject");
-    assert!(fields[2].1.contains("http://127.0.0.1:10000/portal/register"), "{}", fields[2].1);
+    assert!(
+        fields[2].1.contains("http://127.0.0.1:10000/portal/register"),
+        "{}",
+        fields[2].1
+    );
     assert_eq!(invite["invalid"][0]["input"], "not an address");
 
     // Self-service: an unknown developer opening a portal page is recorded once.
@@ -243,7 +342,13 @@ fn the_workflow_across_two_gateways() {
     let again = Request::get("/portal/home").user("newbie@example.com").send(b.port);
     assert_eq!(again.json()["status"], "requested");
     let (value, _) = etcd.get(&format!("{PREFIX}newbie@example.com")).unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&value).unwrap()["history"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&value).unwrap()["history"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // An API call does not register anybody.
     assert_eq!(b.api_status("stranger@example.com"), 403);
     assert!(etcd.get(&format!("{PREFIX}stranger@example.com")).is_none());
@@ -256,22 +361,34 @@ fn the_workflow_across_two_gateways() {
         ("POST", "/developers/hank@example.com/destroy", Some("{}"), 404),
         ("GET", "/developers?status=everything", None, 400),
         ("PUT", "/developers", Some("{}"), 405),
-        ("POST", "/developers/bulk", Some(r#"{"action":"revoke","emails":"hank@example.com"}"#), 400),
+        (
+            "POST",
+            "/developers/bulk",
+            Some(r#"{"action":"revoke","emails":"hank@example.com"}"#),
+            400,
+        ),
     ] {
         let response = a.admin(method, path, body);
         assert_eq!(response.status, expected, "{method} {path}: {}", response.body);
         assert!(response.json()["message"].is_string());
     }
-    let huge = format!(r#"{{"email":"big@example.com","metadata":{{"x":"{}"}}}}"#, "a".repeat(70_000));
+    let huge = format!(
+        r#"{{"email":"big@example.com","metadata":{{"x":"{}"}}}}"#,
+        "a".repeat(70_000)
+    );
     assert_eq!(a.admin("POST", "/developers", Some(&huge)).status, 413);
     assert!(etcd.get(&format!("{PREFIX}big@example.com")).is_none());
     let no_token = Request::get("/_devportal/developers?status=approved").send(a.api);
     assert_eq!(no_token.status, 401);
-    let wrong = Request::get("/_devportal/developers?status=approved").header("authorization", "Bearer wrong-token-wrong-token").send(a.api);
+    let wrong = Request::get("/_devportal/developers?status=approved")
+        .header("authorization", "Bearer wrong-token-wrong-token")
+        .send(a.api);
     assert_eq!(wrong.status, 401);
     assert!(!a.envoy.log().contains(&a.token), "tokens are never logged");
     // The admin API is not on the public listener.
-    let public = Request::get("/_devportal/developers?status=approved").header("authorization", &format!("Bearer {}", a.token)).send(a.port);
+    let public = Request::get("/_devportal/developers?status=approved")
+        .header("authorization", &format!("Bearer {}", a.token))
+        .send(a.port);
     assert_eq!(public.status, 403);
 }
 
@@ -290,18 +407,32 @@ fn an_etcd_outage_changes_nothing_for_traffic() {
     etcd.stop();
     std::thread::sleep(Duration::from_millis(1500));
     for _ in 0..20 {
-        assert_eq!(gw.api_status("alice@example.com"), 200, "last known state keeps being enforced");
+        assert_eq!(
+            gw.api_status("alice@example.com"),
+            200,
+            "last known state keeps being enforced"
+        );
         assert_eq!(gw.api_status("dave@example.com"), 403);
     }
     let write = gw.act("alice@example.com", "revoke");
     assert_eq!(write.status, 503, "{}", write.body);
     assert_eq!(write.json()["error"], "directory_unavailable");
-    assert_eq!(gw.api_status("alice@example.com"), 200, "a failed write changes nothing");
-    assert_eq!(gw.admin("POST", "/developers", Some(r#"{"email":"new@example.com"}"#)).status, 503);
+    assert_eq!(
+        gw.api_status("alice@example.com"),
+        200,
+        "a failed write changes nothing"
+    );
+    assert_eq!(
+        gw.admin("POST", "/developers", Some(r#"{"email":"new@example.com"}"#))
+            .status,
+        503
+    );
     let health = wait_until("health reports staleness", CEILING, || {
         Request::get("/_devportal/health").send(gw.api).json()["status"] == "stale"
     });
-    let staleness = Request::get("/_devportal/health").send(gw.api).json()["staleness_ms"].as_u64().unwrap();
+    let staleness = Request::get("/_devportal/health").send(gw.api).json()["staleness_ms"]
+        .as_u64()
+        .unwrap();
     assert!(staleness > 2000, "staleness {staleness} ms (stale after {health:?})");
     let gauge = gw.envoy.counter("wasmcustom.devportal_gate.directory.staleness_ms");
     assert!(gauge > 2000, "the staleness gauge shows it too: {gauge}");
@@ -323,10 +454,16 @@ fn protected_routes_fail_closed_until_the_first_sync() {
     std::thread::sleep(Duration::from_millis(1500));
     let response = Request::get("/api/orders").user("alice@example.com").send(gw.port);
     assert_eq!(response.status, 503, "{}", response.body);
-    assert_eq!(Request::get("/portal/login").send(gw.port).status, 200, "public routes still pass");
+    assert_eq!(
+        Request::get("/portal/login").send(gw.port).status,
+        200,
+        "public routes still pass"
+    );
     assert_eq!(Request::get("/_devportal/health").send(gw.api).status, 503);
     let _etcd = Etcd::start("first-sync", port);
-    wait_until("first sync after etcd appears", Duration::from_secs(20), || gw.api_status("alice@example.com") == 200);
+    wait_until("first sync after etcd appears", Duration::from_secs(20), || {
+        gw.api_status("alice@example.com") == 200
+    });
     assert_eq!(gw.api_status("dave@example.com"), 403);
 }
 
@@ -349,7 +486,10 @@ fn a_directory_of_100k_developers() {
     wait_until("first sync of 100k", Duration::from_secs(120), || {
         Request::get("/_devportal/health").send(gw.api).status == 200
     });
-    println!("Envoy start + first full sync of 100k developers: {:?}", started.elapsed());
+    println!(
+        "Envoy start + first full sync of 100k developers: {:?}",
+        started.elapsed()
+    );
     assert_eq!(gw.api_status("dev000000@example.com"), 200);
     assert_eq!(gw.api_status("dev000001@example.com"), 403);
     assert_eq!(gw.api_status("dev099996@example.com"), 200);
@@ -361,27 +501,45 @@ fn a_directory_of_100k_developers() {
     assert_eq!(page.status, 200);
     let page = page.json();
     assert_eq!(page["total"], 25_001, "alice plus every fourth of 100k");
-    let emails: Vec<&str> = page["developers"].as_array().unwrap().iter().map(|d| d["email"].as_str().unwrap()).collect();
+    let emails: Vec<&str> = page["developers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["email"].as_str().unwrap())
+        .collect();
     assert_eq!(emails.len(), 50);
     // Newest first: alice (seeded just now), then dev099996, dev099992, ...; page 3
     // starts at position 100, the 100th of the generated ones.
     assert_eq!(emails[0], "dev099600@example.com", "page 3 of the approved tab");
     assert_eq!(emails[49], "dev099404@example.com");
     assert_eq!(page["counts"]["requested"], 25_000 + 1);
-    let last = gw.admin("GET", "/developers?status=approved&page=501&per_page=50", None).json();
+    let last = gw
+        .admin("GET", "/developers?status=approved&page=501&per_page=50", None)
+        .json();
     assert_eq!(last["developers"].as_array().unwrap().len(), 1);
     println!("one page of 50 in a tab of 25k: {page_time:?}");
 
     // Changes and deletions still arrive within the bound at this size.
     etcd.put(&format!("{PREFIX}dev000000@example.com"), &stored("revoked"));
     let changed = Instant::now();
-    wait_until("a change in a 100k directory", CEILING, || gw.api_status("dev000000@example.com") == 403);
+    wait_until("a change in a 100k directory", CEILING, || {
+        gw.api_status("dev000000@example.com") == 403
+    });
     println!("100k directory: a direct change enforced after {:?}", changed.elapsed());
     etcd.delete(&format!("{PREFIX}dev000004@example.com"));
     let deleted = Instant::now();
-    wait_until("a deletion in a 100k directory", CEILING, || gw.api_status("dev000004@example.com") == 403);
-    println!("100k directory: a direct deletion enforced after {:?}", deleted.elapsed());
-    assert_eq!(gw.api_status("dev000008@example.com"), 200, "only the deleted one is gone");
+    wait_until("a deletion in a 100k directory", CEILING, || {
+        gw.api_status("dev000004@example.com") == 403
+    });
+    println!(
+        "100k directory: a direct deletion enforced after {:?}",
+        deleted.elapsed()
+    );
+    assert_eq!(
+        gw.api_status("dev000008@example.com"),
+        200,
+        "only the deleted one is gone"
+    );
 }
 
 /// The syncer's worker goes away (its filter configuration is replaced over LDS
@@ -403,7 +561,11 @@ fn another_worker_takes_over_when_the_syncer_goes_away() {
         .map(|line| line.strip_prefix("  ").unwrap_or(line))
         .collect::<Vec<_>>()
         .join("\n")
-        .replacen("- name: portal", "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal", 1);
+        .replacen(
+            "- name: portal",
+            "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal",
+            1,
+        );
     let scratch = Scratch::new("takeover");
     let lds = scratch.0.join("lds");
     std::fs::create_dir_all(&lds).unwrap();
@@ -424,7 +586,13 @@ fn another_worker_takes_over_when_the_syncer_goes_away() {
     std::fs::write(&bootstrap_path, bootstrap).unwrap();
     // A short drain, so the replaced filter configuration (and its workers) goes soon.
     let envoy = Envoy::start_file_with(scratch, &bootstrap_path, ports.admin, 2, &["--drain-time-s", "1"]);
-    let status = |email: &str| Request::get("/api/orders").user(email).try_send(ports.listener).map(|r| r.status).unwrap_or(0);
+    let status = |email: &str| {
+        Request::get("/api/orders")
+            .user(email)
+            .try_send(ports.listener)
+            .map(|r| r.status)
+            .unwrap_or(0)
+    };
     wait_until("first sync", CEILING * 3, || status("alice@example.com") == 200);
     let full_syncs = |log: &str| log.matches("full sync to etcd").count();
     assert_eq!(full_syncs(&envoy.log()), 1);
@@ -432,8 +600,12 @@ fn another_worker_takes_over_when_the_syncer_goes_away() {
     let replaced = listener.replace(r#""sync_interval_ms": 1000"#, r#""sync_interval_ms": 900"#);
     assert_ne!(replaced, listener);
     publish(&replaced);
-    let took_over = wait_until("a new syncer's full sync", Duration::from_secs(20), || full_syncs(&envoy.log()) >= 2);
+    let took_over = wait_until("a new syncer's full sync", Duration::from_secs(20), || {
+        full_syncs(&envoy.log()) >= 2
+    });
     println!("the replaced syncer's role was taken over after {took_over:?}");
     etcd.put(&format!("{PREFIX}alice@example.com"), &stored("revoked"));
-    wait_until("a change after the takeover", CEILING, || status("alice@example.com") == 403);
+    wait_until("a change after the takeover", CEILING, || {
+        status("alice@example.com") == 403
+    });
 }

@@ -35,7 +35,10 @@ fn mint(key: &[u8], claims: serde_json::Value) -> String {
 }
 
 fn claims(email: Option<&str>) -> serde_json::Value {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let mut claims = json!({"iss": "https://idp.example.com", "aud": "devportal", "sub": "42", "exp": now + 600});
     if let Some(email) = email {
         claims["email"] = json!(email);
@@ -53,7 +56,9 @@ fn jwt_identity_end_to_end() {
     let bearer = |email: Option<&str>| format!("Bearer {}", mint(&key, claims(email)));
 
     // Approved developer: passes, and the upstream learns who it is.
-    let response = Request::get("/api/orders").header("authorization", &bearer(Some("Alice@Example.com"))).send(port);
+    let response = Request::get("/api/orders")
+        .header("authorization", &bearer(Some("Alice@Example.com")))
+        .send(port);
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(response.upstream_header("x-developer-email"), ["alice@example.com"]);
 
@@ -64,7 +69,9 @@ fn jwt_identity_end_to_end() {
         ("dave@example.com", "revoked"),
         ("eve@example.com", "unknown"),
     ] {
-        let response = Request::get("/api/orders").header("authorization", &bearer(Some(email))).send(port);
+        let response = Request::get("/api/orders")
+            .header("authorization", &bearer(Some(email)))
+            .send(port);
         assert_eq!(response.status, 403, "{email}");
         assert_eq!(response.json()["status"], status, "{email}");
     }
@@ -76,13 +83,20 @@ fn jwt_identity_end_to_end() {
     assert_eq!(response.json()["status"], "unauthenticated");
 
     // A verified token without the email claim is no identity.
-    let response = Request::get("/api/orders").header("authorization", &bearer(None)).send(port);
+    let response = Request::get("/api/orders")
+        .header("authorization", &bearer(None))
+        .send(port);
     assert_eq!(response.status, 401, "{}", response.body);
     assert_eq!(response.json()["status"], "unauthenticated");
 
     // A token signed with another key never reaches the gate (jwt_authn: 401).
-    let forged = mint(b"not-the-demo-key-not-the-demo-key!!", claims(Some("alice@example.com")));
-    let response = Request::get("/api/orders").header("authorization", &format!("Bearer {forged}")).send(port);
+    let forged = mint(
+        b"not-the-demo-key-not-the-demo-key!!",
+        claims(Some("alice@example.com")),
+    );
+    let response = Request::get("/api/orders")
+        .header("authorization", &format!("Bearer {forged}"))
+        .send(port);
     assert_eq!(response.status, 401);
     assert!(response.body.contains("Jwt verification fails"), "{}", response.body);
 
@@ -98,7 +112,9 @@ fn jwt_identity_end_to_end() {
     assert_eq!(response.status, 403, "{}", response.body);
     assert_eq!(response.json()["status"], "revoked");
     // Path tricks do not skip verification: the gate classifies the normalized path.
-    let response = Request::new("POST", "/portal/assets/../credentials").header("x-jwt-payload", &spoofed).send(port);
+    let response = Request::new("POST", "/portal/assets/../credentials")
+        .header("x-jwt-payload", &spoofed)
+        .send(port);
     assert_eq!(response.status, 401, "{}", response.body);
 
     drop(envoy);

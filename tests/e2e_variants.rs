@@ -21,14 +21,25 @@ fn kong_enterprise_answers_for_migrating_users() {
     let ports = Ports::new();
     let config = demo_with(&ports, r#""style": "devportal_gate""#, r#""style": "kong_enterprise""#);
     let envoy = Envoy::start("kong-style", &config, ports.admin, 2);
-    for (email, kong_status) in
-        [("bob@example.com", "PENDING"), ("carol@example.com", "REJECTED"), ("dave@example.com", "REVOKED")]
-    {
+    for (email, kong_status) in [
+        ("bob@example.com", "PENDING"),
+        ("carol@example.com", "REJECTED"),
+        ("dave@example.com", "REVOKED"),
+    ] {
         let response = Request::get("/api/orders").user(email).send(ports.listener);
         assert_eq!(response.status, 401, "{email}");
-        assert_eq!(response.body, format!(r#"{{"message":"Unauthorized: Developer status \"{kong_status}\""}}"#));
+        assert_eq!(
+            response.body,
+            format!(r#"{{"message":"Unauthorized: Developer status \"{kong_status}\""}}"#)
+        );
     }
-    assert_eq!(Request::get("/api/orders").user("alice@example.com").send(ports.listener).status, 200);
+    assert_eq!(
+        Request::get("/api/orders")
+            .user("alice@example.com")
+            .send(ports.listener)
+            .status,
+        200
+    );
     drop(envoy);
 }
 
@@ -48,29 +59,65 @@ fn the_admin_api_over_a_static_directory_is_read_only() {
     assert_eq!(tab.status, 200, "{}", tab.body);
     let tab = tab.json();
     assert_eq!(tab["developers"][0]["email"], "alice@example.com");
-    assert_eq!(tab["counts"], serde_json::json!({"approved": 1, "requested": 1, "rejected": 1, "revoked": 1}));
-    assert_eq!(admin("GET", "/developers/bob@example.com", "").json()["developer"]["status"], "requested");
+    assert_eq!(
+        tab["counts"],
+        serde_json::json!({"approved": 1, "requested": 1, "rejected": 1, "revoked": 1})
+    );
+    assert_eq!(
+        admin("GET", "/developers/bob@example.com", "").json()["developer"]["status"],
+        "requested"
+    );
     for (method, path, body) in [
         ("POST", "/developers/bob@example.com/accept", "{}"),
         ("POST", "/developers", r#"{"email":"new@example.com"}"#),
-        ("POST", "/developers/bulk", r#"{"action":"revoke","emails":["alice@example.com"]}"#),
+        (
+            "POST",
+            "/developers/bulk",
+            r#"{"action":"revoke","emails":["alice@example.com"]}"#,
+        ),
     ] {
         let refused = admin(method, path, body);
         assert_eq!(refused.status, 403, "{path}: {}", refused.body);
         assert_eq!(refused.json()["error"], "read_only_directory");
     }
-    assert_eq!(Request::get("/api/orders").user("bob@example.com").send(ports.listener).status, 403, "nothing changed");
-    assert_eq!(Request::get("/_devportal/health").send(ports.api).json()["source"], "static");
+    assert_eq!(
+        Request::get("/api/orders")
+            .user("bob@example.com")
+            .send(ports.listener)
+            .status,
+        403,
+        "nothing changed"
+    );
+    assert_eq!(
+        Request::get("/_devportal/health").send(ports.api).json()["source"],
+        "static"
+    );
     drop(envoy);
 }
 
 #[test]
 fn envoy_refuses_a_bad_configuration_and_logs_the_field() {
     let cases = [
-        (DAVE_REVOKED, r#"{ "email": "ALICE@example.com", "status": "revoked" }"#, "developers[3].email"),
-        (DAVE_REVOKED, r#"{ "email": "dave@example.com", "status": "suspended" }"#, "developers[3].status"),
-        (r#""unmatched": "deny""#, r#""unmatched": "deny", "colour": "blue""#, "colour"),
-        (r#""header": "x-consumer-username""#, r#""header": "x consumer""#, "identity.header"),
+        (
+            DAVE_REVOKED,
+            r#"{ "email": "ALICE@example.com", "status": "revoked" }"#,
+            "developers[3].email",
+        ),
+        (
+            DAVE_REVOKED,
+            r#"{ "email": "dave@example.com", "status": "suspended" }"#,
+            "developers[3].status",
+        ),
+        (
+            r#""unmatched": "deny""#,
+            r#""unmatched": "deny", "colour": "blue""#,
+            "colour",
+        ),
+        (
+            r#""header": "x-consumer-username""#,
+            r#""header": "x consumer""#,
+            "identity.header",
+        ),
         (
             r#"{ "prefix": "/api/", "class": "api" }"#,
             r#"{ "prefix": "/api/", "class": "api" }, { "exact": "/api/x", "class": "public" }"#,
@@ -111,7 +158,11 @@ impl DynamicDemo {
             .map(|line| line.strip_prefix("  ").unwrap_or(line))
             .collect::<Vec<_>>()
             .join("\n")
-            .replacen("- name: portal", "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal", 1);
+            .replacen(
+                "- name: portal",
+                "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal",
+                1,
+            );
         let scratch = Scratch::new("reconfigure");
         let lds_dir = scratch.0.join("lds");
         std::fs::create_dir_all(&lds_dir).unwrap();
@@ -123,7 +174,12 @@ impl DynamicDemo {
             before = &demo[..start],
             after = &demo[end..],
         );
-        let demo = DynamicDemo { envoy: Envoy::placeholder(), port: ports.listener, lds_dir, listener };
+        let demo = DynamicDemo {
+            envoy: Envoy::placeholder(),
+            port: ports.listener,
+            lds_dir,
+            listener,
+        };
         demo.publish(&demo.listener);
         let bootstrap_path = scratch.0.join("bootstrap.yaml");
         std::fs::write(&bootstrap_path, bootstrap).unwrap();
@@ -140,7 +196,11 @@ impl DynamicDemo {
 
     fn status_of(&self, email: &str) -> (u16, String) {
         let response = Request::get("/api/orders").user(email).send(self.port);
-        let status = if response.status == 200 { "passed".to_string() } else { response.json()["status"].as_str().unwrap().to_string() };
+        let status = if response.status == 200 {
+            "passed".to_string()
+        } else {
+            response.json()["status"].as_str().unwrap().to_string()
+        };
         (response.status, status)
     }
 }
@@ -161,7 +221,10 @@ fn a_reconfiguration_that_changes_or_removes_developers_takes_effect() {
     let changed = demo
         .listener
         .replace(r#"{ "email": "alice@example.com", "status": "approved" },"#, "")
-        .replace(r#"{ "email": "bob@example.com", "status": "requested" }"#, r#"{ "email": "bob@example.com", "status": "approved" }"#)
+        .replace(
+            r#"{ "email": "bob@example.com", "status": "requested" }"#,
+            r#"{ "email": "bob@example.com", "status": "approved" }"#,
+        )
         .replace(DAVE_REVOKED, r#"{ "email": "dave@example.com", "status": 1 }"#);
     assert_ne!(changed, demo.listener);
     demo.publish(&changed);

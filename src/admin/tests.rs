@@ -11,7 +11,10 @@ use crate::directory::MemoryStore;
 fn config() -> AdminConfig {
     AdminConfig {
         prefix: "/_devportal".into(),
-        tokens: vec![("ops".into(), "0123456789abcdef".into()), ("ci".into(), "fedcba9876543210xx".into())],
+        tokens: vec![
+            ("ops".into(), "0123456789abcdef".into()),
+            ("ci".into(), "fedcba9876543210xx".into()),
+        ],
         registration_url: "https://portal.example.com/portal/register".into(),
         invitation_subject: DEFAULT_INVITATION_SUBJECT.into(),
         invitation_body: DEFAULT_INVITATION_BODY.into(),
@@ -40,7 +43,13 @@ fn tokens_are_checked_and_named() {
     let config = config();
     assert_eq!(authenticate(&config, &["Bearer 0123456789abcdef".into()]), Ok("ops"));
     assert_eq!(authenticate(&config, &["Bearer fedcba9876543210xx".into()]), Ok("ci"));
-    for bad in [vec![], vec!["Bearer 0123456789abcde".into()], vec!["Bearer 0123456789abcdef0".into()], vec!["Basic 0123456789abcdef".into()], vec!["Bearer ".into()]] {
+    for bad in [
+        vec![],
+        vec!["Bearer 0123456789abcde".into()],
+        vec!["Bearer 0123456789abcdef0".into()],
+        vec!["Basic 0123456789abcdef".into()],
+        vec!["Bearer ".into()],
+    ] {
         assert_eq!(authenticate(&config, &bad).unwrap_err().status, 401, "{bad:?}");
     }
     // Two Authorization headers are refused even if one is right.
@@ -53,15 +62,42 @@ fn routing() {
     let p = "/_devportal";
     assert_eq!(route(p, "GET", "/_devportal/developers"), Ok(Route::List));
     assert_eq!(route(p, "POST", "/_devportal/developers"), Ok(Route::Create));
-    assert_eq!(route(p, "GET", "/_devportal/developers/Alice@Example.com"), Ok(Route::Get("alice@example.com".into())));
-    assert_eq!(route(p, "POST", "/_devportal/developers/a%2Bb@x.io/revoke"), Ok(Route::Act("a+b@x.io".into(), DeveloperAction::Revoke)));
+    assert_eq!(
+        route(p, "GET", "/_devportal/developers/Alice@Example.com"),
+        Ok(Route::Get("alice@example.com".into()))
+    );
+    assert_eq!(
+        route(p, "POST", "/_devportal/developers/a%2Bb@x.io/revoke"),
+        Ok(Route::Act("a+b@x.io".into(), DeveloperAction::Revoke))
+    );
     assert_eq!(route(p, "POST", "/_devportal/developers/bulk"), Ok(Route::Bulk));
-    assert_eq!(route(p, "GET", "/_devportal/developers/a@x.io/mailto"), Ok(Route::Mailto("a@x.io".into())));
+    assert_eq!(
+        route(p, "GET", "/_devportal/developers/a@x.io/mailto"),
+        Ok(Route::Mailto("a@x.io".into()))
+    );
     assert_eq!(route(p, "POST", "/_devportal/invitations"), Ok(Route::Invite));
-    assert_eq!(route(p, "DELETE", "/_devportal/developers").unwrap_err().allow, Some("GET, POST"));
-    assert_eq!(route(p, "GET", "/_devportal/developers/a@x.io/revoke").unwrap_err().status, 405);
-    assert_eq!(route(p, "POST", "/_devportal/developers/a@x.io/destroy").unwrap_err().status, 404);
-    assert_eq!(route(p, "GET", "/_devportal/developers/not-an-address").unwrap_err().status, 400);
+    assert_eq!(
+        route(p, "DELETE", "/_devportal/developers").unwrap_err().allow,
+        Some("GET, POST")
+    );
+    assert_eq!(
+        route(p, "GET", "/_devportal/developers/a@x.io/revoke")
+            .unwrap_err()
+            .status,
+        405
+    );
+    assert_eq!(
+        route(p, "POST", "/_devportal/developers/a@x.io/destroy")
+            .unwrap_err()
+            .status,
+        404
+    );
+    assert_eq!(
+        route(p, "GET", "/_devportal/developers/not-an-address")
+            .unwrap_err()
+            .status,
+        400
+    );
     assert_eq!(route(p, "GET", "/_devportal/nothing").unwrap_err().status, 404);
     assert_eq!(route(p, "GET", "/_devportal").unwrap_err().status, 404);
 }
@@ -69,21 +105,51 @@ fn routing() {
 #[test]
 fn static_directory_serves_reads_and_refuses_writes() {
     let store = MemoryStore::default();
-    replica::seed_static(&store, "ns", &[("a@x.io".into(), Status::Approved), ("b@x.io".into(), Status::Requested)], 7).unwrap();
+    replica::seed_static(
+        &store,
+        "ns",
+        &[
+            ("a@x.io".into(), Status::Approved),
+            ("b@x.io".into(), Status::Requested),
+        ],
+        7,
+    )
+    .unwrap();
     let config = config();
-    let ctx = AdminContext { config: &config, directory: &Directory::Static, namespace: "ns", store: &store, now_ms: 9 };
+    let ctx = AdminContext {
+        config: &config,
+        directory: &Directory::Static,
+        namespace: "ns",
+        store: &store,
+        now_ms: 9,
+    };
     let (status, body) = respond(start(&ctx, Route::List, Some("status=approved"), b"", "ops"));
     assert_eq!(status, 200);
     assert_eq!(body["total"], 1);
     assert_eq!(body["counts"]["requested"], 1);
     assert_eq!(body["developers"][0]["email"], "a@x.io");
-    assert_eq!(body["developers"][0]["actions"], serde_json::json!(["revoke", "delete"]));
+    assert_eq!(
+        body["developers"][0]["actions"],
+        serde_json::json!(["revoke", "delete"])
+    );
     let (status, body) = respond(start(&ctx, Route::Get("b@x.io".into()), None, b"", "ops"));
     assert_eq!((status, body["developer"]["status"].as_str()), (200, Some("requested")));
-    assert_eq!(respond(start(&ctx, Route::Get("zed@x.io".into()), None, b"", "ops")).0, 404);
-    let (status, body) = respond(start(&ctx, Route::Act("a@x.io".into(), DeveloperAction::Revoke), None, b"", "ops"));
+    assert_eq!(
+        respond(start(&ctx, Route::Get("zed@x.io".into()), None, b"", "ops")).0,
+        404
+    );
+    let (status, body) = respond(start(
+        &ctx,
+        Route::Act("a@x.io".into(), DeveloperAction::Revoke),
+        None,
+        b"",
+        "ops",
+    ));
     assert_eq!((status, body["error"].as_str()), (403, Some("read_only_directory")));
-    assert_eq!(respond(start(&ctx, Route::Create, None, br#"{"email":"c@x.io"}"#, "ops")).0, 403);
+    assert_eq!(
+        respond(start(&ctx, Route::Create, None, br#"{"email":"c@x.io"}"#, "ops")).0,
+        403
+    );
     let (status, body) = respond(start(&ctx, Route::Health, None, b"", "ops"));
     assert_eq!((status, body["source"].as_str()), (200, Some("static")));
 }
@@ -93,17 +159,33 @@ fn bad_input_is_refused_before_etcd() {
     let store = MemoryStore::default();
     let config = config();
     let directory = etcd_directory();
-    let ctx = AdminContext { config: &config, directory: &directory, namespace: "ns", store: &store, now_ms: 9 };
+    let ctx = AdminContext {
+        config: &config,
+        directory: &directory,
+        namespace: "ns",
+        store: &store,
+        now_ms: 9,
+    };
     let cases: [(Route, Option<&str>, &[u8], u32); 12] = [
         (Route::Create, None, b"{", 400),
         (Route::Create, None, br#"{"email":"a@x.io","role":"admin"}"#, 400),
         (Route::Create, None, br#"{"email":"nope"}"#, 422),
         (Route::Create, None, br#"{"email":"a@x.io","status":"revoked"}"#, 422),
         (Route::Create, None, br#"{"email":"a@x.io","metadata":{"n":5}}"#, 422),
-        (Route::Act("a@x.io".into(), DeveloperAction::Revoke), None, br#"{"reason":"x\u0000"}"#, 422),
+        (
+            Route::Act("a@x.io".into(), DeveloperAction::Revoke),
+            None,
+            br#"{"reason":"x\u0000"}"#,
+            422,
+        ),
         (Route::Bulk, None, br#"{"action":"explode","emails":["a@x.io"]}"#, 404),
         (Route::Bulk, None, br#"{"action":"revoke","emails":[]}"#, 422),
-        (Route::Bulk, None, br#"{"action":"revoke","emails":["a@x.io","A@x.io"]}"#, 422),
+        (
+            Route::Bulk,
+            None,
+            br#"{"action":"revoke","emails":["a@x.io","A@x.io"]}"#,
+            422,
+        ),
         (Route::List, Some("status=pending"), b"", 400),
         (Route::List, Some("status=approved&per_page=100000"), b"", 400),
         (Route::Get("a@x.io".into()), None, b"{}", 400),
@@ -122,15 +204,30 @@ fn bad_input_is_refused_before_etcd() {
 fn invitations() {
     let store = MemoryStore::default();
     let config = config();
-    let ctx = AdminContext { config: &config, directory: &Directory::Static, namespace: "ns", store: &store, now_ms: 9 };
-    let (status, body) = respond(start(&ctx, Route::Invite, None, br#"{"emails":"a@x.io, b@x.io,a@x.io, bad"}"#, "ops"));
+    let ctx = AdminContext {
+        config: &config,
+        directory: &Directory::Static,
+        namespace: "ns",
+        store: &store,
+        now_ms: 9,
+    };
+    let (status, body) = respond(start(
+        &ctx,
+        Route::Invite,
+        None,
+        br#"{"emails":"a@x.io, b@x.io,a@x.io, bad"}"#,
+        "ops",
+    ));
     assert_eq!(status, 200);
     assert_eq!(body["invited"], serde_json::json!(["a@x.io", "b@x.io"]));
     assert_eq!(body["duplicates"], 1);
     assert_eq!(body["invalid"][0]["input"], "bad");
     let link = body["mailto"].as_str().unwrap();
     assert!(link.starts_with("mailto:?bcc=a@x.io,b@x.io&subject="), "{link}");
-    assert!(link.contains("https%3A%2F%2Fportal.example.com%2Fportal%2Fregister"), "{link}");
+    assert!(
+        link.contains("https%3A%2F%2Fportal.example.com%2Fportal%2Fregister"),
+        "{link}"
+    );
     let (status, _) = respond(start(&ctx, Route::Invite, None, br#"{"emails":["nope"]}"#, "ops"));
     assert_eq!(status, 422);
 }

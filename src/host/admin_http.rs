@@ -23,7 +23,9 @@ impl GateHttp {
         query: Option<&str>,
         end_of_stream: bool,
     ) -> Action {
-        let Some(config) = shared.admin.as_ref() else { return respond(&unconfigured()) };
+        let Some(config) = shared.admin.as_ref() else {
+            return respond(&unconfigured());
+        };
         let route = match admin::route(&config.prefix, method, path) {
             Ok(route) => route,
             Err(response) => return respond_api(&response),
@@ -46,7 +48,11 @@ impl GateHttp {
             // admin listener has Envoy's buffer filter after this one, which holds
             // them from the router until the body is complete; this filter takes
             // the body first and answers.
-            self.waiting = Waiting::AdminBody { route, query: query.map(str::to_string), actor };
+            self.waiting = Waiting::AdminBody {
+                route,
+                query: query.map(str::to_string),
+                actor,
+            };
             return Action::Continue;
         }
         if !route.reads_body() && !end_of_stream && declares_body {
@@ -59,8 +65,17 @@ impl GateHttp {
         self.start_admin(shared, route, query, b"", &actor)
     }
 
-    pub(super) fn start_admin(&mut self, shared: &Shared, route: Route, query: Option<&str>, body: &[u8], actor: &str) -> Action {
-        let Some(ctx) = admin_context(shared) else { return respond(&unconfigured()) };
+    pub(super) fn start_admin(
+        &mut self,
+        shared: &Shared,
+        route: Route,
+        query: Option<&str>,
+        body: &[u8],
+        actor: &str,
+    ) -> Action {
+        let Some(ctx) = admin_context(shared) else {
+            return respond(&unconfigured());
+        };
         let step = admin::start(&ctx, route, query, body, actor);
         self.run_admin_step(shared, step)
     }
@@ -70,7 +85,11 @@ impl GateHttp {
             Step::Respond(response) => respond_api(&response),
             Step::Call(request, task) => {
                 let Directory::Etcd(etcd) = &shared.directory else {
-                    return respond_api(&ApiResponse { status: 500, body: "{}".into(), allow: None });
+                    return respond_api(&ApiResponse {
+                        status: 500,
+                        body: "{}".into(),
+                        allow: None,
+                    });
                 };
                 match etcd_call::dispatch(etcd, &request) {
                     Ok(token) => {
@@ -88,7 +107,6 @@ impl GateHttp {
             }
         }
     }
-
 }
 
 pub(super) fn admin_context(shared: &Shared) -> Option<AdminContext<'_>> {

@@ -33,17 +33,32 @@ pub struct GateHttp {
 pub(super) enum Waiting {
     Nothing,
     /// An admin request's body.
-    AdminBody { route: Route, query: Option<String>, actor: String },
+    AdminBody {
+        route: Route,
+        query: Option<String>,
+        actor: String,
+    },
     /// An admin request's etcd call.
-    AdminCall { token: u32, task: Box<Task> },
+    AdminCall {
+        token: u32,
+        task: Box<Task>,
+    },
     /// A self-service registration's etcd call; then answer `then`. `target`
     /// is the request's, for asking again if someone else registered them first.
-    Registration { token: u32, developer: Developer, then: LocalResponse, target: String },
+    Registration {
+        token: u32,
+        developer: Developer,
+        then: LocalResponse,
+        target: String,
+    },
 }
 
 impl GateHttp {
     pub fn new(shared: Option<Rc<Shared>>) -> GateHttp {
-        GateHttp { shared, waiting: Waiting::Nothing }
+        GateHttp {
+            shared,
+            waiting: Waiting::Nothing,
+        }
     }
 }
 
@@ -57,7 +72,12 @@ impl Context for GateHttp {
                 let step = admin::resume(&ctx, *task, answer);
                 self.run_admin_step(&shared, step);
             }
-            Waiting::Registration { token, developer, then, target } if token == token_id => {
+            Waiting::Registration {
+                token,
+                developer,
+                then,
+                target,
+            } if token == token_id => {
                 let answer = etcd_call::read_answer(body_size);
                 let response = registered(&shared, &developer, then, &target, answer);
                 send(&response);
@@ -76,7 +96,9 @@ impl HttpContext for GateHttp {
         // One host call for the whole map: the identity check needs every value
         // of its header anyway (the only portable way to see a header sent twice),
         // and the same copy answers every other question about the request.
-        let request = HostRequest { headers: hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default() };
+        let request = HostRequest {
+            headers: hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default(),
+        };
         let target = request.pseudo_header(":path");
         let method = request.pseudo_header(":method");
         if let Some(admin) = shared.admin.as_ref() {
@@ -104,7 +126,10 @@ impl HttpContext for GateHttp {
             let _ = hostcalls::increment_metric(id, 1);
         }
         match verdict.action {
-            gate::Action::Forward { rewrite_target, developer } => {
+            gate::Action::Forward {
+                rewrite_target,
+                developer,
+            } => {
                 forward(&request, rewrite_target.as_deref(), developer.as_deref());
                 Action::Continue
             }
@@ -114,23 +139,33 @@ impl HttpContext for GateHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Waiting::AdminBody { .. } = self.waiting else { return Action::Continue };
+        let Waiting::AdminBody { .. } = self.waiting else {
+            return Action::Continue;
+        };
         if body_size > admin::MAX_BODY_BYTES {
             self.waiting = Waiting::Nothing;
             return respond_api(&ApiResponse {
                 status: 413,
-                body: format!(r#"{{"error":"body_too_large","message":"bodies are limited to {} bytes"}}"#, admin::MAX_BODY_BYTES),
+                body: format!(
+                    r#"{{"error":"body_too_large","message":"bodies are limited to {} bytes"}}"#,
+                    admin::MAX_BODY_BYTES
+                ),
                 allow: None,
             });
         }
         if !end_of_stream {
             return Action::Pause; // Envoy buffers until the whole body is in.
         }
-        let Some(shared) = self.shared.clone() else { return Action::Pause };
+        let Some(shared) = self.shared.clone() else {
+            return Action::Pause;
+        };
         let Waiting::AdminBody { route, query, actor } = std::mem::replace(&mut self.waiting, Waiting::Nothing) else {
             return Action::Pause;
         };
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size).ok().flatten().unwrap_or_default();
+        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         self.start_admin(&shared, route, query.as_deref(), &body, &actor)
     }
 }
@@ -145,7 +180,10 @@ impl HostRequest {
     fn pseudo_header(&self, name: &str) -> String {
         match self.header(name) {
             Some(value) => value,
-            None => hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten().unwrap_or_default(),
+            None => hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
         }
     }
 
@@ -165,7 +203,10 @@ impl RequestView for HostRequest {
     }
 
     fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(header, _)| header.eq_ignore_ascii_case(name)).map(|(_, value)| value.clone())
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.clone())
     }
 }
 
@@ -179,7 +220,11 @@ fn forward(request: &HostRequest, rewrite_target: Option<&str>, developer: Optio
     }
     if let Some(email) = developer {
         let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, DEVELOPER_EMAIL_HEADER, email);
-        let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, DEVELOPER_STATUS_HEADER, Status::Approved.as_str());
+        let _ = hostcalls::add_map_value(
+            MapType::HttpRequestHeaders,
+            DEVELOPER_STATUS_HEADER,
+            Status::Approved.as_str(),
+        );
     }
     if let Some(target) = rewrite_target {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(target));
@@ -187,7 +232,11 @@ fn forward(request: &HostRequest, rewrite_target: Option<&str>, developer: Optio
 }
 
 pub(super) fn send(response: &LocalResponse) {
-    let headers: Vec<(&str, &str)> = response.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let headers: Vec<(&str, &str)> = response
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
     if let Err(status) = hostcalls::send_http_response(response.status, headers, Some(&response.body)) {
         log::error!("devportal-gate: cannot send the local response: {status:?}");
     }

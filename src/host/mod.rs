@@ -4,8 +4,8 @@
 //! call `get_log_level`: Kong's ngx_wasm_module declares it with another
 //! signature and refuses to load a module that imports it (HOSTS.md).
 
-mod etcd_call;
 mod admin_http;
+mod etcd_call;
 mod http;
 mod root;
 mod self_service;

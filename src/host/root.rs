@@ -85,7 +85,13 @@ impl Context for GateRoot {
         };
         match result {
             Ok(Next::Call(request)) => match etcd_call::dispatch(&duty.etcd, &request) {
-                Ok(token) => duty.in_flight = Some(InFlight { token, cycle_started_ms: started, call_started_ms: now }),
+                Ok(token) => {
+                    duty.in_flight = Some(InFlight {
+                        token,
+                        cycle_started_ms: started,
+                        call_started_ms: now,
+                    })
+                }
                 Err(error) => duty.fail(&sync::SyncError::Etcd(error)),
             },
             Ok(Next::Done(report)) => {
@@ -123,7 +129,9 @@ impl SyncDuty {
             // The host times every call out; one that still has not answered
             // long after that was lost, and must not stop syncing for good.
             if now.saturating_sub(call.call_started_ms) > self.etcd.timeout_ms.saturating_mul(4) {
-                self.fail(&sync::SyncError::Etcd(crate::etcd::EtcdError::Unreachable("a sync call never answered".into())));
+                self.fail(&sync::SyncError::Etcd(crate::etcd::EtcdError::Unreachable(
+                    "a sync call never answered".into(),
+                )));
             }
             // Keep the role while the call is out.
             sync::elect(&HostSharedData, namespace, self.worker, now, self.stall_ms());
@@ -137,7 +145,13 @@ impl SyncDuty {
         }
         let request = self.syncer.begin();
         match etcd_call::dispatch(&self.etcd, &request) {
-            Ok(token) => self.in_flight = Some(InFlight { token, cycle_started_ms: now, call_started_ms: now }),
+            Ok(token) => {
+                self.in_flight = Some(InFlight {
+                    token,
+                    cycle_started_ms: now,
+                    call_started_ms: now,
+                })
+            }
             Err(error) => self.fail(&sync::SyncError::Etcd(error)),
         }
     }
@@ -177,9 +191,16 @@ impl RootContext for GateRoot {
         if let Some(duty) = self.sync.as_mut() {
             duty.tick(&shared.gate.namespace, now);
         }
-        if let (Some(gauge), Some(state)) = (self.staleness_gauge, replica::read_sync_state(&HostSharedData, &shared.gate.namespace)) {
+        if let (Some(gauge), Some(state)) = (
+            self.staleness_gauge,
+            replica::read_sync_state(&HostSharedData, &shared.gate.namespace),
+        ) {
             shared.synced.set(true);
-            let staleness = if shared.directory == Directory::Static { 0 } else { now.saturating_sub(state.synced_at_ms) };
+            let staleness = if shared.directory == Directory::Static {
+                0
+            } else {
+                now.saturating_sub(state.synced_at_ms)
+            };
             let _ = hostcalls::record_metric(gauge, staleness);
         }
     }
@@ -264,5 +285,8 @@ fn define(name: &str, kind: MetricType) -> Result<u32, String> {
 }
 
 fn define_counters() -> Result<Vec<u32>, String> {
-    Counter::all().into_iter().map(|counter| define(&counter.name(), MetricType::Counter)).collect()
+    Counter::all()
+        .into_iter()
+        .map(|counter| define(&counter.name(), MetricType::Counter))
+        .collect()
 }

@@ -31,8 +31,12 @@ fn int(value: &Value) -> u64 {
 impl FakeEtcd {
     fn put(&mut self, key: &str, value: &[u8]) {
         self.revision += 1;
-        let create = self.kvs.get(key.as_bytes()).map_or(self.revision, |(_, create, _)| *create);
-        self.kvs.insert(key.as_bytes().to_vec(), (value.to_vec(), create, self.revision));
+        let create = self
+            .kvs
+            .get(key.as_bytes())
+            .map_or(self.revision, |(_, create, _)| *create);
+        self.kvs
+            .insert(key.as_bytes().to_vec(), (value.to_vec(), create, self.revision));
     }
 
     fn delete(&mut self, key: &str) {
@@ -55,18 +59,32 @@ impl FakeEtcd {
                     json!({"response_range": {"count": count.to_string()}})
                 })
                 .collect();
-            return (200, json!({"header": {"revision": self.revision.to_string()}, "succeeded": true, "responses": responses}).to_string().into_bytes());
+            return (
+                200,
+                json!({"header": {"revision": self.revision.to_string()}, "succeeded": true, "responses": responses})
+                    .to_string()
+                    .into_bytes(),
+            );
         }
         if request.path == etcd::TXN {
             // The seed transaction: apply its puts.
             for op in body["success"].as_array().unwrap() {
-                let put = if op["request_put"].is_object() { &op["request_put"] } else { &op["request_txn"]["success"][0]["request_put"] };
+                let put = if op["request_put"].is_object() {
+                    &op["request_put"]
+                } else {
+                    &op["request_txn"]["success"][0]["request_put"]
+                };
                 let key = String::from_utf8(unb64(&put["key"])).unwrap();
                 if !self.kvs.contains_key(key.as_bytes()) {
                     self.put(&key, &unb64(&put["value"]));
                 }
             }
-            return (200, json!({"header": {"revision": self.revision.to_string()}, "succeeded": true}).to_string().into_bytes());
+            return (
+                200,
+                json!({"header": {"revision": self.revision.to_string()}, "succeeded": true})
+                    .to_string()
+                    .into_bytes(),
+            );
         }
         let start = unb64(&body["key"]);
         let end = unb64(&body["range_end"]);
@@ -75,7 +93,11 @@ impl FakeEtcd {
         let keys_only = body["keys_only"] == true;
         let in_range: Vec<_> = self.kvs.range(start..end).collect();
         let filtered: Vec<_> = in_range.iter().filter(|(_, (_, _, m))| *m >= min_mod).collect();
-        let shown = if limit > 0 { filtered.iter().take(limit).collect::<Vec<_>>() } else { filtered.iter().collect() };
+        let shown = if limit > 0 {
+            filtered.iter().take(limit).collect::<Vec<_>>()
+        } else {
+            filtered.iter().collect()
+        };
         let kvs: Vec<Value> = shown
             .iter()
             .map(|(k, (v, c, m))| {
@@ -89,7 +111,9 @@ impl FakeEtcd {
 }
 
 fn developer(status: &str, updated_ms: u64) -> Vec<u8> {
-    json!({"status": status, "updated_ms": updated_ms}).to_string().into_bytes()
+    json!({"status": status, "updated_ms": updated_ms})
+        .to_string()
+        .into_bytes()
 }
 
 /// Runs one whole cycle; returns its report.
@@ -135,7 +159,10 @@ fn full_then_incremental_sync_with_changes_and_deletions() {
     assert!(!report.full);
     assert_eq!(report.changed, 2);
     assert_eq!(lookup(&store, "ns", "user7@x.io"), Lookup::Found(Status::Revoked));
-    assert_eq!(replica::list_page(&store, "ns", Status::Requested, 0, 10).unwrap(), (1, vec!["new@x.io".to_string()]));
+    assert_eq!(
+        replica::list_page(&store, "ns", Status::Requested, 0, 10).unwrap(),
+        (1, vec!["new@x.io".to_string()])
+    );
 
     // A deletion shows as a smaller count; the keys alone tell which.
     etcd.delete("/dp/dev/user8@x.io");
@@ -234,7 +261,10 @@ fn tabs_follow_changes_this_gateway_already_applied() {
 fn deletions_in_several_parts_and_an_addition_in_one_cycle() {
     let mut etcd = FakeEtcd::default();
     for i in 0..5000 {
-        etcd.put(&format!("/dp/dev/u{i:04}@x.io"), &developer(["approved", "revoked"][i % 2], i as u64));
+        etcd.put(
+            &format!("/dp/dev/u{i:04}@x.io"),
+            &developer(["approved", "revoked"][i % 2], i as u64),
+        );
     }
     let store = MemoryStore::default();
     let mut syncer = Syncer::new("ns", "/dp/", None);

@@ -17,7 +17,11 @@ pub fn wasm_path() -> PathBuf {
     let path = std::env::var_os("DEVPORTAL_GATE_WASM")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/devportal_gate.wasm"));
-    assert!(path.exists(), "{} is missing: run `make test` (it builds the .wasm first)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `make test` (it builds the .wasm first)",
+        path.display()
+    );
     path
 }
 
@@ -25,7 +29,11 @@ pub fn envoy_bin() -> PathBuf {
     let path = std::env::var_os("ENVOY_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
-    assert!(path.exists(), "{} is missing: run `make test` (it installs Envoy)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `make test` (it installs Envoy)",
+        path.display()
+    );
     path
 }
 
@@ -36,7 +44,12 @@ pub fn envoy_bin() -> PathBuf {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 20_000) as u16, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 20_000) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
         if port < 20_000 {
@@ -54,7 +67,9 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
-        let dir = repo_root().join("target/e2e").join(format!("{name}-{}-{}", std::process::id(), free_port()));
+        let dir = repo_root()
+            .join("target/e2e")
+            .join(format!("{name}-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
@@ -81,7 +96,13 @@ pub struct Ports {
 
 impl Ports {
     pub fn new() -> Ports {
-        Ports { listener: free_port(), admin: free_port(), echo: free_port(), api: free_port(), etcd: free_port() }
+        Ports {
+            listener: free_port(),
+            admin: free_port(),
+            echo: free_port(),
+            api: free_port(),
+            etcd: free_port(),
+        }
     }
 }
 
@@ -97,14 +118,23 @@ pub fn adapt_shipped_config(file: &str, ports: &Ports) -> String {
         .replace("port_value: 9901", &format!("port_value: {}", ports.admin))
         .replace("port_value: 10002", &format!("port_value: {}", ports.echo))
         .replace("port_value: 10001", &format!("port_value: {}", ports.api))
-        .replace("target/wasm32-wasip1/release/devportal_gate.wasm", wasm_path().to_str().unwrap());
+        .replace(
+            "target/wasm32-wasip1/release/devportal_gate.wasm",
+            wasm_path().to_str().unwrap(),
+        );
     assert_ne!(adapted, text, "{file}: nothing to adapt");
     adapted
 }
 
 pub fn etcd_bin() -> PathBuf {
-    let path = std::env::var_os("ETCD_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"));
-    assert!(path.exists(), "{} is missing: run `make test` (it installs etcd-server)", path.display());
+    let path = std::env::var_os("ETCD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `make test` (it installs etcd-server)",
+        path.display()
+    );
     path
 }
 
@@ -118,7 +148,12 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start(name: &str, port: u16) -> Etcd {
-        let mut etcd = Etcd { child: None, port, peer: free_port(), scratch: Scratch::new(&format!("etcd-{name}")) };
+        let mut etcd = Etcd {
+            child: None,
+            port,
+            peer: free_port(),
+            scratch: Scratch::new(&format!("etcd-{name}")),
+        };
         etcd.run();
         etcd
     }
@@ -126,7 +161,11 @@ impl Etcd {
     fn run(&mut self) {
         let client = format!("http://127.0.0.1:{}", self.port);
         let peer = format!("http://127.0.0.1:{}", self.peer);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.scratch.0.join("etcd.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.scratch.0.join("etcd.log"))
+            .unwrap();
         let child = Command::new(etcd_bin())
             .args(["--name", "test", "--data-dir"])
             .arg(self.scratch.0.join("data"))
@@ -140,14 +179,20 @@ impl Etcd {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(response) = Request::new("POST", "/v3/kv/range").body(r#"{"key":"AA=="}"#).try_send(self.port) {
+            if let Ok(response) = Request::new("POST", "/v3/kv/range")
+                .body(r#"{"key":"AA=="}"#)
+                .try_send(self.port)
+            {
                 if response.status == 200 {
                     return;
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("etcd did not start; its log:\n{}", std::fs::read_to_string(self.scratch.0.join("etcd.log")).unwrap_or_default());
+        panic!(
+            "etcd did not start; its log:\n{}",
+            std::fs::read_to_string(self.scratch.0.join("etcd.log")).unwrap_or_default()
+        );
     }
 
     pub fn stop(&mut self) {
@@ -170,7 +215,10 @@ impl Etcd {
     }
 
     pub fn put(&self, key: &str, value: &str) {
-        self.call("/v3/kv/put", serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value.as_bytes())}));
+        self.call(
+            "/v3/kv/put",
+            serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value.as_bytes())}),
+        );
     }
 
     pub fn delete(&self, key: &str) {
@@ -182,7 +230,10 @@ impl Etcd {
         let answer = self.call("/v3/kv/range", serde_json::json!({"key": b64(key.as_bytes())}));
         let kv = answer["kvs"].get(0)?;
         let value = devportal_gate::base64::decode(devportal_gate::base64::Alphabet::Standard, kv["value"].as_str()?)?;
-        Some((String::from_utf8(value).ok()?, kv["mod_revision"].as_str()?.parse().ok()?))
+        Some((
+            String::from_utf8(value).ok()?,
+            kv["mod_revision"].as_str()?.parse().ok()?,
+        ))
     }
 
     /// Writes many keys, 128 per transaction (etcd's default limit).
@@ -190,7 +241,9 @@ impl Etcd {
         for chunk in entries.chunks(128) {
             let ops: Vec<serde_json::Value> = chunk
                 .iter()
-                .map(|(k, v)| serde_json::json!({"request_put": {"key": b64(k.as_bytes()), "value": b64(v.as_bytes())}}))
+                .map(
+                    |(k, v)| serde_json::json!({"request_put": {"key": b64(k.as_bytes()), "value": b64(v.as_bytes())}}),
+                )
                 .collect();
             self.call("/v3/kv/txn", serde_json::json!({"success": ops}));
         }
@@ -241,17 +294,33 @@ impl Envoy {
     }
 
     /// `start_file` with extra command-line arguments.
-    pub fn start_file_with(scratch: Scratch, config_path: &Path, admin: u16, concurrency: u32, extra: &[&str]) -> Envoy {
+    pub fn start_file_with(
+        scratch: Scratch,
+        config_path: &Path,
+        admin: u16,
+        concurrency: u32,
+        extra: &[&str],
+    ) -> Envoy {
         let log_path = scratch.0.join("envoy.log");
         let child = spawn_envoy(config_path, &log_path, concurrency, extra);
-        let mut envoy = Envoy { child: Some(child), admin, log_path, _scratch: scratch };
+        let mut envoy = Envoy {
+            child: Some(child),
+            admin,
+            log_path,
+            _scratch: scratch,
+        };
         envoy.wait_ready();
         envoy
     }
 
     /// An Envoy that is not running (for struct update syntax in tests).
     pub fn placeholder() -> Envoy {
-        Envoy { child: None, admin: 0, log_path: PathBuf::new(), _scratch: Scratch(PathBuf::new()) }
+        Envoy {
+            child: None,
+            admin: 0,
+            log_path: PathBuf::new(),
+            _scratch: Scratch(PathBuf::new()),
+        }
     }
 
     fn wait_ready(&mut self) {
@@ -293,7 +362,11 @@ impl Drop for Envoy {
             let _ = child.wait();
         }
         if std::thread::panicking() && !self.log_path.as_os_str().is_empty() {
-            eprintln!("----- Envoy log ({}) -----\n{}\n----- end of Envoy log -----", self.log_path.display(), self.log());
+            eprintln!(
+                "----- Envoy log ({}) -----\n{}\n----- end of Envoy log -----",
+                self.log_path.display(),
+                self.log()
+            );
         }
     }
 }
@@ -303,7 +376,13 @@ pub fn spawn_envoy(config_path: &Path, log_path: &Path, concurrency: u32, extra:
     Command::new(envoy_bin())
         .arg("-c")
         .arg(config_path)
-        .args(["--concurrency", &concurrency.to_string(), "--log-level", "info", "--disable-hot-restart"])
+        .args([
+            "--concurrency",
+            &concurrency.to_string(),
+            "--log-level",
+            "info",
+            "--disable-hot-restart",
+        ])
         .args(extra)
         .current_dir(repo_root())
         .stdin(Stdio::null())
@@ -346,7 +425,12 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: &str, target: &str) -> Request {
-        Request { method: method.into(), target: target.into(), headers: Vec::new(), body: Vec::new() }
+        Request {
+            method: method.into(),
+            target: target.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     pub fn get(target: &str) -> Request {
@@ -368,13 +452,17 @@ impl Request {
     }
 
     pub fn send(&self, port: u16) -> Response {
-        self.try_send(port).unwrap_or_else(|e| panic!("{} {} on port {port}: {e}", self.method, self.target))
+        self.try_send(port)
+            .unwrap_or_else(|e| panic!("{} {} on port {port}: {e}", self.method, self.target))
     }
 
     pub fn try_send(&self, port: u16) -> std::io::Result<Response> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut raw = format!("{} {} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n", self.method, self.target);
+        let mut raw = format!(
+            "{} {} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n",
+            self.method, self.target
+        );
         for (name, value) in &self.headers {
             raw.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -411,7 +499,9 @@ pub struct Response {
 
 impl Response {
     fn is_complete(bytes: &[u8]) -> bool {
-        let Some(split) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+        let Some(split) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return false;
+        };
         let head = String::from_utf8_lossy(&bytes[..split]).to_ascii_lowercase();
         let length = head
             .split("\r\n")
@@ -425,20 +515,34 @@ impl Response {
 
     fn parse(bytes: &[u8]) -> std::io::Result<Response> {
         let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-        let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| invalid("no header end"))?;
+        let split = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| invalid("no header end"))?;
         let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
         let mut body = bytes[split + 4..].to_vec();
         let mut lines = head.split("\r\n");
         let status_line = lines.next().ok_or_else(|| invalid("no status line"))?;
-        let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| invalid(status_line))?;
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid(status_line))?;
         let headers: Vec<(String, String)> = lines
             .filter_map(|line| line.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+        if headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+        {
             body = dechunk(&body);
         }
-        Ok(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+        Ok(Response {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -489,7 +593,8 @@ pub fn embedded_filter_configs(yaml: &str) -> Vec<serde_json::Value> {
     let mut configs = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let trimmed = line.trim_end();
-        let opens = trimmed.ends_with("value: |") || trimmed.ends_with(" config:") || trimmed.ends_with("pluginConfig:");
+        let opens =
+            trimmed.ends_with("value: |") || trimmed.ends_with(" config:") || trimmed.ends_with("pluginConfig:");
         if !opens || trimmed.trim_start().starts_with('#') {
             continue;
         }
@@ -501,7 +606,9 @@ pub fn embedded_filter_configs(yaml: &str) -> Vec<serde_json::Value> {
             .collect();
         let text = block.join("\n");
         if text.trim_start().starts_with('{') {
-            configs.push(serde_json::from_str(&text).unwrap_or_else(|e| panic!("embedded config is not JSON ({e}):\n{text}")));
+            configs.push(
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("embedded config is not JSON ({e}):\n{text}")),
+            );
         }
     }
     configs

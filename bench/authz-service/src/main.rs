@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let port: u16 = args.next().and_then(|p| p.parse().ok()).expect("usage: authz-service <port> <developers>");
+    let port: u16 = args
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("usage: authz-service <port> <developers>");
     let size: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(2);
     let mut directory: HashMap<String, bool> = HashMap::with_capacity(size);
     directory.insert("alice@example.com".into(), true);
@@ -60,7 +63,11 @@ fn serve(stream: TcpStream, directory: &HashMap<String, bool>) {
                 }
             }
         }
-        let approved = developer.as_ref().and_then(|d| directory.get(d)).copied().unwrap_or(false);
+        let approved = developer
+            .as_ref()
+            .and_then(|d| directory.get(d))
+            .copied()
+            .unwrap_or(false);
         let answer = match (approved, developer) {
             (true, Some(email)) => format!(
                 "HTTP/1.1 200 OK\r\nx-developer-email: {email}\r\nx-developer-status: approved\r\ncontent-length: 0\r\n\r\n"

@@ -58,7 +58,11 @@ fn main() {
         non_2xx += errors;
     }
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "{{\"requests\":{},\"non_2xx\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
         all.len(),
@@ -76,7 +80,9 @@ fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> u16 {
         let read = stream.read(&mut buffer[filled..]).expect("read");
         assert!(read > 0, "connection closed");
         filled += read;
-        let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
         let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
         let length: usize = head
             .lines()

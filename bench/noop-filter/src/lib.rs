@@ -28,7 +28,10 @@ struct NoopRoot {
 impl Context for NoopRoot {}
 impl RootContext for NoopRoot {
     fn on_configure(&mut self, _: usize) -> bool {
-        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default();
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let config = String::from_utf8_lossy(&config);
         for probe in config.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match probe {

@@ -257,7 +257,7 @@ pub struct SeedError {
 }
 
 impl SeedError {
-    fn host(key: &str, error: StoreError) -> SeedError {
+    pub fn host(key: &str, error: StoreError) -> SeedError {
         let reason = match error {
             StoreError::CasMismatch => "CAS mismatch".to_string(),
             StoreError::Host(reason) => reason,

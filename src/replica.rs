@@ -43,14 +43,16 @@ pub enum Entry<'a> {
 }
 
 fn store_error(key: &str, error: StoreError) -> SeedError {
-    let reason = match error {
-        StoreError::CasMismatch => "CAS mismatch".to_string(),
-        StoreError::Host(reason) => reason,
-    };
-    SeedError {
-        key: key.to_string(),
-        reason,
-    }
+    SeedError::host(key, error)
+}
+
+/// The value at `key`, empty when absent.
+fn read_value(store: &dyn SharedStore, key: &str) -> Result<Vec<u8>, SeedError> {
+    Ok(store
+        .get(key)
+        .map_err(|e| store_error(key, e))?
+        .map(|(bytes, _)| bytes)
+        .unwrap_or_default())
 }
 
 /// Writes `value` at `key` unless the key holds a newer revision or this value.
@@ -239,12 +241,7 @@ pub fn list_page(
     offset: usize,
     limit: usize,
 ) -> Result<(usize, Vec<String>), SeedError> {
-    let key = list_key(namespace, status);
-    let bytes = store
-        .get(&key)
-        .map_err(|e| store_error(&key, e))?
-        .map(|(bytes, _)| bytes)
-        .unwrap_or_default();
+    let bytes = read_value(store, &list_key(namespace, status))?;
     let text = String::from_utf8_lossy(&bytes);
     let mut total = 0;
     let mut page = Vec::with_capacity(limit);
@@ -258,12 +255,7 @@ pub fn list_page(
 }
 
 pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Result<usize, SeedError> {
-    let key = list_key(namespace, status);
-    let bytes = store
-        .get(&key)
-        .map_err(|e| store_error(&key, e))?
-        .map(|(bytes, _)| bytes)
-        .unwrap_or_default();
+    let bytes = read_value(store, &list_key(namespace, status))?;
     Ok(bytes.iter().filter(|&&b| b == b'\n').count())
 }
 

@@ -265,17 +265,8 @@ impl Syncer {
         replica::write_index(store, &self.namespace, seen.keys())?;
         replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
         self.known = seen;
-        self.revision = Some(revision);
         self.overwrite = false;
-        replica::write_sync_state(
-            store,
-            &self.namespace,
-            SyncState {
-                revision,
-                synced_at_ms: now_ms,
-            },
-        )?;
-        Ok(Next::Done(report))
+        self.done(store, revision, report, now_ms)
     }
 
     fn incremental(
@@ -330,12 +321,23 @@ impl Syncer {
         if report.relisted > 0 {
             replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
         }
-        self.revision = Some(answer.revision);
+        self.done(store, answer.revision, report, now_ms)
+    }
+
+    /// A cycle ends: the replica reflects `revision`, as of now.
+    fn done(
+        &mut self,
+        store: &dyn SharedStore,
+        revision: u64,
+        report: CycleReport,
+        now_ms: u64,
+    ) -> Result<Next, SyncError> {
+        self.revision = Some(revision);
         replica::write_sync_state(
             store,
             &self.namespace,
             SyncState {
-                revision: answer.revision,
+                revision,
                 synced_at_ms: now_ms,
             },
         )?;
@@ -473,16 +475,7 @@ impl Syncer {
         // only tells a later full sync what to tombstone, and tombstoning twice is
         // harmless; not rewriting it saves sorting the whole directory.
         replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
-        self.revision = Some(revision);
-        replica::write_sync_state(
-            store,
-            &self.namespace,
-            SyncState {
-                revision,
-                synced_at_ms: now_ms,
-            },
-        )?;
-        Ok(Next::Done(report))
+        self.done(store, revision, report, now_ms)
     }
 
     fn apply_kv(

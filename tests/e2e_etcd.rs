@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    adapt_shipped_config, embedded_filter_configs, repo_root, wait_until, Envoy, Etcd, Ports, Request, Response,
-    Scratch,
+    adapt_shipped_config, embedded_filter_configs, repo_root, wait_until, Envoy, Etcd, LdsGateway, Ports, Request,
+    Response,
 };
 use serde_json::{json, Value};
 
@@ -550,42 +550,16 @@ fn another_worker_takes_over_when_the_syncer_goes_away() {
     let etcd = Etcd::start("takeover", common::free_port());
     let mut ports = Ports::new();
     ports.etcd = etcd.port;
-    let demo = adapt_shipped_config("filter-config/envoy/demo.yaml", &ports);
-    // Only the public listener, served over LDS from a file; no admin listener,
-    // so every candidate for the syncer role belongs to that listener's filter.
-    let start = demo.find("  - name: portal\n").unwrap();
-    let admin = demo.find("  - name: devportal_admin\n").unwrap();
-    let echo = demo.find("  - name: echo\n").unwrap();
-    let listener = demo[start..admin]
-        .lines()
-        .map(|line| line.strip_prefix("  ").unwrap_or(line))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replacen(
-            "- name: portal",
-            "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal",
-            1,
-        );
-    let scratch = Scratch::new("takeover");
-    let lds = scratch.0.join("lds");
-    std::fs::create_dir_all(&lds).unwrap();
-    let publish = |listener: &str| {
-        std::fs::write(lds.join("lds.yaml.tmp"), format!("resources:\n{listener}\n")).unwrap();
-        std::fs::rename(lds.join("lds.yaml.tmp"), lds.join("lds.yaml")).unwrap();
-    };
-    publish(&listener);
-    let bootstrap = format!(
-        "node: {{ id: test, cluster: test }}\n\
-         dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      \
-         path: {lds}/lds.yaml\n      watched_directory: {{ path: {lds} }}\n{before}{after}",
-        lds = lds.display(),
-        before = &demo[..start],
-        after = &demo[echo..],
+    // Only the public listener, served over LDS; no admin listener, so every
+    // candidate for the syncer role belongs to that listener's filter. A short
+    // drain, so the replaced filter configuration (and its workers) goes soon.
+    let gateway = LdsGateway::start(
+        "takeover",
+        "filter-config/envoy/demo.yaml",
+        &ports,
+        &["--drain-time-s", "1"],
     );
-    let bootstrap_path = scratch.0.join("bootstrap.yaml");
-    std::fs::write(&bootstrap_path, bootstrap).unwrap();
-    // A short drain, so the replaced filter configuration (and its workers) goes soon.
-    let envoy = Envoy::start_file_with(scratch, &bootstrap_path, ports.admin, 2, &["--drain-time-s", "1"]);
+    let (envoy, listener) = (&gateway.envoy, &gateway.listener);
     let status = |email: &str| {
         Request::get("/api/orders")
             .user(email)
@@ -598,8 +572,8 @@ fn another_worker_takes_over_when_the_syncer_goes_away() {
     assert_eq!(full_syncs(&envoy.log()), 1);
 
     let replaced = listener.replace(r#""sync_interval_ms": 1000"#, r#""sync_interval_ms": 900"#);
-    assert_ne!(replaced, listener);
-    publish(&replaced);
+    assert_ne!(&replaced, listener);
+    gateway.publish(&replaced);
     let took_over = wait_until("a new syncer's full sync", Duration::from_secs(20), || {
         full_syncs(&envoy.log()) >= 2
     });

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{adapt_shipped_config, run_envoy_expecting_exit, Envoy, Ports, Request, Response, Scratch};
+use common::{adapt_shipped_config, run_envoy_expecting_exit, Envoy, LdsGateway, Ports, Request, Response};
 
 const DAVE_REVOKED: &str = r#"{ "email": "dave@example.com", "status": "revoked" }"#;
 
@@ -136,66 +136,21 @@ fn envoy_refuses_a_bad_configuration_and_logs_the_field() {
     }
 }
 
-/// The demo split in two: the portal listener served over LDS from a file (so a
-/// test can change it), everything else static.
-struct DynamicDemo {
-    envoy: Envoy,
-    port: u16,
-    lds_dir: std::path::PathBuf,
-    listener: String,
-}
+/// The static demo with its portal listener served over LDS (so a test can change it).
+struct DynamicDemo(LdsGateway);
 
 impl DynamicDemo {
     fn start() -> DynamicDemo {
-        let ports = Ports::new();
-        let demo = adapt_shipped_config("filter-config/envoy/static.yaml", &ports);
-        let start = demo.find("  - name: portal\n").unwrap();
-        // The portal listener alone goes to LDS; the admin listener is left out.
-        let portal_end = demo.find("  - name: devportal_admin\n").unwrap();
-        let end = demo.find("  - name: echo\n").unwrap();
-        let listener = demo[start..portal_end]
-            .lines()
-            .map(|line| line.strip_prefix("  ").unwrap_or(line))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .replacen(
-                "- name: portal",
-                "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal",
-                1,
-            );
-        let scratch = Scratch::new("reconfigure");
-        let lds_dir = scratch.0.join("lds");
-        std::fs::create_dir_all(&lds_dir).unwrap();
-        let bootstrap = format!(
-            "node: {{ id: test, cluster: test }}\n\
-             dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      \
-             path: {lds}/lds.yaml\n      watched_directory: {{ path: {lds} }}\n{before}{after}",
-            lds = lds_dir.display(),
-            before = &demo[..start],
-            after = &demo[end..],
-        );
-        let demo = DynamicDemo {
-            envoy: Envoy::placeholder(),
-            port: ports.listener,
-            lds_dir,
-            listener,
-        };
-        demo.publish(&demo.listener);
-        let bootstrap_path = scratch.0.join("bootstrap.yaml");
-        std::fs::write(&bootstrap_path, bootstrap).unwrap();
-        let envoy = Envoy::start_file(scratch, &bootstrap_path, ports.admin, 2);
-        DynamicDemo { envoy, ..demo }
-    }
-
-    /// Atomically replaces the listener file; Envoy watches the directory.
-    fn publish(&self, listener: &str) {
-        let staging = self.lds_dir.join("lds.yaml.tmp");
-        std::fs::write(&staging, format!("resources:\n{listener}\n")).unwrap();
-        std::fs::rename(&staging, self.lds_dir.join("lds.yaml")).unwrap();
+        DynamicDemo(LdsGateway::start(
+            "reconfigure",
+            "filter-config/envoy/static.yaml",
+            &Ports::new(),
+            &[],
+        ))
     }
 
     fn status_of(&self, email: &str) -> (u16, String) {
-        let response = Request::get("/api/orders").user(email).send(self.port);
+        let response = Request::get("/api/orders").user(email).send(self.0.port);
         let status = if response.status == 200 {
             "passed".to_string()
         } else {
@@ -210,7 +165,12 @@ fn a_reconfiguration_that_changes_or_removes_developers_takes_effect() {
     let demo = DynamicDemo::start();
     // The listener comes from LDS: wait until it serves.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while Request::get("/portal/login").try_send(demo.port).map(|r| r.status).ok() != Some(200) {
+    while Request::get("/portal/login")
+        .try_send(demo.0.port)
+        .map(|r| r.status)
+        .ok()
+        != Some(200)
+    {
         assert!(Instant::now() < deadline, "the LDS listener never came up");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -219,6 +179,7 @@ fn a_reconfiguration_that_changes_or_removes_developers_takes_effect() {
 
     // alice removed, bob approved, dave from revoked to requested.
     let changed = demo
+        .0
         .listener
         .replace(r#"{ "email": "alice@example.com", "status": "approved" },"#, "")
         .replace(
@@ -226,8 +187,8 @@ fn a_reconfiguration_that_changes_or_removes_developers_takes_effect() {
             r#"{ "email": "bob@example.com", "status": "approved" }"#,
         )
         .replace(DAVE_REVOKED, r#"{ "email": "dave@example.com", "status": 1 }"#);
-    assert_ne!(changed, demo.listener);
-    demo.publish(&changed);
+    assert_ne!(changed, demo.0.listener);
+    demo.0.publish(&changed);
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while demo.status_of("bob@example.com").0 != 200 {
@@ -242,6 +203,6 @@ fn a_reconfiguration_that_changes_or_removes_developers_takes_effect() {
         assert_eq!(demo.status_of("dave@example.com"), (403, "requested".to_string()));
         assert_eq!(demo.status_of("carol@example.com"), (403, "rejected".to_string()));
     }
-    let log = demo.envoy.log();
+    let log = demo.0.envoy.log();
     assert!(log.contains("1 removed)"), "no worker reports removing alice:\n{log}");
 }

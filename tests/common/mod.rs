@@ -273,6 +273,65 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
     }
 }
 
+/// A shipped configuration split in two: its portal listener served over LDS from
+/// a file (so a test can replace it), the rest static. Its admin listener, if
+/// any, is left out.
+pub struct LdsGateway {
+    pub envoy: Envoy,
+    pub port: u16,
+    /// The portal listener as published first (an LDS resource).
+    pub listener: String,
+    lds_dir: PathBuf,
+}
+
+impl LdsGateway {
+    pub fn start(name: &str, file: &str, ports: &Ports, extra: &[&str]) -> LdsGateway {
+        let config = adapt_shipped_config(file, ports);
+        let start = config.find("  - name: portal\n").unwrap();
+        let end = config.find("  - name: echo\n").unwrap();
+        let portal_end = config.find("  - name: devportal_admin\n").unwrap_or(end);
+        let listener = config[start..portal_end]
+            .lines()
+            .map(|line| line.strip_prefix("  ").unwrap_or(line))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replacen(
+                "- name: portal",
+                "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal",
+                1,
+            );
+        let scratch = Scratch::new(name);
+        let lds_dir = scratch.0.join("lds");
+        std::fs::create_dir_all(&lds_dir).unwrap();
+        let bootstrap = format!(
+            "node: {{ id: test, cluster: test }}\n\
+             dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      \
+             path: {lds}/lds.yaml\n      watched_directory: {{ path: {lds} }}\n{before}{after}",
+            lds = lds_dir.display(),
+            before = &config[..start],
+            after = &config[end..],
+        );
+        let gateway = LdsGateway {
+            envoy: Envoy::placeholder(),
+            port: ports.listener,
+            listener,
+            lds_dir,
+        };
+        gateway.publish(&gateway.listener);
+        let bootstrap_path = scratch.0.join("bootstrap.yaml");
+        std::fs::write(&bootstrap_path, bootstrap).unwrap();
+        let envoy = Envoy::start_file_with(scratch, &bootstrap_path, ports.admin, 2, extra);
+        LdsGateway { envoy, ..gateway }
+    }
+
+    /// Atomically replaces the listener file; Envoy watches the directory.
+    pub fn publish(&self, listener: &str) {
+        let staging = self.lds_dir.join("lds.yaml.tmp");
+        std::fs::write(&staging, format!("resources:\n{listener}\n")).unwrap();
+        std::fs::rename(&staging, self.lds_dir.join("lds.yaml")).unwrap();
+    }
+}
+
 pub struct Envoy {
     child: Option<Child>,
     pub admin: u16,

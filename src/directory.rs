@@ -232,9 +232,20 @@ pub enum WriteOutcome {
 
 /// Makes `key` hold `desired`, unless it already does.
 pub fn write_if_different(store: &dyn SharedStore, key: &str, desired: &[u8]) -> Result<WriteOutcome, SeedError> {
+    write_unless(store, key, desired, |_| false)
+}
+
+/// Makes `key` hold `desired` with the portable read-then-CAS loop, unless it
+/// already does or `keep(current)` says the stored value must stay.
+pub fn write_unless(
+    store: &dyn SharedStore,
+    key: &str,
+    desired: &[u8],
+    keep: impl Fn(&[u8]) -> bool,
+) -> Result<WriteOutcome, SeedError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let cas = match store.get(key).map_err(|e| SeedError::host(key, e))? {
-            Some((current, _)) if current == desired => return Ok(WriteOutcome::AlreadyCurrent),
+            Some((current, _)) if current == desired || keep(&current) => return Ok(WriteOutcome::AlreadyCurrent),
             Some((_, cas)) => Some(cas),
             None => None,
         };

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use crate::developer::Developer;
-use crate::directory::{developer_key, Record, SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
+use crate::directory::{developer_key, write_unless, Record, SeedError, SharedStore, Status, WriteOutcome};
 
 pub fn doc_key(namespace: &str, email: &str) -> String {
     format!("{namespace}/doc/{email}")
@@ -42,15 +42,11 @@ pub enum Entry<'a> {
     Unreadable,
 }
 
-fn store_error(key: &str, error: StoreError) -> SeedError {
-    SeedError::host(key, error)
-}
-
 /// The value at `key`, empty when absent.
 fn read_value(store: &dyn SharedStore, key: &str) -> Result<Vec<u8>, SeedError> {
     Ok(store
         .get(key)
-        .map_err(|e| store_error(key, e))?
+        .map_err(|e| SeedError::host(key, e))?
         .map(|(bytes, _)| bytes)
         .unwrap_or_default())
 }
@@ -63,23 +59,8 @@ fn write_unless_newer(
     value: &[u8],
     revision_of: RevisionOf,
 ) -> Result<bool, SeedError> {
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let cas = match store.get(key).map_err(|e| store_error(key, e))? {
-            Some((current, _)) if current == value => return Ok(false),
-            Some((current, _)) if revision_of(&current).is_some_and(|stored| stored > revision) => return Ok(false),
-            Some((_, cas)) => Some(cas),
-            None => None,
-        };
-        match store.set(key, value, cas) {
-            Ok(()) => return Ok(true),
-            Err(StoreError::CasMismatch) => continue,
-            Err(error) => return Err(store_error(key, error)),
-        }
-    }
-    Err(SeedError {
-        key: key.to_string(),
-        reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts"),
-    })
+    let newer = |current: &[u8]| revision_of(current).is_some_and(|stored| stored > revision);
+    Ok(write_unless(store, key, value, newer)? == WriteOutcome::Written)
 }
 
 fn record_revision(bytes: &[u8]) -> Option<u64> {
@@ -156,7 +137,7 @@ pub fn apply_with(
 /// deleted or unreadable.
 pub fn read_doc(store: &dyn SharedStore, namespace: &str, email: &str) -> Result<Option<(u64, Developer)>, SeedError> {
     let key = doc_key(namespace, email);
-    let Some((bytes, _)) = store.get(&key).map_err(|e| store_error(&key, e))? else {
+    let Some((bytes, _)) = store.get(&key).map_err(|e| SeedError::host(&key, e))? else {
         return Ok(None);
     };
     let Some(revision) = doc_revision(&bytes) else {
@@ -260,12 +241,7 @@ pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Res
 }
 
 pub fn read_index(store: &dyn SharedStore, namespace: &str) -> Result<Vec<String>, SeedError> {
-    let key = index_key(namespace);
-    let bytes = store
-        .get(&key)
-        .map_err(|e| store_error(&key, e))?
-        .map(|(bytes, _)| bytes)
-        .unwrap_or_default();
+    let bytes = read_value(store, &index_key(namespace))?;
     Ok(String::from_utf8_lossy(&bytes)
         .lines()
         .filter(|l| !l.is_empty())

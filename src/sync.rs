@@ -397,7 +397,7 @@ impl Syncer {
             listing,
             mut report,
         } = scan;
-        let mut listing = match listing {
+        match listing {
             None => {
                 // The counts: keep the parts with fewer keys than known.
                 let counts = etcd::parse_counts(status, body);
@@ -420,7 +420,6 @@ impl Syncer {
                     }
                 }
                 short = kept;
-                HashSet::new()
             }
             Some(mut listing) => {
                 let answer = etcd::parse_range(status, body);
@@ -439,13 +438,13 @@ impl Syncer {
                 if answer.more {
                     if let Some(mut next) = answer.kvs.last().map(|kv| kv.key.clone()) {
                         next.push(0);
-                        self.phase = Phase::Deletions(DeletionScan {
+                        let scan = DeletionScan {
                             revision,
                             short,
                             listing: Some(listing),
                             report,
-                        });
-                        return Ok(Next::Call(etcd::key_page(&next, &end, revision, KEY_PAGE)));
+                        };
+                        return Ok(self.list_from(next, scan));
                     }
                 }
                 // This part is listed: whatever is known in it and absent is gone.
@@ -462,24 +461,30 @@ impl Syncer {
                     report.relisted += 1;
                 }
                 short.pop_front();
-                HashSet::new()
             }
-        };
-        if let Some((start, end)) = short.front().cloned() {
-            listing.clear();
-            self.phase = Phase::Deletions(DeletionScan {
+        }
+        if let Some((start, _)) = short.front().cloned() {
+            let scan = DeletionScan {
                 revision,
                 short,
-                listing: Some(listing),
+                listing: Some(HashSet::new()),
                 report,
-            });
-            return Ok(Next::Call(etcd::key_page(&start, &end, revision, KEY_PAGE)));
+            };
+            return Ok(self.list_from(start, scan));
         }
         // Every short part is listed. The index keeps the deleted addresses: it
         // only tells a later full sync what to tombstone, and tombstoning twice is
         // harmless; not rewriting it saves sorting the whole directory.
         replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
         self.done(store, revision, report, now_ms)
+    }
+
+    /// Lists the first part of `scan.short` (keys only), from key `from` on.
+    fn list_from(&mut self, from: Vec<u8>, scan: DeletionScan) -> Next {
+        let end = scan.short.front().map(|(_, end)| end.clone()).unwrap_or_default();
+        let call = etcd::key_page(&from, &end, scan.revision, KEY_PAGE);
+        self.phase = Phase::Deletions(scan);
+        Next::Call(call)
     }
 
     fn apply_kv(

@@ -31,6 +31,17 @@ fn etcd_directory() -> Directory {
     })
 }
 
+/// The namespace "ns" over `store`, at a fixed time.
+fn context<'a>(config: &'a AdminConfig, directory: &'a Directory, store: &'a MemoryStore) -> AdminContext<'a> {
+    AdminContext {
+        config,
+        directory,
+        namespace: "ns",
+        store,
+        now_ms: 9,
+    }
+}
+
 fn respond(step: Step) -> (u32, Value) {
     match step {
         Step::Respond(response) => (response.status, serde_json::from_str(&response.body).unwrap()),
@@ -116,13 +127,7 @@ fn static_directory_serves_reads_and_refuses_writes() {
     )
     .unwrap();
     let config = config();
-    let ctx = AdminContext {
-        config: &config,
-        directory: &Directory::Static,
-        namespace: "ns",
-        store: &store,
-        now_ms: 9,
-    };
+    let ctx = context(&config, &Directory::Static, &store);
     let (status, body) = respond(start(&ctx, Route::List, Some("status=approved"), b"", "ops"));
     assert_eq!(status, 200);
     assert_eq!(body["total"], 1);
@@ -159,13 +164,7 @@ fn bad_input_is_refused_before_etcd() {
     let store = MemoryStore::default();
     let config = config();
     let directory = etcd_directory();
-    let ctx = AdminContext {
-        config: &config,
-        directory: &directory,
-        namespace: "ns",
-        store: &store,
-        now_ms: 9,
-    };
+    let ctx = context(&config, &directory, &store);
     let cases: [(Route, Option<&str>, &[u8], u32); 12] = [
         (Route::Create, None, b"{", 400),
         (Route::Create, None, br#"{"email":"a@x.io","role":"admin"}"#, 400),
@@ -204,13 +203,7 @@ fn bad_input_is_refused_before_etcd() {
 fn invitations() {
     let store = MemoryStore::default();
     let config = config();
-    let ctx = AdminContext {
-        config: &config,
-        directory: &Directory::Static,
-        namespace: "ns",
-        store: &store,
-        now_ms: 9,
-    };
+    let ctx = context(&config, &Directory::Static, &store);
     let (status, body) = respond(start(
         &ctx,
         Route::Invite,
@@ -255,13 +248,7 @@ fn parsers_never_panic_on_garbage() {
     let store = MemoryStore::default();
     let config = config();
     let directory = etcd_directory();
-    let ctx = AdminContext {
-        config: &config,
-        directory: &directory,
-        namespace: "ns",
-        store: &store,
-        now_ms: 1,
-    };
+    let ctx = context(&config, &directory, &store);
     for round in 0..20_000 {
         let seed = seeds[round % seeds.len()];
         let mut input = seed.to_vec();

@@ -1,9 +1,18 @@
 //! Developer e-mail addresses: the directory's key.
 //!
-//! Addresses compare case-insensitively after trimming, but only ASCII letters are
-//! folded. Unicode case folding would let a distinct address collide with an
-//! approved one (`\u{212A}arl@x.io` — KELVIN SIGN — lowercases to `karl@x.io`), so
-//! non-ASCII characters are compared exactly.
+//! Which addresses are accepted at all: ASCII only, and only characters that every
+//! host passes through a URL path unchanged, so every accepted address can be
+//! named in `/developers/{email}` on Envoy and on Kong (whose nginx decodes the
+//! path before the filter sees it) and in a `mailto:` link:
+//! - local part: letters, digits and `. ! $ & ' * + - = _ ~` (RFC 5322's atext
+//!   that is also an RFC 3986 path character);
+//! - domain: labels of letters, digits and `-`, separated by single dots
+//!   (internationalized domains in their `xn--` form).
+//!
+//! Addresses compare case-insensitively after trimming ASCII whitespace only:
+//! Unicode whitespace (U+00A0, U+3000) is not trimmed, so it makes the value no
+//! address. Refusing non-ASCII also rules out Unicode look-alikes
+//! (`\u{212A}arl@x.io`, KELVIN SIGN, which Unicode lowercases to `karl@x.io`).
 
 use std::fmt;
 
@@ -32,7 +41,7 @@ impl fmt::Display for EmailError {
             EmailError::LocalPartTooLong => "has more than 64 characters before the '@'",
             EmailError::BadDomain => "has no valid domain after the '@'",
             EmailError::ForbiddenCharacter => {
-                "contains whitespace, a control character or one of , ; < > \" ( ) [ ] \\"
+                "contains a character other than ASCII letters, digits, '@' and . ! $ & ' * + - = _ ~"
             }
         })
     }
@@ -42,14 +51,14 @@ impl fmt::Display for EmailError {
 /// value is not a usable address. Quoted local parts and address lists are refused:
 /// they are where parsers disagree, and a gate must not guess.
 pub fn canonical_email(raw: &str) -> Result<String, EmailError> {
-    let trimmed = raw.trim();
+    let trimmed = raw.trim_matches(|c: char| c.is_ascii_whitespace());
     if trimmed.is_empty() {
         return Err(EmailError::Empty);
     }
     if trimmed.len() > MAX_EMAIL_LEN {
         return Err(EmailError::TooLong);
     }
-    if trimmed.chars().any(is_forbidden) {
+    if !trimmed.bytes().all(|byte| byte == b'@' || is_local_part_byte(byte)) {
         return Err(EmailError::ForbiddenCharacter);
     }
     let mut parts = trimmed.split('@');
@@ -63,20 +72,27 @@ pub fn canonical_email(raw: &str) -> Result<String, EmailError> {
     if local.len() > MAX_LOCAL_PART_LEN {
         return Err(EmailError::LocalPartTooLong);
     }
+
     if !is_plausible_domain(domain) {
         return Err(EmailError::BadDomain);
     }
     Ok(trimmed.to_ascii_lowercase())
 }
 
-fn is_forbidden(c: char) -> bool {
-    c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"' | '(' | ')' | '[' | ']' | '\\')
+fn is_local_part_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'.' | b'!' | b'$' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'=' | b'_' | b'~'
+        )
 }
 
-/// Labels separated by single dots, none empty. Internationalized domains are
-/// accepted as written; no DNS rules beyond that are enforced.
+/// Labels of letters, digits and `-`, separated by single dots, none empty.
 fn is_plausible_domain(domain: &str) -> bool {
-    !domain.is_empty() && domain.split('.').all(|label| !label.is_empty())
+    !domain.is_empty()
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 #[cfg(test)]
@@ -89,14 +105,62 @@ mod tests {
     }
 
     #[test]
-    fn does_not_fold_non_ascii() {
-        // KELVIN SIGN must not become 'k'.
-        let kelvin = canonical_email("\u{212A}arl@example.com").unwrap();
-        assert_ne!(kelvin, "karl@example.com");
+    fn refuses_non_ascii_so_nothing_folds_into_another_address() {
+        // KELVIN SIGN must not become 'k': it is not accepted at all.
         assert_eq!(
-            canonical_email("J\u{00D6}RG@example.com").unwrap(),
-            "j\u{00D6}rg@example.com"
+            canonical_email("\u{212A}arl@example.com"),
+            Err(EmailError::ForbiddenCharacter)
         );
+        assert_eq!(
+            canonical_email("J\u{00D6}RG@example.com"),
+            Err(EmailError::ForbiddenCharacter)
+        );
+        assert_eq!(
+            canonical_email("jorg@b\u{00FC}cher.de"),
+            Err(EmailError::ForbiddenCharacter)
+        );
+        assert_eq!(
+            canonical_email("jorg@xn--bcher-kva.de").unwrap(),
+            "jorg@xn--bcher-kva.de"
+        );
+    }
+
+    #[test]
+    fn trims_ascii_whitespace_only() {
+        assert_eq!(
+            canonical_email("\t alice@example.com\r\n").unwrap(),
+            "alice@example.com"
+        );
+        assert_eq!(
+            canonical_email("\u{00A0}alice@example.com"),
+            Err(EmailError::ForbiddenCharacter)
+        );
+        assert_eq!(
+            canonical_email("alice@example.com\u{3000}"),
+            Err(EmailError::ForbiddenCharacter)
+        );
+        assert_eq!(
+            canonical_email("alice@example.com\u{2028}"),
+            Err(EmailError::ForbiddenCharacter)
+        );
+        assert_eq!(canonical_email("alice@exa_mple.com"), Err(EmailError::BadDomain));
+    }
+
+    #[test]
+    fn every_accepted_address_is_a_plain_url_path_segment() {
+        // Characters that need escaping in a path (and that Kong's nginx decodes
+        // before the filter sees the path) are refused.
+        for bad in ["a/b", "a%b", "a?b", "a#b", "a{b", "a|b", "a^b", "a`b", "a:b", "a@b@c"] {
+            assert!(canonical_email(&format!("{bad}@example.com")).is_err(), "{bad}");
+        }
+        for good in [
+            "a.b", "a+tag", "o'neil", "a!b", "a$b", "a&b", "a*b", "a=b", "a_b", "a~b", "a-b",
+        ] {
+            let email = canonical_email(&format!("{good}@example.com")).unwrap();
+            assert!(email
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"@.!$&'*+-=_~".contains(&b)));
+        }
     }
 
     #[test]

@@ -13,9 +13,11 @@ use crate::routes::{Classification, RouteClass};
 
 /// What the gate needs to know about a request.
 pub trait RequestView {
-    /// Every value of `name` (lower-case), in order.
-    fn header_values(&self, name: &str) -> Vec<String>;
-    /// The first value of `name`, if any.
+    /// Every value of `name` (lower-case), in order. Header values are bytes: a
+    /// value that is not UTF-8 is `None`, so the caller decides what it means
+    /// (for the identity header: no identity).
+    fn header_values(&self, name: &str) -> Vec<Option<String>>;
+    /// The first value of `name`, if there is one and it is UTF-8.
     fn header(&self, name: &str) -> Option<String>;
 }
 
@@ -80,10 +82,11 @@ pub fn decide<'g>(
     }
 
     let values = request.header_values(gate.identity.header_name());
-    let values: Vec<&str> = values.iter().map(String::as_str).collect();
-    let email = match gate.identity.resolve(&values) {
-        Ok(email) => email,
-        Err(_) => return refuse(gate, Some(class), Refusal::Unauthenticated, request),
+    // One value that is not UTF-8 makes the whole identity unusable.
+    let values: Option<Vec<&str>> = values.iter().map(Option::as_deref).collect();
+    let email = match values.map(|values| gate.identity.resolve(&values)) {
+        Some(Ok(email)) => email,
+        _ => return refuse(gate, Some(class), Refusal::Unauthenticated, request),
     };
     let refusal = match lookup(&email) {
         Lookup::Found(Status::Approved) => {
@@ -155,15 +158,15 @@ mod tests {
     struct Headers(Vec<(&'static str, &'static str)>);
 
     impl RequestView for Headers {
-        fn header_values(&self, name: &str) -> Vec<String> {
+        fn header_values(&self, name: &str) -> Vec<Option<String>> {
             self.0
                 .iter()
                 .filter(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
+                .map(|(_, v)| Some(v.to_string()))
                 .collect()
         }
         fn header(&self, name: &str) -> Option<String> {
-            self.header_values(name).into_iter().next()
+            self.header_values(name).into_iter().next().flatten()
         }
     }
 

@@ -42,7 +42,8 @@ impl IdentitySource {
         match self {
             IdentitySource::Header { .. } => canonical_email(value).map_err(IdentityError::BadEmail),
             IdentitySource::JwtPayload { claim, .. } => {
-                let payload = decode_base64url(value.trim()).ok_or(IdentityError::BadBase64)?;
+                let payload = decode_base64url(value.trim_matches(|c: char| c.is_ascii_whitespace()))
+                    .ok_or(IdentityError::BadBase64)?;
                 let email = claim_from_payload(&payload, claim)?;
                 canonical_email(&email).map_err(IdentityError::BadEmail)
             }

@@ -21,6 +21,7 @@ pub mod directory;
 pub mod email;
 pub mod etcd;
 pub mod gate;
+pub mod header_map;
 pub mod identity;
 pub mod mailto;
 pub mod metrics;

@@ -10,6 +10,9 @@
 //! Refused outright, on every route (the classification of such a path cannot be
 //! trusted, because upstreams disagree on what it means):
 //! - `%2F` and `%5C` (encoded `/` and `\`), `%00` and `%3B` (encoded `;`);
+//! - `%25` (an encoded `%`: double encoding, which an upstream that decodes twice
+//!   would turn into `/` or `..`), and escapes that do not decode to UTF-8 (`%FF`,
+//!   the overlong `%C0%AE` that lenient decoders read as `.`);
 //! - invalid percent-encoding (`%`, `%G1`);
 //! - a raw `;` (path parameters: Tomcat and Spring resolve `/public/..;/admin` to
 //!   `/admin`), a raw `\`, and any byte outside RFC 3986's path characters
@@ -34,6 +37,12 @@ pub enum PathError {
     Backslash,
     /// A byte that RFC 3986 does not allow in a path.
     InvalidCharacter,
+    /// `%25`: an encoded `%`, i.e. a double-encoded path (`%252e` is `.` to an
+    /// upstream that decodes twice).
+    EncodedPercent,
+    /// Percent-encoded bytes that do not decode to UTF-8 (`%FF`, the overlong
+    /// `%C0%AE` that lenient decoders read as `.`).
+    InvalidUtf8,
 }
 
 impl PathError {
@@ -46,6 +55,10 @@ impl PathError {
             PathError::PathParameter => "the request path contains ';' (path parameters are not accepted)",
             PathError::Backslash => "the request path contains '\\'",
             PathError::InvalidCharacter => "the request path contains a character that is not allowed in a URL path",
+            PathError::EncodedPercent => {
+                "the request path contains an encoded '%' (%25): double encoding is not accepted"
+            }
+            PathError::InvalidUtf8 => "the request path contains percent-encoded bytes that are not UTF-8",
         }
     }
 }
@@ -152,9 +165,13 @@ fn hex_value(byte: u8) -> Option<u8> {
 fn decode_unreserved(path: &str) -> Result<String, PathError> {
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
+    // The bytes of the current run of consecutive escapes that stay encoded:
+    // a multi-byte UTF-8 character is such a run, and each run must be UTF-8.
+    let mut run: Vec<u8> = Vec::new();
     let mut i = 0;
     while let Some(&byte) = bytes.get(i) {
         if byte != b'%' {
+            check_utf8(&mut run)?;
             out.push(char::from(byte));
             i += 1;
             continue;
@@ -170,8 +187,13 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
             b'/' | b'\\' => return Err(PathError::EncodedSeparator),
             0 => return Err(PathError::EncodedNul),
             b';' => return Err(PathError::PathParameter),
-            _ if is_unreserved(decoded) => out.push(char::from(decoded)),
+            b'%' => return Err(PathError::EncodedPercent),
+            _ if is_unreserved(decoded) => {
+                check_utf8(&mut run)?;
+                out.push(char::from(decoded));
+            }
             _ => {
+                run.push(decoded);
                 out.push('%');
                 out.push(char::from(high.to_ascii_uppercase()));
                 out.push(char::from(low.to_ascii_uppercase()));
@@ -179,7 +201,17 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
         }
         i += 3;
     }
+    check_utf8(&mut run)?;
     Ok(out)
+}
+
+/// Ends a run of escaped bytes: they must decode to UTF-8.
+fn check_utf8(run: &mut Vec<u8>) -> Result<(), PathError> {
+    if std::str::from_utf8(run).is_err() {
+        return Err(PathError::InvalidUtf8);
+    }
+    run.clear();
+    Ok(())
 }
 
 /// RFC 3986 §5.2.4 on an absolute path. Empty segments count as segments (as in
@@ -316,6 +348,44 @@ mod tests {
         assert_eq!(normalize("*"), Err(PathError::NotOriginForm));
         assert_eq!(normalize("http://evil/api"), Err(PathError::NotOriginForm));
         assert_eq!(normalize(""), Err(PathError::NotOriginForm));
+    }
+
+    #[test]
+    fn refuses_double_encoding_and_escapes_that_are_not_utf8() {
+        // What an upstream that decodes twice, or leniently, reads as "..".
+        assert_eq!(
+            normalize("/portal/assets/%252e%252e/credentials"),
+            Err(PathError::EncodedPercent)
+        );
+        assert_eq!(normalize("/api/%25"), Err(PathError::EncodedPercent));
+        assert_eq!(
+            normalize("/portal/assets/%c0%ae%c0%ae/credentials"),
+            Err(PathError::InvalidUtf8)
+        );
+        assert_eq!(normalize("/api/%ff"), Err(PathError::InvalidUtf8));
+        assert_eq!(
+            normalize("/api/%C3"),
+            Err(PathError::InvalidUtf8),
+            "a truncated character"
+        );
+        assert_eq!(
+            normalize("/api/%C3x%A9"),
+            Err(PathError::InvalidUtf8),
+            "a character split by a byte"
+        );
+        assert_eq!(
+            normalize("/api/%E0%80%AE"),
+            Err(PathError::InvalidUtf8),
+            "overlong, three bytes"
+        );
+        assert_eq!(
+            normalize("/api/%ED%A0%80"),
+            Err(PathError::InvalidUtf8),
+            "a UTF-16 surrogate"
+        );
+        // Encoded UTF-8 stays accepted, and stays encoded.
+        assert_eq!(norm("/api/j%C3%B6rg/%41"), "/api/j%C3%B6rg/A");
+        assert_eq!(norm("/api/%E2%82%AC%7B"), "/api/%E2%82%AC%7B");
     }
 
     #[test]

@@ -6,10 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    adapt_shipped_config, embedded_filter_configs, repo_root, wait_until, Envoy, Etcd, LdsGateway, Ports, Request,
-    Response,
-};
+use common::demo::gateway;
+use common::{wait_until, Etcd, LdsGateway, Ports, Request};
 use serde_json::{json, Value};
 
 const PREFIX: &str = "/devportal/dev/";
@@ -17,72 +15,6 @@ const PREFIX: &str = "/devportal/dev/";
 /// loaded CI machine; the observed delays are printed.
 const BOUND: Duration = Duration::from_secs(2);
 const CEILING: Duration = Duration::from_secs(6);
-
-struct Gateway {
-    envoy: Envoy,
-    port: u16,
-    api: u16,
-    token: String,
-}
-
-fn demo_token() -> String {
-    let yaml = std::fs::read_to_string(repo_root().join("filter-config/envoy/demo.yaml")).unwrap();
-    let configs = embedded_filter_configs(&yaml);
-    let admin = configs
-        .iter()
-        .find(|c| c.get("admin").is_some())
-        .expect("demo.yaml has an admin configuration");
-    admin["admin"]["tokens"][0]["token"].as_str().unwrap().to_string()
-}
-
-fn gateway(name: &str, etcd_port: u16) -> Gateway {
-    let mut ports = Ports::new();
-    ports.etcd = etcd_port;
-    let config = adapt_shipped_config("filter-config/envoy/demo.yaml", &ports);
-    let envoy = Envoy::start(name, &config, ports.admin, 2);
-    Gateway {
-        envoy,
-        port: ports.listener,
-        api: ports.api,
-        token: demo_token(),
-    }
-}
-
-impl Gateway {
-    /// The status an API call of `email` gets.
-    fn api_status(&self, email: &str) -> u16 {
-        Request::get("/api/orders").user(email).send(self.port).status
-    }
-
-    fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Response {
-        let mut request = Request::new(method, &format!("/_devportal{path}"))
-            .header("authorization", &format!("Bearer {}", self.token));
-        if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body);
-        }
-        request.send(self.api)
-    }
-
-    fn act(&self, email: &str, action: &str) -> Response {
-        self.admin(
-            "POST",
-            &format!("/developers/{email}/{action}"),
-            Some(r#"{"reason":"e2e"}"#),
-        )
-    }
-
-    fn developer(&self, email: &str) -> Value {
-        let response = self.admin("GET", &format!("/developers/{email}"), None);
-        assert_eq!(response.status, 200, "{}", response.body);
-        response.json()["developer"].clone()
-    }
-
-    fn wait_synced(&self) {
-        wait_until("first sync", Duration::from_secs(20), || {
-            Request::get("/_devportal/health").send(self.api).status == 200
-        });
-    }
-}
 
 fn stored(status: &str) -> String {
     json!({"status": status, "created_ms": 1, "updated_ms": 1}).to_string()

@@ -2,9 +2,9 @@
 //! when there is one, then drive `admin::start`/`admin::resume` through the etcd
 //! calls they ask for.
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::Action;
 
+use super::abi;
 use super::etcd_call::{self, now_ms};
 use super::http::{respond, unconfigured, GateHttp, HostRequest, Waiting};
 use super::root::Shared;
@@ -31,36 +31,30 @@ impl GateHttp {
             Err(response) => return respond_api(&response),
         };
         let actor = if route.needs_token() {
-            match admin::authenticate(config, &request.header_values("authorization")) {
+            // A header value that is not UTF-8 is no token at all.
+            let values: Option<Vec<String>> = request.header_values("authorization").into_iter().collect();
+            match admin::authenticate(config, values.as_deref().unwrap_or_default()) {
                 Ok(name) => name.to_string(),
                 Err(response) => return respond_api(&response),
             }
         } else {
             String::new()
         };
-        // Kong reports end_of_stream = false in header callbacks even without a
-        // body; a request that declares no body is served right away.
-        let declares_body = request.has("content-length") && request.header("content-length").as_deref() != Some("0")
-            || request.has("transfer-encoding");
-        if route.reads_body() && !end_of_stream && declares_body {
+        if !end_of_stream {
+            // Whether a body follows is the stream's word, never a header's:
+            // a chunked HTTP/1.1 body (Envoy drops `transfer-encoding` before
+            // filters see it) or an HTTP/2 body has no `content-length`.
             // Envoy turns a pause here into "stop all iteration": the body would
             // never reach `on_http_request_body`. So the headers continue, and the
             // admin listener has Envoy's buffer filter after this one, which holds
             // them from the router until the body is complete; this filter takes
-            // the body first and answers.
+            // the body first and answers (an empty one included).
             self.waiting = Waiting::AdminBody {
                 route,
                 query: query.map(str::to_string),
                 actor,
             };
             return Action::Continue;
-        }
-        if !route.reads_body() && !end_of_stream && declares_body {
-            return respond_api(&ApiResponse {
-                status: 400,
-                body: r#"{"error":"unexpected_body","message":"this request takes no body"}"#.into(),
-                allow: None,
-            });
         }
         self.start_admin(shared, route, query, b"", &actor)
     }
@@ -128,8 +122,8 @@ pub(super) fn respond_api(response: &ApiResponse) -> Action {
     if response.status == 401 {
         headers.push(("www-authenticate", "Bearer"));
     }
-    if let Err(status) = hostcalls::send_http_response(response.status, headers, Some(response.body.as_bytes())) {
-        log::error!("devportal-gate: cannot send the admin response: {status:?}");
+    if let Err(status) = abi::send_local_response(response.status, &headers, response.body.as_bytes()) {
+        log::error!("devportal-gate: cannot send the admin response: {status}");
     }
     Action::Pause
 }

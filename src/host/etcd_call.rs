@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
 
+use super::abi::{self, Buffer, Map};
 use crate::config::EtcdConfig;
 use crate::etcd::{EtcdError, EtcdRequest};
 
 /// Sends `request`; the answer arrives at the calling context's
-/// `on_http_call_response` with the returned token.
+/// `on_http_call_response` with the returned token. (The SDK's wrapper is used
+/// here on purpose: see `abi`'s module comment.)
 pub fn dispatch(etcd: &EtcdConfig, request: &EtcdRequest) -> Result<u32, EtcdError> {
     let headers = vec![
         (":method", "POST"),
@@ -31,20 +32,16 @@ pub fn dispatch(etcd: &EtcdConfig, request: &EtcdRequest) -> Result<u32, EtcdErr
 /// The HTTP status and body of the call that just answered. A call that failed
 /// (refused, reset, timed out) arrives without a `:status`.
 pub fn read_answer(body_size: usize) -> Result<(u32, Vec<u8>), EtcdError> {
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+    let status = abi::header_value(Map::CallResponseHeaders, ":status")
         .ok()
         .flatten()
-        .and_then(|status| status.parse::<u32>().ok())
+        .and_then(|status| std::str::from_utf8(&status).ok()?.parse::<u32>().ok())
         .ok_or_else(|| EtcdError::Unreachable("no answer (connection failed or timed out)".to_string()))?;
-    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-        .map_err(|status| EtcdError::Unreachable(format!("cannot read the answer: {status:?}")))?
-        .unwrap_or_default();
+    let body = abi::buffer(Buffer::CallResponseBody, 0, body_size)
+        .map_err(|status| EtcdError::Unreachable(format!("cannot read the answer: {status}")))?;
     Ok((status, body))
 }
 
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+    abi::now_ms()
 }

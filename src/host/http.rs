@@ -6,10 +6,10 @@
 
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::Action;
 
+use super::abi::{self, Buffer, Map};
 use super::admin_http::{admin_context, respond_api};
 use super::etcd_call;
 use super::root::Shared;
@@ -22,7 +22,7 @@ use crate::directory::{self, Lookup, Status};
 use crate::gate::{self, RequestView};
 use crate::path;
 use crate::replica;
-use crate::responses::LocalResponse;
+use crate::responses::{bad_path, LocalResponse};
 
 pub struct GateHttp {
     pub(super) shared: Option<Rc<Shared>>,
@@ -97,10 +97,13 @@ impl HttpContext for GateHttp {
         // of its header anyway (the only portable way to see a header sent twice),
         // and the same copy answers every other question about the request.
         let request = HostRequest {
-            headers: hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default(),
+            headers: abi::header_pairs(Map::RequestHeaders).unwrap_or_default(),
         };
-        let target = request.pseudo_header(":path");
-        let method = request.pseudo_header(":method");
+        // Header values are bytes: a target or method that is not UTF-8 is not a
+        // request this gate can classify.
+        let (Some(target), Some(method)) = (request.pseudo_header(":path"), request.pseudo_header(":method")) else {
+            return respond(&bad_path(path::PathError::InvalidCharacter));
+        };
         if let Some(admin) = shared.admin.as_ref() {
             if let Ok(normalized) = path::normalize(&target) {
                 let under = normalized.path.strip_prefix(admin.prefix.as_str());
@@ -123,7 +126,7 @@ impl HttpContext for GateHttp {
         });
         if let Some(&id) = verdict.counter.index().and_then(|i| shared.counters.get(i)) {
             // A failed increment must not change the decision.
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = abi::increment_metric(id, 1);
         }
         match verdict.action {
             gate::Action::Forward {
@@ -139,19 +142,28 @@ impl HttpContext for GateHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Waiting::AdminBody { .. } = self.waiting else {
+        let Waiting::AdminBody { route, .. } = &self.waiting else {
             return Action::Continue;
         };
-        if body_size > admin::MAX_BODY_BYTES {
-            self.waiting = Waiting::Nothing;
-            return respond_api(&ApiResponse {
+        let too_large = if route.reads_body() {
+            (body_size > admin::MAX_BODY_BYTES).then(|| ApiResponse {
                 status: 413,
                 body: format!(
                     r#"{{"error":"body_too_large","message":"bodies are limited to {} bytes"}}"#,
                     admin::MAX_BODY_BYTES
                 ),
                 allow: None,
-            });
+            })
+        } else {
+            (body_size > 0).then(|| ApiResponse {
+                status: 400,
+                body: r#"{"error":"unexpected_body","message":"this request takes no body"}"#.into(),
+                allow: None,
+            })
+        };
+        if let Some(refusal) = too_large {
+            self.waiting = Waiting::Nothing;
+            return respond_api(&refusal);
         }
         if !end_of_stream {
             return Action::Pause; // Envoy buffers until the whole body is in.
@@ -162,51 +174,54 @@ impl HttpContext for GateHttp {
         let Waiting::AdminBody { route, query, actor } = std::mem::replace(&mut self.waiting, Waiting::Nothing) else {
             return Action::Pause;
         };
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let body = abi::buffer(Buffer::RequestBody, 0, body_size).unwrap_or_default();
         self.start_admin(&shared, route, query.as_deref(), &body, &actor)
     }
 }
 
-/// The request's headers, as the host reported them.
+/// The request's headers, as the host reported them: names and values as bytes.
 pub(super) struct HostRequest {
-    headers: Vec<(String, String)>,
+    headers: Vec<crate::header_map::Pair>,
 }
 
 impl HostRequest {
-    /// Envoy lists pseudo-headers in the map; a host that does not is asked directly.
-    fn pseudo_header(&self, name: &str) -> String {
-        match self.header(name) {
-            Some(value) => value,
-            None => hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-                .ok()
-                .flatten()
-                .unwrap_or_default(),
+    /// Envoy lists pseudo-headers in the map; a host that does not is asked
+    /// directly. `None` when the value is not UTF-8.
+    fn pseudo_header(&self, name: &str) -> Option<String> {
+        match self.values(name).next() {
+            Some(value) => utf8(value),
+            None => match abi::header_value(Map::RequestHeaders, name) {
+                Ok(Some(value)) => String::from_utf8(value).ok(),
+                _ => Some(String::new()),
+            },
         }
     }
 
     pub(super) fn has(&self, name: &str) -> bool {
-        self.headers.iter().any(|(header, _)| header.eq_ignore_ascii_case(name))
+        self.values(name).next().is_some()
+    }
+
+    /// Every value of `name`; names compare case-insensitively (hosts differ in
+    /// how they report them), as bytes, so a name that is not UTF-8 never matches.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(header, _)| header.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value.as_slice())
     }
 }
 
+fn utf8(value: &[u8]) -> Option<String> {
+    std::str::from_utf8(value).ok().map(str::to_string)
+}
+
 impl RequestView for HostRequest {
-    fn header_values(&self, name: &str) -> Vec<String> {
-        // Names compare case-insensitively: hosts differ in how they report them.
-        self.headers
-            .iter()
-            .filter(|(header, _)| header.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.clone())
-            .collect()
+    fn header_values(&self, name: &str) -> Vec<Option<String>> {
+        self.values(name).map(utf8).collect()
     }
 
     fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(header, _)| header.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.clone())
+        self.values(name).next().and_then(utf8)
     }
 }
 
@@ -215,19 +230,15 @@ fn forward(request: &HostRequest, rewrite_target: Option<&str>, developer: Optio
     // (setting a header replaces only its first copy in Envoy).
     for name in [DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER] {
         if request.has(name) {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+            let _ = abi::remove_header(Map::RequestHeaders, name);
         }
     }
     if let Some(email) = developer {
-        let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, DEVELOPER_EMAIL_HEADER, email);
-        let _ = hostcalls::add_map_value(
-            MapType::HttpRequestHeaders,
-            DEVELOPER_STATUS_HEADER,
-            Status::Approved.as_str(),
-        );
+        let _ = abi::add_header(Map::RequestHeaders, DEVELOPER_EMAIL_HEADER, email);
+        let _ = abi::add_header(Map::RequestHeaders, DEVELOPER_STATUS_HEADER, Status::Approved.as_str());
     }
     if let Some(target) = rewrite_target {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(target));
+        let _ = abi::replace_header(Map::RequestHeaders, ":path", target);
     }
 }
 
@@ -237,8 +248,8 @@ pub(super) fn send(response: &LocalResponse) {
         .iter()
         .map(|(name, value)| (*name, value.as_str()))
         .collect();
-    if let Err(status) = hostcalls::send_http_response(response.status, headers, Some(&response.body)) {
-        log::error!("devportal-gate: cannot send the local response: {status:?}");
+    if let Err(status) = abi::send_local_response(response.status, &headers, &response.body) {
+        log::error!("devportal-gate: cannot send the local response: {status}");
     }
 }
 

@@ -1,9 +1,11 @@
 //! The thin glue between the proxy-wasm ABI and the pure logic in the crate root.
-//! Only `proxy_wasm::hostcalls` (which return `Result`) are called here: the SDK's
-//! `Context` helpers unwrap host errors and would panic in the data plane. Never
-//! call `get_log_level`: Kong's ngx_wasm_module declares it with another
-//! signature and refuses to load a module that imports it (HOSTS.md).
+//! Host calls go through `abi`, our own layer over the raw imports, which returns
+//! `Result` and cannot panic (the SDK's wrappers panic on unexpected statuses and
+//! on header bytes that are not UTF-8). Never call `get_log_level`: Kong's
+//! ngx_wasm_module declares it with another signature and refuses to load a
+//! module that imports it (docs/hosts.md).
 
+mod abi;
 mod admin_http;
 mod etcd_call;
 mod http;
@@ -11,10 +13,12 @@ mod root;
 mod self_service;
 mod store;
 
-use proxy_wasm::types::LogLevel;
+static LOGGER: abi::HostLogger = abi::HostLogger;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    // Our logger, not the SDK's: the SDK's unwraps the host's status.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
     // With panic = "abort" a panic still kills the VM; say why before it does.
     std::panic::set_hook(Box::new(|info| {
         log::error!("devportal-gate: panic (the VM will stop): {info}");

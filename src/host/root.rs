@@ -7,10 +7,10 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MetricType};
+use proxy_wasm::types::ContextType;
 
+use super::abi::{self, Buffer, MetricKind};
 use super::etcd_call::{self, now_ms};
 use super::http::GateHttp;
 use super::store::HostSharedData;
@@ -164,7 +164,7 @@ impl SyncDuty {
 
 fn bump(counter: Option<u32>) {
     if let Some(id) = counter {
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = abi::increment_metric(id, 1);
     }
 }
 
@@ -201,7 +201,7 @@ impl RootContext for GateRoot {
             } else {
                 now.saturating_sub(state.synced_at_ms)
             };
-            let _ = hostcalls::record_metric(gauge, staleness);
+            let _ = abi::record_metric(gauge, staleness);
         }
     }
 
@@ -216,13 +216,12 @@ impl RootContext for GateRoot {
 
 impl GateRoot {
     fn configure(&mut self) -> Result<(), String> {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .map_err(|status| format!("cannot read the plugin configuration: {status:?}"))?
-            .unwrap_or_default();
+        let bytes = abi::buffer(Buffer::PluginConfiguration, 0, usize::MAX)
+            .map_err(|status| format!("cannot read the plugin configuration: {status}"))?;
         let config = config::compile(&bytes).map_err(|error| error.to_string())?;
         let namespace = config.gate.namespace.clone();
         let counters = define_counters()?;
-        self.staleness_gauge = Some(define("devportal_gate.directory.staleness_ms", MetricType::Gauge)?);
+        self.staleness_gauge = Some(define("devportal_gate.directory.staleness_ms", MetricKind::Gauge)?);
         let synced = match &config.directory {
             Directory::Static if config.admin_only => {
                 log::info!(
@@ -254,8 +253,8 @@ impl GateRoot {
                     syncer: Syncer::new(&namespace, &etcd.key_prefix, seed),
                     in_flight: None,
                     last_cycle_ms: 0,
-                    ok_counter: Some(define("devportal_gate.sync.ok", MetricType::Counter)?),
-                    failed_counter: Some(define("devportal_gate.sync.failed", MetricType::Counter)?),
+                    ok_counter: Some(define("devportal_gate.sync.ok", MetricKind::Counter)?),
+                    failed_counter: Some(define("devportal_gate.sync.failed", MetricKind::Counter)?),
                 });
                 log::info!(
                     "devportal-gate {VERSION} ({GIT_SHA}) configured: etcd directory {:?} at {:?}, namespace {namespace:?}, worker {worker}, sync every {} ms",
@@ -267,7 +266,7 @@ impl GateRoot {
             }
         };
         if self.sync.is_some() {
-            hostcalls::set_tick_period(TICK).map_err(|status| format!("cannot set the tick period: {status:?}"))?;
+            abi::set_tick_period(TICK).map_err(|status| format!("cannot set the tick period: {status}"))?;
         }
         self.shared = Some(Rc::new(Shared {
             gate: config.gate,
@@ -280,13 +279,13 @@ impl GateRoot {
     }
 }
 
-fn define(name: &str, kind: MetricType) -> Result<u32, String> {
-    hostcalls::define_metric(kind, name).map_err(|status| format!("cannot define metric {name}: {status:?}"))
+fn define(name: &str, kind: MetricKind) -> Result<u32, String> {
+    abi::define_metric(kind, name).map_err(|status| format!("cannot define metric {name}: {status}"))
 }
 
 fn define_counters() -> Result<Vec<u32>, String> {
     Counter::all()
         .into_iter()
-        .map(|counter| define(&counter.name(), MetricType::Counter))
+        .map(|counter| define(&counter.name(), MetricKind::Counter))
         .collect()
 }

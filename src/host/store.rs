@@ -1,30 +1,22 @@
 //! `SharedStore` over proxy-wasm shared data.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
-
+use super::abi::{self, HostError};
 use crate::directory::{SharedStore, StoreError};
 
 pub struct HostSharedData;
 
 impl SharedStore for HostSharedData {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(value), Some(cas))) => Ok(Some((value, cas))),
-            // A value without a CAS token cannot be written back safely; report
-            // it as present with CAS 0 so a write attempt is refused, not blind.
-            Ok((Some(value), None)) => Ok(Some((value, 0))),
-            Ok((None, _)) => Ok(None),
-            Err(Status::NotFound) => Ok(None),
-            Err(status) => Err(StoreError::Host(format!("get_shared_data failed: {status:?}"))),
-        }
+        // A value without a CAS token (0) is reported as present with CAS 0, so
+        // a later write attempt is refused by the host rather than blind.
+        abi::shared_data(key).map_err(|status| StoreError::Host(format!("get_shared_data failed: {status}")))
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
+        match abi::set_shared_data(key, value, cas.unwrap_or(0)) {
             Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
-            Err(status) => Err(StoreError::Host(format!("set_shared_data failed: {status:?}"))),
+            Err(HostError::CAS_MISMATCH) => Err(StoreError::CasMismatch),
+            Err(status) => Err(StoreError::Host(format!("set_shared_data failed: {status}"))),
         }
     }
 }

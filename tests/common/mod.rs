@@ -2,6 +2,9 @@
 //! client (raw so that odd request targets reach Envoy exactly as written).
 #![allow(dead_code)]
 
+pub mod demo;
+pub mod raw;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -4,11 +4,11 @@
 
 use std::borrow::Cow;
 
-use crate::config::Gate;
+use crate::config::{Gate, DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
 use crate::directory::{Lookup, Status};
 use crate::metrics::Counter;
 use crate::path;
-use crate::responses::{bad_path, LocalResponse, Refusal};
+use crate::responses::{bad_path, bad_request, LocalResponse, Refusal};
 use crate::routes::{Classification, RouteClass};
 
 /// What the gate needs to know about a request.
@@ -28,7 +28,7 @@ pub enum Action<'g> {
         /// The normalized request target, when it differs from what was sent.
         rewrite_target: Option<String>,
         /// The Approved developer, for the `x-developer-*` headers; `None` on
-        /// public routes (client copies of those headers are removed either way).
+        /// public routes (a request with client copies never gets this far).
         developer: Option<String>,
     },
     /// Answer locally.
@@ -56,6 +56,20 @@ pub fn decide<'g>(
     request: &dyn RequestView,
     lookup: impl FnOnce(&str) -> Lookup,
 ) -> Verdict<'g> {
+    // The developer headers are the gate's to set. A client copy is refused on
+    // every route rather than removed: Kong's nginx still forwards a header the
+    // filter removed, and replacing a value replaces only its first copy, so
+    // removal cannot keep a spoofed copy from the upstream on every host.
+    for name in [DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER] {
+        if !request.header_values(name).is_empty() {
+            return Verdict {
+                action: Action::Respond(Cow::Owned(bad_request(&format!(
+                    "the {name} header is set by the gateway; a request may not carry it"
+                )))),
+                counter: Counter::BadRequest,
+            };
+        }
+    }
     let normalized = match path::normalize(target) {
         Ok(normalized) => normalized,
         Err(error) => {

@@ -20,6 +20,7 @@ pub mod developer;
 pub mod directory;
 pub mod email;
 pub mod etcd;
+pub mod framing;
 pub mod gate;
 pub mod header_map;
 pub mod identity;

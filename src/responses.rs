@@ -221,7 +221,12 @@ fn render_redirect(location: String) -> LocalResponse {
 /// The 400 answer for a path the gate will not classify (rendered per request:
 /// rare, and it names the reason).
 pub fn bad_path(error: PathError) -> LocalResponse {
-    let body = json!({ "message": error.message(), "status": "bad_request" });
+    bad_request(error.message())
+}
+
+/// 400 `{"status":"bad_request"}` with `message`.
+pub fn bad_request(message: &str) -> LocalResponse {
+    let body = json!({ "message": message, "status": "bad_request" });
     LocalResponse {
         status: 400,
         headers: no_store_headers("application/json"),

@@ -128,7 +128,7 @@ fn cases(gate: &Gateway) -> Vec<Case> {
             b"/portal/login",
             vec![h(b"x-developer-email", b"\xff@example.com")],
             None,
-            Some(200),
+            Some(400),
         ),
         case(
             "header name 0xFF",

@@ -117,7 +117,6 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
-    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_add_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -148,6 +147,12 @@ extern "C" {
         headers_data: *const u8,
         headers_size: usize,
         grpc_status: i32,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
     ) -> u32;
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
@@ -223,10 +228,6 @@ pub fn replace_header(map: Map, name: &str, value: &str) -> Result<(), HostError
     check(unsafe { proxy_replace_header_map_value(map as u32, name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
 
-pub fn remove_header(map: Map, name: &str) -> Result<(), HostError> {
-    check(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
-}
-
 pub fn add_header(map: Map, name: &str, value: &str) -> Result<(), HostError> {
     check(unsafe { proxy_add_header_map_value(map as u32, name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
@@ -265,6 +266,20 @@ pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -
             -1,
         )
     })
+}
+
+/// A host property; `path` segments are joined with NUL as the ABI wants.
+/// `None` when the host does not have it.
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+    let serialized = path.join("\0");
+    let mut data = null_mut();
+    let mut size = 0;
+    let status = unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
+    match check(status) {
+        Ok(()) => Ok(unsafe { take_host_bytes(data, size) }),
+        Err(HostError::NOT_FOUND) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, HostError> {

@@ -11,6 +11,7 @@ use super::root::Shared;
 use super::store::HostSharedData;
 use crate::admin::{self, AdminContext, ApiResponse, Route, Step};
 use crate::config::Directory;
+use crate::framing::{self, Body, Framing};
 use crate::gate::RequestView;
 
 impl GateHttp {
@@ -40,10 +41,31 @@ impl GateHttp {
         } else {
             String::new()
         };
-        if !end_of_stream {
-            // Whether a body follows is the stream's word, never a header's:
-            // a chunked HTTP/1.1 body (Envoy drops `transfer-encoding` before
-            // filters see it) or an HTTP/2 body has no `content-length`.
+        // Whether a body follows is the stream's word (see `framing`): never
+        // Content-Length alone, which a chunked HTTP/1.1 body (Envoy drops
+        // `transfer-encoding` before filters see it) or an HTTP/2 body lacks.
+        let nginx_protocol = if end_of_stream {
+            None
+        } else {
+            abi::property(&["ngx", "server_protocol"])
+                .ok()
+                .flatten()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+        };
+        let body = framing::body(Framing {
+            end_of_stream,
+            nginx_protocol: nginx_protocol.as_deref(),
+            content_length: request.header("content-length").as_deref(),
+            transfer_encoding: request.has("transfer-encoding"),
+        });
+        if body == Body::Unknown && route.reads_body() {
+            return respond_api(&ApiResponse {
+                status: 411,
+                body: r#"{"error":"length_required","message":"this host cannot tell whether a body follows: send Content-Length"}"#.into(),
+                allow: None,
+            });
+        }
+        if body == Body::Follows {
             // Envoy turns a pause here into "stop all iteration": the body would
             // never reach `on_http_request_body`. So the headers continue, and the
             // admin listener has Envoy's buffer filter after this one, which holds

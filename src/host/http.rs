@@ -133,7 +133,7 @@ impl HttpContext for GateHttp {
                 rewrite_target,
                 developer,
             } => {
-                forward(&request, rewrite_target.as_deref(), developer.as_deref());
+                forward(rewrite_target.as_deref(), developer.as_deref());
                 Action::Continue
             }
             gate::Action::Respond(response) => respond(&response),
@@ -225,14 +225,9 @@ impl RequestView for HostRequest {
     }
 }
 
-fn forward(request: &HostRequest, rewrite_target: Option<&str>, developer: Option<&str>) {
-    // Client copies of the developer headers go first, however many were sent
-    // (setting a header replaces only its first copy in Envoy).
-    for name in [DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER] {
-        if request.has(name) {
-            let _ = abi::remove_header(Map::RequestHeaders, name);
-        }
-    }
+fn forward(rewrite_target: Option<&str>, developer: Option<&str>) {
+    // The request carries no client copy of these headers: the gate refused it
+    // otherwise (`gate::decide`), so adding them is all it takes.
     if let Some(email) = developer {
         let _ = abi::add_header(Map::RequestHeaders, DEVELOPER_EMAIL_HEADER, email);
         let _ = abi::add_header(Map::RequestHeaders, DEVELOPER_STATUS_HEADER, Status::Approved.as_str());

@@ -186,8 +186,92 @@ pub fn seed_index_key(namespace: &str) -> String {
 pub enum StoreError {
     /// The value changed since it was read.
     CasMismatch,
+    /// The host keeps another key's value in this key's slot (Kong's `shm_kv`
+    /// identifies keys by CRC-32 alone); names that key.
+    Collision(String),
     /// Anything else the host reported.
     Host(String),
+}
+
+/// Keys that belong to one developer (`<ns>/dev/<email>`, `<ns>/doc/<email>`):
+/// a client chooses their names. Every other key is the filter's own.
+pub fn is_per_developer_key(key: &str) -> bool {
+    let mut segments = key.splitn(3, '/');
+    let _namespace = segments.next();
+    matches!(segments.next(), Some("dev" | "doc")) && segments.next().is_some()
+}
+
+/// A `SharedStore` whose every value names its own key, checked on every read
+/// and write, over a host store that may confuse keys.
+///
+/// Kong's `shm_kv` identifies a key by its CRC-32 alone, so two keys with the
+/// same CRC-32 share one slot, and a crafted e-mail can read (or overwrite) an
+/// approved developer's record. Here a value is stored as `<key>\0<value>`:
+/// - a read that finds another key's value sees the key as absent (an unknown
+///   developer: refused), never the other key's value;
+/// - a write never overwrites another developer's value: it fails with
+///   `StoreError::Collision` (that developer cannot be stored on this host and
+///   stays refused; the condition is logged). The filter's own keys (sync state,
+///   tabs, index, election) take their slot back from a developer's value, so a
+///   crafted address can deny only itself, never the whole gateway;
+/// - a value without the envelope (written by an older build) reads as absent
+///   and may be overwritten.
+pub struct KeyChecked<S>(pub S);
+
+enum Slot {
+    Empty,
+    Own(Vec<u8>, u32),
+    /// Another key's value (or one without an envelope), and its CAS.
+    Foreign(String, u32),
+}
+
+impl<S: SharedStore> KeyChecked<S> {
+    fn slot(&self, key: &str) -> Result<Slot, StoreError> {
+        let Some((stored, cas)) = self.0.get(key)? else {
+            return Ok(Slot::Empty);
+        };
+        let Some(split) = stored.iter().position(|&b| b == 0) else {
+            return Ok(Slot::Foreign(String::new(), cas));
+        };
+        let (holder, value) = stored.split_at(split);
+        if holder == key.as_bytes() {
+            Ok(Slot::Own(value.get(1..).unwrap_or_default().to_vec(), cas))
+        } else {
+            Ok(Slot::Foreign(String::from_utf8_lossy(holder).into_owned(), cas))
+        }
+    }
+}
+
+impl<S: SharedStore> SharedStore for KeyChecked<S> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        match self.slot(key)? {
+            Slot::Own(value, cas) => Ok(Some((value, cas))),
+            Slot::Empty | Slot::Foreign(..) => Ok(None),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let mut stored = Vec::with_capacity(key.len() + 1 + value.len());
+        stored.extend_from_slice(key.as_bytes());
+        stored.push(0);
+        stored.extend_from_slice(value);
+        let cas = match cas {
+            Some(cas) => Some(cas),
+            // "Absent" as read may be a slot another key holds: look again.
+            None => match self.slot(key)? {
+                Slot::Empty => None,
+                Slot::Own(..) => return Err(StoreError::CasMismatch),
+                Slot::Foreign(holder, foreign_cas) => {
+                    if holder.is_empty() || !is_per_developer_key(key) {
+                        Some(foreign_cas)
+                    } else {
+                        return Err(StoreError::Collision(holder));
+                    }
+                }
+            },
+        };
+        self.0.set(key, &stored, cas)
+    }
 }
 
 /// The two shared-data calls, with the portable semantics of HOSTS.md.
@@ -258,6 +342,7 @@ pub fn write_unless(
     Err(SeedError {
         key: key.to_string(),
         reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts"),
+        collision: false,
     })
 }
 
@@ -265,17 +350,24 @@ pub fn write_unless(
 pub struct SeedError {
     pub key: String,
     pub reason: String,
+    /// The key's slot is held by another key (see `KeyChecked`).
+    pub collision: bool,
 }
 
 impl SeedError {
     pub fn host(key: &str, error: StoreError) -> SeedError {
-        let reason = match error {
-            StoreError::CasMismatch => "CAS mismatch".to_string(),
-            StoreError::Host(reason) => reason,
+        let (reason, collision) = match error {
+            StoreError::CasMismatch => ("CAS mismatch".to_string(), false),
+            StoreError::Collision(holder) => (
+                format!("the host keeps {holder:?} in the same slot (Kong's shm_kv identifies keys by CRC-32); this key cannot be stored here"),
+                true,
+            ),
+            StoreError::Host(reason) => (reason, false),
         };
         SeedError {
             key: key.to_string(),
             reason,
+            collision,
         }
     }
 }
@@ -372,6 +464,41 @@ impl SharedStore for MemoryStore {
     }
 }
 
+/// A store that keeps one value per *slot*, where `slot(key)` may give two keys
+/// the same slot, as Kong's `shm_kv` does with CRC-32; with Kong's CAS rules.
+/// For tests of `KeyChecked`.
+pub struct SlotStore {
+    pub slot: fn(&str) -> u64,
+    entries: std::cell::RefCell<std::collections::HashMap<u64, (Vec<u8>, u32)>>,
+}
+
+impl SlotStore {
+    pub fn new(slot: fn(&str) -> u64) -> SlotStore {
+        SlotStore {
+            slot,
+            entries: Default::default(),
+        }
+    }
+}
+
+impl SharedStore for SlotStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(self.entries.borrow().get(&(self.slot)(key)).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let slot = (self.slot)(key);
+        let mut entries = self.entries.borrow_mut();
+        let next_cas = match (entries.get(&slot), cas) {
+            (None, None) => 1,
+            (Some((_, current)), Some(cas)) if *current == cas => current + 1,
+            _ => return Err(StoreError::CasMismatch),
+        };
+        entries.insert(slot, (value.to_vec(), next_cas));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +506,84 @@ mod tests {
 
     fn devs(list: &[(&str, Status)]) -> Vec<(String, Status)> {
         list.iter().map(|(e, s)| (e.to_string(), *s)).collect()
+    }
+
+    /// Anagrams share a slot: collisions without having to forge a CRC.
+    fn byte_sum(key: &str) -> u64 {
+        key.bytes().map(u64::from).sum()
+    }
+
+    #[test]
+    fn a_colliding_key_never_reads_or_overwrites_another_developer() {
+        let alice = devs(&[("alice@example.com", Status::Approved)]);
+        // Without the check, the host's confusion decides access.
+        let raw = SlotStore::new(byte_sum);
+        seed(&raw, "devportal", &alice).unwrap();
+        assert_eq!(
+            lookup(&raw, "devportal", "ecila@example.com"),
+            Lookup::Found(Status::Approved)
+        );
+
+        let store = KeyChecked(SlotStore::new(byte_sum));
+        seed(&store, "devportal", &alice).unwrap();
+        assert_eq!(lookup(&store, "devportal", "ecila@example.com"), Lookup::Unknown);
+        assert_eq!(
+            lookup(&store, "devportal", "alice@example.com"),
+            Lookup::Found(Status::Approved)
+        );
+        // Writing the colliding developer fails and leaves alice alone.
+        let record = Record::Present {
+            status: Status::Requested,
+            revision: 9,
+        };
+        let error = write_if_different(
+            &store,
+            &developer_key("devportal", "ecila@example.com"),
+            &record.encode(),
+        )
+        .unwrap_err();
+        assert!(error.collision, "{error}");
+        assert!(error.to_string().contains("alice@example.com"), "{error}");
+        assert_eq!(
+            lookup(&store, "devportal", "alice@example.com"),
+            Lookup::Found(Status::Approved)
+        );
+    }
+
+    #[test]
+    fn the_filters_own_keys_take_their_slot_back_from_a_developer() {
+        // Keys of one length share a slot: "devportal/index" and "devportal/dev/a".
+        let store = KeyChecked(SlotStore::new(|key| key.len() as u64));
+        let (system, developer) = ("devportal/index", "devportal/dev/a");
+        write_if_different(&store, developer, b"1;approved;1").unwrap();
+        assert_eq!(store.get(system).unwrap(), None, "a developer's value is not the index");
+        write_if_different(&store, system, b"a@x.io").unwrap();
+        assert_eq!(store.get(system).unwrap().map(|(v, _)| v), Some(b"a@x.io".to_vec()));
+        assert_eq!(
+            store.get(developer).unwrap(),
+            None,
+            "the developer is now absent: refused"
+        );
+        // ...while a developer never takes a slot from the filter's own key.
+        assert!(
+            write_if_different(&store, developer, b"1;approved;2")
+                .unwrap_err()
+                .collision
+        );
+        assert!(!is_per_developer_key("devportal/sync"));
+        assert!(!is_per_developer_key("devportal/list/approved"));
+        assert!(is_per_developer_key("devportal/doc/a@x.io"));
+        assert!(is_per_developer_key(developer));
+    }
+
+    #[test]
+    fn values_without_the_envelope_read_as_absent_and_are_replaced() {
+        let inner = MemoryStore::default();
+        inner.set("devportal/dev/a@x.io", b"1;approved;0", None).unwrap();
+        let store = KeyChecked(inner);
+        assert_eq!(lookup(&store, "devportal", "a@x.io"), Lookup::Unknown);
+        write_if_different(&store, "devportal/dev/a@x.io", b"1;revoked;0").unwrap();
+        assert_eq!(lookup(&store, "devportal", "a@x.io"), Lookup::Found(Status::Revoked));
     }
 
     #[test]

@@ -250,13 +250,16 @@ impl Syncer {
         // The snapshot is complete: whatever the replica had and etcd has not is gone.
         for email in replica::read_index(store, &self.namespace)? {
             if !seen.contains_key(&email)
-                && replica::apply_with(
-                    store,
-                    &self.namespace,
-                    &email,
-                    revision,
-                    Entry::Deleted,
-                    self.write_mode(),
+                && skip_collision(
+                    replica::apply_with(
+                        store,
+                        &self.namespace,
+                        &email,
+                        revision,
+                        Entry::Deleted,
+                        self.write_mode(),
+                    ),
+                    &mut report,
                 )?
             {
                 report.removed += 1;
@@ -517,24 +520,30 @@ impl Syncer {
                     status: Some(developer.status),
                     updated_ms: developer.updated_ms,
                 },
-                replica::apply_with(
-                    store,
-                    &self.namespace,
-                    &name,
-                    kv.mod_revision,
-                    Entry::Present(&developer),
-                    self.write_mode(),
+                skip_collision(
+                    replica::apply_with(
+                        store,
+                        &self.namespace,
+                        &name,
+                        kv.mod_revision,
+                        Entry::Present(&developer),
+                        self.write_mode(),
+                    ),
+                    report,
                 )?,
             ),
             Err(_) => {
                 report.unreadable += 1;
-                let changed = replica::apply_with(
-                    store,
-                    &self.namespace,
-                    &name,
-                    kv.mod_revision,
-                    Entry::Unreadable,
-                    self.write_mode(),
+                let changed = skip_collision(
+                    replica::apply_with(
+                        store,
+                        &self.namespace,
+                        &name,
+                        kv.mod_revision,
+                        Entry::Unreadable,
+                        self.write_mode(),
+                    ),
+                    report,
                 )?;
                 (
                     Listed {
@@ -598,6 +607,21 @@ pub fn seed_request(key_prefix: &str, developers: &[(String, Status)], now_ms: u
         })
         .collect();
     Some(etcd::seed_once(&seed_marker(key_prefix), &entries))
+}
+
+/// A developer whose key shares its slot with another key on this host (Kong's
+/// CRC-32 keys, see `directory::KeyChecked`) is skipped and counted as
+/// unreadable, not a failed sync: one crafted address must not stop the whole
+/// directory from syncing. That developer stays refused on this host.
+fn skip_collision(result: Result<bool, SeedError>, report: &mut CycleReport) -> Result<bool, SeedError> {
+    match result {
+        Err(error) if error.collision => {
+            log::warn!("devportal-gate: developer skipped: {error}");
+            report.unreadable += 1;
+            Ok(false)
+        }
+        other => other,
+    }
 }
 
 // ---- Which worker syncs ------------------------------------------------------

@@ -99,10 +99,16 @@ fn approved_requests_carry_the_developer_and_spoofed_headers_are_refused() {
     // included, in any case and however many copies: the upstream only ever
     // sees the gate's.
     let spoofs: [&[(&str, &str)]; 4] = [
-        &[("x-developer-email", "mallory@example.com"), ("x-developer-email", "mallory2@example.com")],
+        &[
+            ("x-developer-email", "mallory@example.com"),
+            ("x-developer-email", "mallory2@example.com"),
+        ],
         &[("X-Developer-Status", "approved")],
         &[("x-developer-email", "")],
-        &[("x-developer-email", "mallory@example.com"), ("x-developer-status", "approved")],
+        &[
+            ("x-developer-email", "mallory@example.com"),
+            ("x-developer-status", "approved"),
+        ],
     ];
     for headers in spoofs {
         for (path, user) in [("/api/orders", "alice@example.com"), ("/portal/login", "")] {

@@ -22,9 +22,16 @@ use crate::sync::{self, Next, Syncer};
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const GIT_SHA: &str = env!("DEVPORTAL_GATE_GIT_SHA");
 
+/// How often every worker ticks. A sync cycle of several etcd calls (pages,
+/// deletion scans, the seed) sends each next call from the tick after the
+/// previous answer, never from inside the answer's callback: Kong's engine
+/// crashes the worker when a root context dispatches there (docs/hosts.md). So
+/// the tick is short, and the election runs at its own, slower pace.
+const TICK: Duration = Duration::from_millis(20);
+
 /// How often every worker looks at the election and the replica's age. The sync
 /// interval is checked at this granularity, so it bounds the extra delay.
-const TICK: Duration = Duration::from_millis(200);
+const ELECTION_PERIOD_MS: u64 = 200;
 
 /// Everything an HTTP context needs, built once per configuration.
 pub struct Shared {
@@ -43,6 +50,7 @@ pub struct GateRoot {
     shared: Option<Rc<Shared>>,
     sync: Option<SyncDuty>,
     staleness_gauge: Option<u32>,
+    last_gauge_ms: u64,
 }
 
 /// The etcd side of a worker: a candidate for the syncer role.
@@ -52,7 +60,10 @@ struct SyncDuty {
     syncer: Syncer,
     /// The call in flight, if any.
     in_flight: Option<InFlight>,
+    /// The cycle's next call, sent at the next tick; and when the cycle began.
+    next_call: Option<(crate::etcd::EtcdRequest, u64)>,
     last_cycle_ms: u64,
+    last_election_ms: u64,
     ok_counter: Option<u32>,
     failed_counter: Option<u32>,
 }
@@ -84,16 +95,8 @@ impl Context for GateRoot {
             }
         };
         match result {
-            Ok(Next::Call(request)) => match etcd_call::dispatch(&duty.etcd, &request) {
-                Ok(token) => {
-                    duty.in_flight = Some(InFlight {
-                        token,
-                        cycle_started_ms: started,
-                        call_started_ms: now,
-                    })
-                }
-                Err(error) => duty.fail(&sync::SyncError::Etcd(error)),
-            },
+            // Sent from the next tick: never dispatch from inside this callback.
+            Ok(Next::Call(request)) => duty.next_call = Some((request, started)),
             Ok(Next::Done(report)) => {
                 duty.last_cycle_ms = now;
                 bump(duty.ok_counter);
@@ -118,13 +121,14 @@ impl SyncDuty {
     fn fail(&mut self, error: &sync::SyncError) {
         self.syncer.abandon();
         self.in_flight = None;
+        self.next_call = None;
         self.last_cycle_ms = now_ms();
         bump(self.failed_counter);
         log::warn!("devportal-gate: directory sync failed (the last known statuses stay enforced): {error}");
     }
 
     fn tick(&mut self, namespace: &str, now: u64) {
-        // A call that never answered (the host lost it) must not stop syncing.
+        let election_due = now.saturating_sub(self.last_election_ms) >= ELECTION_PERIOD_MS;
         if let Some(call) = self.in_flight {
             // The host times every call out; one that still has not answered
             // long after that was lost, and must not stop syncing for good.
@@ -134,9 +138,20 @@ impl SyncDuty {
                 )));
             }
             // Keep the role while the call is out.
-            sync::elect(&HostSharedData, namespace, self.worker, now, self.stall_ms());
+            if election_due {
+                self.last_election_ms = now;
+                sync::elect(&HostSharedData, namespace, self.worker, now, self.stall_ms());
+            }
             return;
         }
+        if let Some((request, cycle_started_ms)) = self.next_call.take() {
+            self.send(&request, cycle_started_ms, now);
+            return;
+        }
+        if !election_due {
+            return;
+        }
+        self.last_election_ms = now;
         if !sync::elect(&HostSharedData, namespace, self.worker, now, self.stall_ms()) {
             return;
         }
@@ -144,11 +159,15 @@ impl SyncDuty {
             return;
         }
         let request = self.syncer.begin();
-        match etcd_call::dispatch(&self.etcd, &request) {
+        self.send(&request, now, now);
+    }
+
+    fn send(&mut self, request: &crate::etcd::EtcdRequest, cycle_started_ms: u64, now: u64) {
+        match etcd_call::dispatch(&self.etcd, request) {
             Ok(token) => {
                 self.in_flight = Some(InFlight {
                     token,
-                    cycle_started_ms: now,
+                    cycle_started_ms,
                     call_started_ms: now,
                 })
             }
@@ -191,6 +210,10 @@ impl RootContext for GateRoot {
         if let Some(duty) = self.sync.as_mut() {
             duty.tick(&shared.gate.namespace, now);
         }
+        if now.saturating_sub(self.last_gauge_ms) < ELECTION_PERIOD_MS {
+            return;
+        }
+        self.last_gauge_ms = now;
         if let (Some(gauge), Some(state)) = (
             self.staleness_gauge,
             replica::read_sync_state(&HostSharedData, &shared.gate.namespace),
@@ -252,7 +275,9 @@ impl GateRoot {
                     worker,
                     syncer: Syncer::new(&namespace, &etcd.key_prefix, seed),
                     in_flight: None,
+                    next_call: None,
                     last_cycle_ms: 0,
+                    last_election_ms: 0,
                     ok_counter: Some(define("devportal_gate.sync.ok", MetricKind::Counter)?),
                     failed_counter: Some(define("devportal_gate.sync.failed", MetricKind::Counter)?),
                 });

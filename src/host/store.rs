@@ -1,11 +1,27 @@
-//! `SharedStore` over proxy-wasm shared data.
+//! `SharedStore` over proxy-wasm shared data: every value names its own key
+//! (`directory::KeyChecked`), because Kong's `shm_kv` confuses keys with the
+//! same CRC-32.
 
 use super::abi::{self, HostError};
-use crate::directory::{SharedStore, StoreError};
+use crate::directory::{KeyChecked, SharedStore, StoreError};
 
+/// The shared data the filter uses, key-checked.
 pub struct HostSharedData;
 
 impl SharedStore for HostSharedData {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        KeyChecked(RawSharedData).get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        KeyChecked(RawSharedData).set(key, value, cas)
+    }
+}
+
+/// The host's calls as they are.
+struct RawSharedData;
+
+impl SharedStore for RawSharedData {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
         // A value without a CAS token (0) is reported as present with CAS 0, so
         // a later write attempt is refused by the host rather than blind.

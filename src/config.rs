@@ -75,6 +75,8 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     unknown_developers: Option<RawUnknownDevelopers>,
+    #[serde(default)]
+    metrics: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,6 +304,9 @@ pub struct Config {
     /// directory it reads what the gate's configuration seeded and seeds nothing
     /// (seeding an empty list would remove every developer).
     pub admin_only: bool,
+    /// Define and update the decision counters and sync metrics. Off for Kong
+    /// 3.4-3.7, whose engine traps on every metric call.
+    pub metrics: bool,
 }
 
 /// Parses and validates a configuration.
@@ -377,6 +382,7 @@ fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         directory,
         admin,
         admin_only,
+        metrics: raw.metrics.unwrap_or(true),
     })
 }
 

@@ -243,8 +243,10 @@ impl GateRoot {
             .map_err(|status| format!("cannot read the plugin configuration: {status}"))?;
         let config = config::compile(&bytes).map_err(|error| error.to_string())?;
         let namespace = config.gate.namespace.clone();
-        let counters = define_counters()?;
-        self.staleness_gauge = Some(define("devportal_gate.directory.staleness_ms", MetricKind::Gauge)?);
+        // `"metrics": false` makes no metric call at all: Kong 3.4-3.7 trap on them.
+        let metrics = config.metrics;
+        let counters = if metrics { define_counters()? } else { Vec::new() };
+        self.staleness_gauge = define_if(metrics, "devportal_gate.directory.staleness_ms", MetricKind::Gauge)?;
         let synced = match &config.directory {
             Directory::Static if config.admin_only => {
                 log::info!(
@@ -278,8 +280,8 @@ impl GateRoot {
                     next_call: None,
                     last_cycle_ms: 0,
                     last_election_ms: 0,
-                    ok_counter: Some(define("devportal_gate.sync.ok", MetricKind::Counter)?),
-                    failed_counter: Some(define("devportal_gate.sync.failed", MetricKind::Counter)?),
+                    ok_counter: define_if(metrics, "devportal_gate.sync.ok", MetricKind::Counter)?,
+                    failed_counter: define_if(metrics, "devportal_gate.sync.failed", MetricKind::Counter)?,
                 });
                 log::info!(
                     "devportal-gate {VERSION} ({GIT_SHA}) configured: etcd directory {:?} at {:?}, namespace {namespace:?}, worker {worker}, sync every {} ms",
@@ -306,6 +308,14 @@ impl GateRoot {
 
 fn define(name: &str, kind: MetricKind) -> Result<u32, String> {
     abi::define_metric(kind, name).map_err(|status| format!("cannot define metric {name}: {status}"))
+}
+
+fn define_if(wanted: bool, name: &str, kind: MetricKind) -> Result<Option<u32>, String> {
+    if wanted {
+        define(name, kind).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 fn define_counters() -> Result<Vec<u32>, String> {

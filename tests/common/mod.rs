@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod demo;
+pub mod kong;
 pub mod raw;
 
 use std::io::{Read, Write};

@@ -1,0 +1,318 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code: failing loudly is the point
+//! End to end in Kong's own Wasm engine (ngx_wasm_module in nginx, as Kong 3.10
+//! embeds it; `../shared/kong-engine`), 2 worker processes, the same `.wasm` as
+//! the Envoy suites, configured from the shipped `filter-config/kong/` files.
+//! Where the engine is missing these tests are reported as ignored.
+
+mod common;
+
+use std::time::Duration;
+
+use common::kong::{colliding_address, crc32, Engine, Kong};
+use common::raw::{http1, http1_status};
+use common::{embedded_filter_configs, repo_root, wait_until, Etcd, Request};
+use serde_json::{json, Value};
+
+const SKIP: &str = "Kong's engine (../shared/kong-engine) is not on this machine";
+const CEILING: Duration = Duration::from_secs(6);
+
+fn shipped(file: &str) -> Vec<Value> {
+    let yaml = std::fs::read_to_string(repo_root().join("filter-config/kong").join(file)).unwrap();
+    embedded_filter_configs(&yaml)
+}
+
+/// kong-etcd.yml's gate and admin configurations, pointed at a test etcd.
+fn etcd_configs(etcd_port: u16) -> (Value, Value, String) {
+    let mut configs = shipped("kong-etcd.yml");
+    assert_eq!(configs.len(), 2, "kong-etcd.yml has a gate and an admin configuration");
+    for config in &mut configs {
+        config["directory"]["etcd"]["upstream"] = json!(format!("127.0.0.1:{etcd_port}"));
+    }
+    let token = configs[1]["admin"]["tokens"][0]["token"].as_str().unwrap().to_string();
+    (configs[0].clone(), configs[1].clone(), token)
+}
+
+fn status(port: u16, path: &str, user: &str) -> u16 {
+    let mut request = Request::get(path);
+    if !user.is_empty() {
+        request = request.user(user);
+    }
+    request.send(port).status
+}
+
+fn admin(kong: &Kong, token: &str, method: &str, path: &str, body: Option<&str>) -> common::Response {
+    let mut request =
+        Request::new(method, &format!("/_devportal{path}")).header("authorization", &format!("Bearer {token}"));
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body);
+    }
+    request.send(kong.admin)
+}
+
+#[test]
+fn crc32_is_the_one_kong_uses() {
+    assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    let forged = colliding_address("devportal", "alice@example.com", "m", "example.com");
+    assert_eq!(
+        crc32(format!("devportal/dev/{forged}").as_bytes()),
+        crc32(b"devportal/dev/alice@example.com")
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(kong_engine),
+    ignore = "Kong's engine (../shared/kong-engine) is not on this machine"
+)]
+fn the_static_gate_in_kong() {
+    let _ = SKIP;
+    let gate = shipped("kong.yml").remove(0);
+    let kong = Kong::start("static", &gate, None, 2);
+
+    // Every status, Kong Enterprise's answers (kong.yml uses that style).
+    for _ in 0..4 {
+        let response = Request::get("/api/orders").user("alice@example.com").send(kong.port);
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.json()["x_developer_email"], "alice@example.com");
+        assert_eq!(response.json()["x_developer_status"], "approved");
+        let response = Request::get("/api/orders").user("dave@example.com").send(kong.port);
+        assert_eq!(response.status, 401);
+        assert_eq!(response.json()["message"], "Unauthorized: Developer status \"REVOKED\"");
+        let response = Request::get("/api/orders").user("nobody@example.com").send(kong.port);
+        assert_eq!(response.json()["message"], "Unauthorized");
+        assert_eq!(status(kong.port, "/api/orders", ""), 401);
+        assert_eq!(status(kong.port, "/portal/login", ""), 200);
+    }
+
+    // A crafted address whose key has alice's CRC-32 is not alice.
+    let forged = colliding_address("devportal", "alice@example.com", "m", "example.com");
+    for _ in 0..4 {
+        let response = Request::get("/api/orders").user(&forged).send(kong.port);
+        assert_eq!(response.status, 401, "{forged}: {}", response.body);
+        assert_eq!(response.json()["message"], "Unauthorized");
+    }
+    let forged_dave = colliding_address("devportal", "dave@example.com", "z", "example.org");
+    assert_eq!(status(kong.port, "/api/orders", &forged_dave), 401);
+
+    // Client copies of the developer headers never reach the upstream.
+    let before = kong.upstream_log().lines().count();
+    for headers in [
+        vec![("x-developer-email", "mallory@example.com")],
+        vec![("x-developer-email", "a@x.io"), ("x-developer-email", "b@x.io")],
+        vec![("X-Developer-Status", "approved")],
+    ] {
+        for (path, user) in [("/api/orders", "alice@example.com"), ("/portal/login", "")] {
+            let mut request = Request::get(path);
+            if !user.is_empty() {
+                request = request.user(user);
+            }
+            for (name, value) in &headers {
+                request = request.header(name, value);
+            }
+            let response = request.send(kong.port);
+            assert_eq!(response.status, 400, "{path} {headers:?}: {}", response.body);
+        }
+    }
+    assert_eq!(
+        kong.upstream_log().lines().count(),
+        before,
+        "a spoofed request reached the upstream"
+    );
+
+    // Identity tricks and bytes that are not UTF-8: refused, and every worker survives.
+    for spoof in [
+        "\u{00A0}alice@example.com",
+        "alice@example.com\u{3000}",
+        "alice@example.com, bob@x.io",
+    ] {
+        assert_eq!(status(kong.port, "/api/orders", spoof), 401, "{spoof:?}");
+    }
+    let twice = Request::get("/api/orders")
+        .user("alice@example.com")
+        .user("alice@example.com")
+        .send(kong.port);
+    assert_eq!(twice.status, 401);
+    for raw in [
+        &b"GET /api/orders HTTP/1.1\r\nhost: x\r\nx-consumer-username: \xff\r\nconnection: close\r\n\r\n"[..],
+        b"GET /api/orders HTTP/1.1\r\nhost: x\r\nx-consumer-username: alic\xe9@example.com\r\nconnection: close\r\n\r\n",
+        b"GET /portal/login HTTP/1.1\r\nhost: x\r\nx-note: \xff\xfe\r\nconnection: close\r\n\r\n",
+    ] {
+        for _ in 0..6 {
+            let answer = http1(kong.port, raw).unwrap();
+            assert!(
+                matches!(http1_status(&answer), Some(200 | 401)),
+                "{}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+    for _ in 0..10 {
+        assert_eq!(status(kong.port, "/api/orders", "alice@example.com"), 200);
+    }
+    kong.assert_no_crash();
+}
+
+#[test]
+#[cfg_attr(
+    not(kong_engine),
+    ignore = "Kong's engine (../shared/kong-engine) is not on this machine"
+)]
+fn the_etcd_workflow_in_kong() {
+    let etcd = Etcd::start("kong-workflow", common::free_port());
+    // More than one full-sync page (1000), so paging runs too.
+    let many: Vec<(String, String)> = (0..2500)
+        .map(|i| {
+            (
+                format!("/devportal/dev/bulk{i:05}@example.com"),
+                json!({"status": if i % 2 == 0 { "approved" } else { "revoked" }}).to_string(),
+            )
+        })
+        .collect();
+    etcd.put_many(&many);
+    let (gate, admin_config, token) = etcd_configs(etcd.port);
+    let kong = Kong::start("etcd", &gate, Some(&admin_config), 2);
+
+    // The seed in kong-etcd.yml happened, and the paged full sync completed.
+    wait_until("first sync in Kong", Duration::from_secs(20), || {
+        status(kong.port, "/api/orders", "alice@example.com") == 200
+    });
+    assert_eq!(status(kong.port, "/api/orders", "bulk02498@example.com"), 200);
+    assert_eq!(status(kong.port, "/api/orders", "bulk02499@example.com"), 401);
+    assert_eq!(status(kong.port, "/api/orders", "bob@example.com"), 401);
+    assert!(etcd.get("/devportal/dev/bob@example.com").is_some(), "seeded into etcd");
+
+    // Admin actions: revoke (enforced at once by the acting gateway's replica).
+    let revoked = admin(
+        &kong,
+        &token,
+        "POST",
+        "/developers/alice@example.com/revoke",
+        Some(r#"{"reason":"kong"}"#),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    for _ in 0..4 {
+        assert_eq!(status(kong.port, "/api/orders", "alice@example.com"), 401);
+    }
+    let back = admin(
+        &kong,
+        &token,
+        "POST",
+        "/developers/alice@example.com/reapprove",
+        Some("{}"),
+    );
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(status(kong.port, "/api/orders", "alice@example.com"), 200);
+
+    // Deletions, through the API and directly in etcd (these crashed workers).
+    let deleted = admin(&kong, &token, "POST", "/developers/dave@example.com/delete", Some("{}"));
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    etcd.delete("/devportal/dev/bulk00000@example.com");
+    wait_until("a direct deletion reaches Kong", CEILING, || {
+        status(kong.port, "/api/orders", "bulk00000@example.com") == 401
+    });
+    etcd.put(
+        "/devportal/dev/carol@example.com",
+        &json!({"status": "approved"}).to_string(),
+    );
+    wait_until("a direct write reaches Kong", CEILING, || {
+        status(kong.port, "/api/orders", "carol@example.com") == 200
+    });
+
+    // Self-registration, and a crafted address colliding with alice's key: it is
+    // recorded in etcd, never becomes alice, never overwrites her, and syncing
+    // goes on.
+    assert_eq!(status(kong.port, "/portal/home", "newcomer@example.com"), 401);
+    assert!(etcd.get("/devportal/dev/newcomer@example.com").is_some());
+    let forged = colliding_address("devportal", "alice@example.com", "m", "example.com");
+    for _ in 0..3 {
+        assert_ne!(status(kong.port, "/portal/home", &forged), 200);
+        assert_eq!(status(kong.port, "/api/orders", &forged), 401);
+    }
+    etcd.put(
+        &format!("/devportal/dev/{forged}"),
+        &json!({"status": "approved"}).to_string(),
+    );
+    etcd.put(
+        "/devportal/dev/erin@example.com",
+        &json!({"status": "approved"}).to_string(),
+    );
+    wait_until("syncing goes on past the colliding address", CEILING, || {
+        status(kong.port, "/api/orders", "erin@example.com") == 200
+    });
+    assert_eq!(status(kong.port, "/api/orders", "alice@example.com"), 200);
+    assert_eq!(
+        status(kong.port, "/api/orders", &forged),
+        401,
+        "approved in etcd, but it cannot be held here"
+    );
+    assert!(
+        kong.error_log().contains("cannot be stored here"),
+        "the collision is logged"
+    );
+
+    // An etcd outage changes nothing for traffic; writes answer 503.
+    let mut etcd = etcd;
+    etcd.stop();
+    assert_eq!(status(kong.port, "/api/orders", "alice@example.com"), 200);
+    assert_eq!(status(kong.port, "/api/orders", "dave@example.com"), 401);
+    let refused = admin(
+        &kong,
+        &token,
+        "POST",
+        "/developers/alice@example.com/revoke",
+        Some("{}"),
+    );
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    etcd.restart();
+    wait_until("writes work again", Duration::from_secs(15), || {
+        admin(&kong, &token, "GET", "/health", None).json()["status"] == "ok"
+    });
+
+    // A reload (what `kong reload` sends): the replica is rebuilt by a full sync,
+    // and protected routes never pass an unapproved developer meanwhile.
+    kong.reload(&gate, Some(&admin_config));
+    for _ in 0..10 {
+        assert_ne!(status(kong.port, "/api/orders", "dave@example.com"), 200);
+    }
+    wait_until("the replica is back after the reload", Duration::from_secs(20), || {
+        status(kong.port, "/api/orders", "alice@example.com") == 200
+    });
+    assert_eq!(status(kong.port, "/api/orders", "bulk00001@example.com"), 401);
+    kong.assert_no_crash();
+}
+
+#[test]
+#[cfg_attr(
+    not(kong_engine),
+    ignore = "Kong's engine (../shared/kong-engine) is not on this machine"
+)]
+fn kong_3_4_to_3_7_runs_the_gate_with_metrics_off() {
+    let mut gate = shipped("kong.yml").remove(0);
+    gate["metrics"] = json!(false);
+    let kong = Kong::start_with("kong34", Engine::Kong34To37, &gate, None, 2);
+    for _ in 0..4 {
+        assert_eq!(status(kong.port, "/api/orders", "alice@example.com"), 200);
+        assert_eq!(status(kong.port, "/api/orders", "dave@example.com"), 401);
+        assert_eq!(status(kong.port, "/portal/login", ""), 200);
+    }
+    kong.assert_no_crash();
+}
+
+#[test]
+#[cfg_attr(
+    not(kong_engine),
+    ignore = "Kong's engine (../shared/kong-engine) is not on this machine"
+)]
+fn a_static_directory_is_reseeded_after_a_reload() {
+    let gate = shipped("kong.yml").remove(0);
+    let kong = Kong::start("reload", &gate, None, 2);
+    assert_eq!(status(kong.port, "/api/orders", "alice@example.com"), 200);
+    let mut changed = gate.clone();
+    changed["developers"] = json!([{"email": "alice@example.com", "status": "revoked"}]);
+    kong.reload(&changed, None);
+    wait_until("the reloaded directory is enforced", CEILING, || {
+        status(kong.port, "/api/orders", "alice@example.com") == 401
+    });
+    assert_eq!(status(kong.port, "/api/orders", "dave@example.com"), 401);
+    kong.assert_no_crash();
+}

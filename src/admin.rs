@@ -58,6 +58,9 @@ pub struct AdminContext<'a> {
     pub namespace: &'a str,
     pub store: &'a dyn SharedStore,
     pub now_ms: u64,
+    /// A fresh, unique id for a write this request may start (recorded in the
+    /// developer's history; see `Transition::operation`).
+    pub operation: String,
 }
 
 impl AdminContext<'_> {
@@ -202,9 +205,24 @@ pub enum Step {
 
 /// A request waiting for etcd.
 pub enum Task {
-    Create { developer: Developer },
+    Create(CreateTask),
     Act(ActTask),
     Bulk(BulkTask),
+}
+
+pub struct CreateTask {
+    developer: Developer,
+    operation: String,
+    phase: CreatePhase,
+}
+
+enum CreatePhase {
+    /// Reading the archive of a deleted developer with this address.
+    ReadArchive,
+    /// The create-if-absent is out; `resent` after a lost answer.
+    Write { request: EtcdRequest, resent: bool },
+    /// Its answer was lost: reading the key back.
+    Verify { request: EtcdRequest, resent: bool },
 }
 
 pub struct ActTask {
@@ -213,6 +231,7 @@ pub struct ActTask {
     reason: Option<String>,
     actor: String,
     dry_run: bool,
+    operation: String,
     phase: ActPhase,
 }
 
@@ -220,7 +239,19 @@ enum ActPhase {
     /// Reading the developer's current record and revision.
     Read,
     /// The conditional write is out; `to` is `None` for a deletion.
-    Write { from: Status, to: Option<Developer> },
+    Write(Pending),
+    /// Its answer was lost: reading the key back.
+    Verify(Pending),
+}
+
+/// A conditional write, kept whole so it can be sent again: it only applies
+/// while the key is at `expected`, so sending it twice changes nothing twice.
+struct Pending {
+    from: Status,
+    to: Option<Developer>,
+    expected: u64,
+    request: EtcdRequest,
+    resent: bool,
 }
 
 pub struct BulkTask {
@@ -277,11 +308,7 @@ fn start_inner(
             let prefix = writable(ctx)?;
             let request: CreateRequest = parse_body(body)?;
             let developer = request.into_developer(actor, ctx.now_ms)?;
-            let call = etcd::create(
-                &sync::developer_etcd_key(prefix, &developer.email),
-                &developer.to_stored(),
-            );
-            Ok(Step::Call(call, Box::new(Task::Create { developer })))
+            Ok(create_step(ctx, prefix, developer))
         }
         Route::Act(email, action) => {
             let prefix = writable(ctx)?;
@@ -297,6 +324,7 @@ fn start_inner(
                 reason,
                 actor: actor.to_string(),
                 dry_run: request.dry_run,
+                operation: ctx.operation.clone(),
                 phase: ActPhase::Read,
             };
             Ok(Step::Call(
@@ -338,6 +366,7 @@ fn start_inner(
                 reason,
                 actor: actor.to_string(),
                 dry_run: request.dry_run,
+                operation: ctx.operation.clone(),
                 phase: ActPhase::Read,
             };
             let call = etcd::get(&sync::developer_etcd_key(prefix, &current.email));
@@ -359,7 +388,10 @@ pub fn resume(ctx: &AdminContext<'_>, task: Task, etcd_answer: Result<(u32, Vec<
         return Step::Respond(error(500, "internal", "an etcd answer arrived for a static directory"));
     };
     match task {
-        Task::Create { developer } => Step::Respond(created(ctx, developer, etcd_answer)),
+        Task::Create(mut task) => match create(ctx, prefix, &mut task, etcd_answer) {
+            Ok(call) => Step::Call(call, Box::new(Task::Create(task))),
+            Err(response) => Step::Respond(response),
+        },
         Task::Act(mut task) => match act(ctx, prefix, &mut task, etcd_answer) {
             ActOutcome::Call(call) => Step::Call(call, Box::new(Task::Act(task))),
             ActOutcome::Done { status, body } => Step::Respond(answer(status, body)),
@@ -382,6 +414,8 @@ pub fn resume(ctx: &AdminContext<'_>, task: Task, etcd_answer: Result<(u32, Vec<
                         let call = etcd::get(&sync::developer_etcd_key(prefix, &email));
                         bulk.current.email = email;
                         bulk.current.phase = ActPhase::Read;
+                        // One operation id per developer of the bulk request.
+                        bulk.current.operation = format!("{}.{}", ctx.operation, bulk.results.len());
                         Step::Call(call, Box::new(Task::Bulk(bulk)))
                     }
                     None => Step::Respond(bulk_answer(200, bulk.current.dry_run, bulk.results)),
@@ -443,7 +477,7 @@ fn act(
                 Entry::Present(&current),
             );
             let to = match current.after(task.action, &task.actor, task.reason.as_deref(), ctx.now_ms) {
-                Ok(to) => to,
+                Ok(to) => to.map(|to| to.with_operation(&task.operation)),
                 Err(not_offered) => {
                     return ActOutcome::Done {
                         status: 409,
@@ -462,52 +496,144 @@ fn act(
                     body: json!({"dry_run": true, "action": task.action.as_str(), "from": current.status, "to": to.as_ref().map(|d| d.status), "deletes": to.is_none()}),
                 };
             }
-            let call = etcd::replace(&key, to.as_ref().map(Developer::to_stored).as_deref(), kv.mod_revision);
-            task.phase = ActPhase::Write {
+            let request = match &to {
+                Some(developer) => etcd::replace(&key, Some(&developer.to_stored()), kv.mod_revision),
+                // A deletion keeps the history (with the deletion) in the archive.
+                None => {
+                    let archived = current
+                        .deleted(&task.actor, task.reason.as_deref(), ctx.now_ms)
+                        .with_operation(&task.operation);
+                    etcd::delete_and_archive(
+                        &key,
+                        kv.mod_revision,
+                        &sync::archive_etcd_key(prefix, &task.email),
+                        &archived.to_stored(),
+                    )
+                }
+            };
+            task.phase = ActPhase::Write(Pending {
                 from: current.status,
                 to,
-            };
-            ActOutcome::Call(call)
+                expected: kv.mod_revision,
+                request: request.clone(),
+                resent: false,
+            });
+            ActOutcome::Call(request)
         }
-        ActPhase::Write { from, to } => {
-            let txn = match etcd_answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
-                Ok(txn) => txn,
-                // A timeout may hide a commit; the next sync shows the truth either way.
-                Err(why) => return unavailable(&why),
-            };
-            if !txn.succeeded {
-                return conflict(ctx, &task.email, txn.current);
-            }
-            let entry = match &to {
-                Some(developer) => Entry::Present(developer),
-                None => Entry::Deleted,
-            };
-            // Enforced here before the answer: the next request through this gateway sees it.
-            if let Err(why) = replica::apply(ctx.store, ctx.namespace, &task.email, txn.revision, entry) {
-                return ActOutcome::Done {
-                    status: 500,
-                    body: json!({"error": "replica", "message": format!("committed to etcd, but this gateway's replica could not be updated ({why}); it will be within one sync interval")}),
-                };
-            }
-            // One line per committed change, for the gateway's logs (the history
-            // in etcd has the same, with the reason).
-            log::info!(
-                "devportal-gate admin: {} {} {} ({} -> {}) at etcd revision {}",
-                task.actor,
-                task.action.as_str(),
-                task.email,
-                from,
-                to.as_ref().map_or("deleted", |d| d.status.as_str()),
-                txn.revision
-            );
-            let body = match to {
-                Some(developer) => {
-                    json!({"action": task.action.as_str(), "from": from, "developer": developer.to_api(txn.revision)})
+        ActPhase::Write(pending) => {
+            match etcd_answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
+                Ok(txn) if txn.succeeded => committed(ctx, task, pending.from, pending.to, txn.revision, false),
+                Ok(txn) => conflict(ctx, &task.email, txn.current),
+                // The write was sent: it may have committed. Never guess; read it back.
+                Err(why) => {
+                    log::warn!(
+                        "devportal-gate admin: the answer to operation {} on {} was lost ({why}); reading it back",
+                        task.operation,
+                        task.email
+                    );
+                    task.phase = ActPhase::Verify(pending);
+                    ActOutcome::Call(etcd::get(&key))
                 }
-                None => json!({"action": "delete", "from": from, "deleted": task.email}),
-            };
-            ActOutcome::Done { status: 200, body }
+            }
         }
+        ActPhase::Verify(mut pending) => {
+            let range = match etcd_answer.and_then(|(status, body)| etcd::parse_range(status, &body)) {
+                Ok(range) => range,
+                Err(why) => return outcome_unknown(ctx, &task.email, &task.operation, &why),
+            };
+            let Some(kv) = range.kvs.into_iter().next() else {
+                return match pending.to {
+                    // Gone, as asked: by this request or by another at the same moment.
+                    None => ActOutcome::Done {
+                        status: 200,
+                        body: json!({"action": "delete", "from": pending.from, "deleted": task.email, "confirmed_by_read_back": true}),
+                    },
+                    Some(_) => conflict(ctx, &task.email, None),
+                };
+            };
+            if kv.mod_revision == pending.expected {
+                // Not applied, and it still can be: send the same conditional write once more.
+                if pending.resent {
+                    return outcome_unknown(
+                        ctx,
+                        &task.email,
+                        &task.operation,
+                        &EtcdError::Unreachable("the write was sent twice and both answers were lost".into()),
+                    );
+                }
+                pending.resent = true;
+                let request = pending.request.clone();
+                task.phase = ActPhase::Write(pending);
+                return ActOutcome::Call(request);
+            }
+            match Developer::from_stored(&task.email, &kv.value) {
+                Ok(found) if found.made_by(&task.operation) => {
+                    committed(ctx, task, pending.from, Some(found), kv.mod_revision, true)
+                }
+                _ => conflict(ctx, &task.email, Some(kv)),
+            }
+        }
+    }
+}
+
+/// A change etcd committed (or a read-back found committed): this gateway
+/// enforces it before it answers.
+fn committed(
+    ctx: &AdminContext<'_>,
+    task: &ActTask,
+    from: Status,
+    to: Option<Developer>,
+    revision: u64,
+    by_read_back: bool,
+) -> ActOutcome {
+    let entry = match &to {
+        Some(developer) => Entry::Present(developer),
+        None => Entry::Deleted,
+    };
+    if let Err(why) = replica::apply(ctx.store, ctx.namespace, &task.email, revision, entry) {
+        return ActOutcome::Done {
+            status: 500,
+            body: json!({"error": "replica", "message": format!("committed to etcd, but this gateway's replica could not be updated ({why}); it will be within one sync interval")}),
+        };
+    }
+    // One line per committed change, for the gateway's logs (the history in
+    // etcd has the same, with the reason).
+    log::info!(
+        "devportal-gate admin: {} {} {} ({} -> {}) at etcd revision {}, operation {}",
+        task.actor,
+        task.action.as_str(),
+        task.email,
+        from,
+        to.as_ref().map_or("deleted", |d| d.status.as_str()),
+        revision,
+        task.operation
+    );
+    let mut body = match to {
+        Some(developer) => {
+            json!({"action": task.action.as_str(), "from": from, "developer": developer.to_api(revision)})
+        }
+        None => json!({"action": "delete", "from": from, "deleted": task.email}),
+    };
+    body["operation"] = json!(task.operation);
+    if by_read_back {
+        body["confirmed_by_read_back"] = json!(true);
+    }
+    ActOutcome::Done { status: 200, body }
+}
+
+/// The write went out, its answer was lost, and etcd could not tell either: say
+/// so, and how to find out, instead of claiming anything.
+fn outcome_unknown(ctx: &AdminContext<'_>, email: &str, operation: &str, why: &EtcdError) -> ActOutcome {
+    ActOutcome::Done {
+        status: 503,
+        body: json!({
+            "error": "outcome_unknown",
+            "operation": operation,
+            "message": format!(
+                "the change was sent to etcd but its answer was lost, and reading it back failed ({why}): it may or may not have been applied. GET {}/developers/{email} shows the truth: it was applied if the history has operation {operation:?}",
+                ctx.config.prefix
+            ),
+        }),
     }
 }
 
@@ -545,32 +671,138 @@ fn conflict(ctx: &AdminContext<'_>, email: &str, current: Option<etcd::Kv>) -> A
     }
 }
 
-fn created(
-    ctx: &AdminContext<'_>,
-    developer: Developer,
-    etcd_answer: Result<(u32, Vec<u8>), EtcdError>,
-) -> ApiResponse {
-    let txn = match etcd_answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
-        Ok(txn) => txn,
-        Err(why) => return error(503, "directory_unavailable", format!("nothing was changed: {why}")),
+/// Starts a create: the archive first, so a developer who was deleted comes
+/// back with the past in the history.
+fn create_step(ctx: &AdminContext<'_>, prefix: &str, developer: Developer) -> Step {
+    let archive = etcd::get(&sync::archive_etcd_key(prefix, &developer.email));
+    Step::Call(
+        archive,
+        Box::new(Task::Create(CreateTask {
+            developer: developer.with_operation(&ctx.operation),
+            operation: ctx.operation.clone(),
+            phase: CreatePhase::ReadArchive,
+        })),
+    )
+}
+
+/// Self-service registration: `email` becomes Requested, once. The answer is the
+/// create's: 201 (registered now), 409 (someone registered them first), 503.
+pub fn register(ctx: &AdminContext<'_>, email: &str) -> Step {
+    let Some(prefix) = ctx.key_prefix() else {
+        return Step::Respond(error(403, "read_only_directory", "the directory is static"));
     };
-    if !txn.succeeded {
-        let current = txn.current.and_then(|kv| {
-            Developer::from_stored(&developer.email, &kv.value)
-                .ok()
-                .map(|d| d.to_api(kv.mod_revision))
-        });
-        return answer(
-            409,
-            json!({"error": "already_exists", "message": format!("{:?} is already registered", developer.email), "developer": current}),
-        );
+    let developer = Developer::register(email, Status::Requested, Map::new(), "self-service", ctx.now_ms);
+    create_step(ctx, prefix, developer)
+}
+
+fn create(
+    ctx: &AdminContext<'_>,
+    prefix: &str,
+    task: &mut CreateTask,
+    etcd_answer: Result<(u32, Vec<u8>), EtcdError>,
+) -> Result<EtcdRequest, ApiResponse> {
+    let key = sync::developer_etcd_key(prefix, &task.developer.email);
+    match std::mem::replace(&mut task.phase, CreatePhase::ReadArchive) {
+        CreatePhase::ReadArchive => {
+            let range = etcd_answer
+                .and_then(|(status, body)| etcd::parse_range(status, &body))
+                .map_err(|why| error(503, "directory_unavailable", format!("nothing was changed: {why}")))?;
+            // An unreadable archive is not a reason to refuse a registration.
+            let archived = range
+                .kvs
+                .into_iter()
+                .next()
+                .and_then(|kv| Developer::from_stored(&task.developer.email, &kv.value).ok());
+            task.developer = task.developer.clone().after_archive(archived);
+            let request = etcd::create(&key, &task.developer.to_stored());
+            task.phase = CreatePhase::Write {
+                request: request.clone(),
+                resent: false,
+            };
+            Ok(request)
+        }
+        CreatePhase::Write { request, resent } => {
+            match etcd_answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
+                Ok(txn) if txn.succeeded => Err(registered(ctx, &task.developer, &task.operation, txn.revision, false)),
+                Ok(txn) => Err(already_exists(ctx, &task.developer.email, txn.current)),
+                Err(why) => {
+                    log::warn!(
+                        "devportal-gate admin: the answer to operation {} (create {}) was lost ({why}); reading it back",
+                        task.operation,
+                        task.developer.email
+                    );
+                    task.phase = CreatePhase::Verify { request, resent };
+                    Ok(etcd::get(&key))
+                }
+            }
+        }
+        CreatePhase::Verify { request, resent } => {
+            let range = etcd_answer
+                .and_then(|(status, body)| etcd::parse_range(status, &body))
+                .map_err(|why| unknown_create(ctx, task, &why))?;
+            let Some(kv) = range.kvs.into_iter().next() else {
+                if resent {
+                    return Err(unknown_create(
+                        ctx,
+                        task,
+                        &EtcdError::Unreachable("the create was sent twice and both answers were lost".into()),
+                    ));
+                }
+                // Not there: creating is idempotent, send it again.
+                task.phase = CreatePhase::Write {
+                    request: request.clone(),
+                    resent: true,
+                };
+                return Ok(request);
+            };
+            match Developer::from_stored(&task.developer.email, &kv.value) {
+                Ok(found) if found.made_by(&task.operation) => {
+                    Err(registered(ctx, &found, &task.operation, kv.mod_revision, true))
+                }
+                _ => Err(already_exists(ctx, &task.developer.email, Some(kv))),
+            }
+        }
     }
+}
+
+fn unknown_create(ctx: &AdminContext<'_>, task: &CreateTask, why: &EtcdError) -> ApiResponse {
+    match outcome_unknown(ctx, &task.developer.email, &task.operation, why) {
+        ActOutcome::Done { status, body } => answer(status, body),
+        ActOutcome::Call(_) => error(503, "outcome_unknown", "the outcome is unknown"),
+    }
+}
+
+fn already_exists(ctx: &AdminContext<'_>, email: &str, current: Option<etcd::Kv>) -> ApiResponse {
+    let current = current.and_then(|kv| {
+        let developer = Developer::from_stored(email, &kv.value).ok()?;
+        let _ = replica::apply(
+            ctx.store,
+            ctx.namespace,
+            email,
+            kv.mod_revision,
+            Entry::Present(&developer),
+        );
+        Some(developer.to_api(kv.mod_revision))
+    });
+    answer(
+        409,
+        json!({"error": "already_exists", "message": format!("{email:?} is already registered"), "developer": current}),
+    )
+}
+
+fn registered(
+    ctx: &AdminContext<'_>,
+    developer: &Developer,
+    operation: &str,
+    revision: u64,
+    by_read_back: bool,
+) -> ApiResponse {
     if let Err(why) = replica::apply(
         ctx.store,
         ctx.namespace,
         &developer.email,
-        txn.revision,
-        Entry::Present(&developer),
+        revision,
+        Entry::Present(developer),
     ) {
         return error(
             500,
@@ -578,14 +810,17 @@ fn created(
             format!("committed, but this gateway's replica could not be updated: {why}"),
         );
     }
-    let actor = developer.history.first().map_or("", |t| t.actor.as_str());
+    let actor = developer.history.last().map_or("", |t| t.actor.as_str());
     log::info!(
-        "devportal-gate admin: {actor} registered {} as {} at etcd revision {}",
+        "devportal-gate admin: {actor} registered {} as {} at etcd revision {revision}, operation {operation}",
         developer.email,
         developer.status,
-        txn.revision
     );
-    answer(201, json!({"developer": developer.to_api(txn.revision)}))
+    let mut body = json!({"developer": developer.to_api(revision), "operation": operation});
+    if by_read_back {
+        body["confirmed_by_read_back"] = json!(true);
+    }
+    answer(201, body)
 }
 
 fn writable<'c>(ctx: &'c AdminContext<'_>) -> Result<&'c str, ApiResponse> {

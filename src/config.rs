@@ -276,7 +276,7 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 1000;
 pub const MAX_ETCD_SEED: usize = 100;
 pub const MIN_TOKEN_LEN: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdminConfig {
     /// e.g. `/_devportal`: no trailing slash.
     pub prefix: String,

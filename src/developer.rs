@@ -45,15 +45,20 @@ pub struct Developer {
     pub other: Map<String, Value>,
 }
 
-/// One status change. `from` is `None` for a registration.
+/// One status change. `from` is `None` for a registration, `to` is `None` for a
+/// deletion (kept in the archive of deleted developers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transition {
     pub actor: String,
     pub from: Option<Status>,
-    pub to: Status,
+    pub to: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub at_ms: u64,
+    /// The admin request that made the change: when its answer from etcd is
+    /// lost, a read-back finds out whether it committed by this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 impl Developer {
@@ -68,9 +73,10 @@ impl Developer {
             history: vec![Transition {
                 actor: actor.to_string(),
                 from: None,
-                to: status,
+                to: Some(status),
                 reason: None,
                 at_ms: now_ms,
+                operation: None,
             }],
             other: Map::new(),
         }
@@ -106,11 +112,52 @@ impl Developer {
         next.history.push(Transition {
             actor: actor.to_string(),
             from: Some(self.status),
-            to,
+            to: Some(to),
             reason: reason.map(str::to_string),
             at_ms: now_ms,
+            operation: None,
         });
         Ok(Some(next))
+    }
+
+    /// What the archive of deleted developers keeps: this record with the
+    /// deletion as its last history entry.
+    pub fn deleted(&self, actor: &str, reason: Option<&str>, now_ms: u64) -> Developer {
+        let mut archived = self.clone();
+        archived.updated_ms = now_ms;
+        archived.history.push(Transition {
+            actor: actor.to_string(),
+            from: Some(self.status),
+            to: None,
+            reason: reason.map(str::to_string),
+            at_ms: now_ms,
+            operation: None,
+        });
+        archived
+    }
+
+    /// Marks the last history entry as made by `operation`.
+    pub fn with_operation(mut self, operation: &str) -> Developer {
+        if let Some(last) = self.history.last_mut() {
+            last.operation = Some(operation.to_string());
+        }
+        self
+    }
+
+    /// Whether `operation` made one of this record's changes.
+    pub fn made_by(&self, operation: &str) -> bool {
+        self.history.iter().any(|t| t.operation.as_deref() == Some(operation))
+    }
+
+    /// A developer registered again after a deletion: the archived history goes
+    /// first, so whoever decides on the new request sees the past.
+    pub fn after_archive(mut self, archived: Option<Developer>) -> Developer {
+        if let Some(archived) = archived {
+            let mut history = archived.history;
+            history.append(&mut self.history);
+            self.history = history;
+        }
+        self
     }
 
     /// The admin API's view.
@@ -118,7 +165,7 @@ impl Developer {
         let history: Vec<Value> = self
             .history
             .iter()
-            .map(|t| json!({"actor": t.actor, "from": t.from, "to": t.to, "reason": t.reason, "at": rfc3339(t.at_ms)}))
+            .map(|t| json!({"actor": t.actor, "from": t.from, "to": t.to.map_or("deleted", Status::as_str), "reason": t.reason, "at": rfc3339(t.at_ms), "operation": t.operation}))
             .collect();
         json!({
             "email": self.email,

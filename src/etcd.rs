@@ -137,6 +137,23 @@ pub fn create(key: &[u8], value: &[u8]) -> EtcdRequest {
     }
 }
 
+/// Deletes `key` if it is still at `mod_revision`, and in the same transaction
+/// keeps `archived` (its history, with the deletion) under `archive_key`.
+pub fn delete_and_archive(key: &[u8], mod_revision: u64, archive_key: &[u8], archived: &[u8]) -> EtcdRequest {
+    let body = json!({
+        "compare": [{"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision.to_string()}],
+        "success": [
+            {"request_delete_range": {"key": b64(key)}},
+            {"request_put": {"key": b64(archive_key), "value": b64(archived)}},
+        ],
+        "failure": read_back(key),
+    });
+    EtcdRequest {
+        path: TXN,
+        body: body.to_string(),
+    }
+}
+
 /// Replaces `key` with `value` (or deletes it) only if it is still at `mod_revision`.
 pub fn replace(key: &[u8], value: Option<&[u8]>, mod_revision: u64) -> EtcdRequest {
     let operation = match value {

@@ -20,6 +20,8 @@ pub mod developer;
 pub mod directory;
 pub mod email;
 pub mod etcd;
+#[cfg(test)]
+pub mod fake_etcd;
 pub mod framing;
 pub mod gate;
 pub mod header_map;

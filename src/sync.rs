@@ -58,6 +58,8 @@ struct FullSync {
 enum Phase {
     Idle,
     Seeding,
+    /// A worker that is not the syncer seeding on its own (see `seed_only`).
+    SeedingOnly,
     Full(FullSync),
     Incremental,
     /// The incremental read showed fewer keys than known: list the keys (only)
@@ -134,6 +136,16 @@ impl Syncer {
         !matches!(self.phase, Phase::Idle)
     }
 
+    /// The seed, for a worker that does not hold the syncer role: every filter
+    /// configuration of a namespace competes for that role, and one without the
+    /// seed (an admin-only configuration, say) may win it. The seed is
+    /// create-once in etcd, so any number of workers may send it.
+    pub fn seed_only(&mut self) -> Option<EtcdRequest> {
+        let seed = self.seed.clone()?;
+        self.phase = Phase::SeedingOnly;
+        Some(seed)
+    }
+
     /// Starts a cycle: the first call to make.
     pub fn begin(&mut self) -> EtcdRequest {
         if let Some(seed) = self.seed.clone() {
@@ -192,6 +204,11 @@ impl Syncer {
                 etcd::parse_txn(status, body).map_err(SyncError::Etcd)?;
                 self.seed = None;
                 Ok(Next::Call(self.begin()))
+            }
+            Phase::SeedingOnly => {
+                etcd::parse_txn(status, body).map_err(SyncError::Etcd)?;
+                self.seed = None;
+                Ok(Next::Done(CycleReport::default()))
             }
             Phase::Full(full) => self.full_page(store, status, body, full, now_ms),
             Phase::Incremental => self.incremental(store, status, body, now_ms),
@@ -582,6 +599,12 @@ fn is_compacted<T>(result: &Result<T, EtcdError>) -> bool {
 
 pub fn developers_prefix(key_prefix: &str) -> String {
     format!("{key_prefix}dev/")
+}
+
+/// Where a deleted developer's record and history are kept (outside `dev/`, so
+/// the syncer never sees it): shown again when the address registers again.
+pub fn archive_etcd_key(key_prefix: &str, email: &str) -> Vec<u8> {
+    format!("{key_prefix}deleted/{email}").into_bytes()
 }
 
 pub fn developer_etcd_key(key_prefix: &str, email: &str) -> Vec<u8> {

@@ -19,7 +19,10 @@ const CASES: u32 = 4000;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(CASES),
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(CASES),
         failure_persistence: None,
         ..ProptestConfig::default()
     }
@@ -132,7 +135,7 @@ proptest! {
             sync_interval_ms: 1000,
         });
         let store = MemoryStore::default();
-        let ctx = AdminContext { config: &admin, directory: &directory, namespace: "ns", store: &store, now_ms: 1 };
+        let ctx = AdminContext { config: &admin, directory: &directory, namespace: "ns", store: &store, now_ms: 1, operation: "op".into() };
         for route in [Route::Create, Route::Bulk, Route::Invite, Route::Act("a@x.io".into(), DeveloperAction::Revoke)] {
             if let Step::Respond(response) = admin::start(&ctx, route, None, &body, "ops") {
                 prop_assert!(response.status < 500, "{} for {:?}", response.status, String::from_utf8_lossy(&body));

@@ -1,12 +1,14 @@
-//! Admin API logic without etcd: authentication, routing, validation, reads from
-//! the replica, invitations. The etcd round trips are tested end to end against
-//! a real etcd (tests/e2e_etcd.rs).
+//! Admin API logic: authentication, routing, validation, reads from the replica,
+//! invitations, and the step machine's etcd round trips against the in-memory
+//! etcd (`fake_etcd`), lost answers included. The end-to-end tests run the same
+//! against a real etcd (tests/e2e_etcd.rs).
 
 use serde_json::Value;
 
 use super::*;
 use crate::config::{EtcdConfig, DEFAULT_INVITATION_BODY, DEFAULT_INVITATION_SUBJECT};
-use crate::directory::MemoryStore;
+use crate::directory::{lookup, Lookup, MemoryStore};
+use crate::fake_etcd::FakeEtcd;
 
 fn config() -> AdminConfig {
     AdminConfig {
@@ -39,6 +41,7 @@ fn context<'a>(config: &'a AdminConfig, directory: &'a Directory, store: &'a Mem
         namespace: "ns",
         store,
         now_ms: 9,
+        operation: "op-1".into(),
     }
 }
 
@@ -290,4 +293,218 @@ fn parsers_never_panic_on_garbage() {
         }
         let _ = start(&ctx, Route::List, Some(&text), b"", "ops");
     }
+}
+
+// ---- The step machine against the in-memory etcd ---------------------------------
+
+/// What happens to each etcd call: answered, applied with its answer lost, or
+/// lost before etcd saw it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fate {
+    Answered,
+    AppliedAnswerLost,
+    Lost,
+}
+
+/// Runs `step` to its answer; `fates[n]` decides the n-th call (answered after
+/// the list ends). Returns the answer and how many calls were made.
+fn drive(ctx: &AdminContext<'_>, etcd: &mut FakeEtcd, mut step: Step, fates: &[Fate]) -> ((u32, Value), usize) {
+    let mut calls = 0;
+    loop {
+        match step {
+            Step::Respond(_) => return (respond(step), calls),
+            Step::Call(request, task) => {
+                let fate = fates.get(calls).copied().unwrap_or(Fate::Answered);
+                calls += 1;
+                let answer = match fate {
+                    Fate::Answered => Ok(etcd.answer(&request)),
+                    Fate::AppliedAnswerLost => {
+                        etcd.answer(&request);
+                        Err(EtcdError::Unreachable("timed out".into()))
+                    }
+                    Fate::Lost => Err(EtcdError::Unreachable("timed out".into())),
+                };
+                step = resume(ctx, *task, answer);
+            }
+        }
+    }
+}
+
+fn stored(etcd: &FakeEtcd, key: &str) -> Option<Developer> {
+    let (value, _, _) = etcd.kvs.get(key.as_bytes())?;
+    Developer::from_stored("x@x.io", value).ok()
+}
+
+fn seeded_etcd() -> FakeEtcd {
+    let mut etcd = FakeEtcd::default();
+    let alice = Developer::register("alice@x.io", Status::Approved, Map::new(), "t", 1);
+    etcd.put("/dp/dev/alice@x.io", &alice.to_stored());
+    etcd
+}
+
+fn revoke_alice(ctx: &AdminContext<'_>, etcd: &mut FakeEtcd, fates: &[Fate]) -> ((u32, Value), usize) {
+    let route = Route::Act("alice@x.io".into(), DeveloperAction::Revoke);
+    let step = start(ctx, route, None, br#"{"reason":"contract ended"}"#, "ops");
+    drive(ctx, etcd, step, fates)
+}
+
+#[test]
+fn a_change_records_its_operation_in_the_history() {
+    let (config, directory, store) = (config(), etcd_directory(), MemoryStore::default());
+    let ctx = context(&config, &directory, &store);
+    let mut etcd = seeded_etcd();
+    let ((status, body), calls) = revoke_alice(&ctx, &mut etcd, &[]);
+    assert_eq!((status, calls), (200, 2), "{body}");
+    assert_eq!(body["operation"], "op-1");
+    let alice = stored(&etcd, "/dp/dev/alice@x.io").unwrap();
+    assert_eq!(alice.status, Status::Revoked);
+    assert!(alice.made_by("op-1"));
+    assert_eq!(lookup(&store, "ns", "alice@x.io"), Lookup::Found(Status::Revoked));
+}
+
+#[test]
+fn a_lost_answer_to_a_write_that_committed_is_found_by_reading_back() {
+    let (config, directory, store) = (config(), etcd_directory(), MemoryStore::default());
+    let ctx = context(&config, &directory, &store);
+    let mut etcd = seeded_etcd();
+    let ((status, body), calls) = revoke_alice(&ctx, &mut etcd, &[Fate::Answered, Fate::AppliedAnswerLost]);
+    assert_eq!((status, calls), (200, 3), "{body}");
+    assert_eq!(body["confirmed_by_read_back"], true);
+    assert_eq!(body["developer"]["history"][1]["reason"], "contract ended");
+    assert_eq!(lookup(&store, "ns", "alice@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(
+        stored(&etcd, "/dp/dev/alice@x.io").unwrap().history.len(),
+        2,
+        "applied once"
+    );
+}
+
+#[test]
+fn a_write_lost_before_etcd_saw_it_is_sent_again_once() {
+    let (config, directory, store) = (config(), etcd_directory(), MemoryStore::default());
+    let ctx = context(&config, &directory, &store);
+    let mut etcd = seeded_etcd();
+    let ((status, body), calls) = revoke_alice(&ctx, &mut etcd, &[Fate::Answered, Fate::Lost]);
+    assert_eq!(
+        (status, calls),
+        (200, 4),
+        "read, lost write, read-back, write again: {body}"
+    );
+    assert_eq!(
+        stored(&etcd, "/dp/dev/alice@x.io").unwrap().history.len(),
+        2,
+        "applied once"
+    );
+
+    // Lost twice: the outcome is unknown, and the answer says how to find out.
+    let mut etcd = seeded_etcd();
+    let fates = [Fate::Answered, Fate::Lost, Fate::Answered, Fate::Lost, Fate::Answered];
+    let ((status, body), _) = revoke_alice(&ctx, &mut etcd, &fates);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "outcome_unknown");
+    assert_eq!(body["operation"], "op-1");
+    // The read-back itself lost: unknown, never "nothing was changed".
+    let mut etcd = seeded_etcd();
+    let ((status, body), _) = revoke_alice(&ctx, &mut etcd, &[Fate::Answered, Fate::AppliedAnswerLost, Fate::Lost]);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "outcome_unknown");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("/_devportal/developers/alice@x.io"));
+    assert_eq!(
+        stored(&etcd, "/dp/dev/alice@x.io").unwrap().status,
+        Status::Revoked,
+        "it did commit"
+    );
+}
+
+#[test]
+fn a_lost_answer_after_someone_else_changed_the_developer_is_a_conflict() {
+    let (config, directory, store) = (config(), etcd_directory(), MemoryStore::default());
+    let ctx = context(&config, &directory, &store);
+    let mut etcd = seeded_etcd();
+    let route = Route::Act("alice@x.io".into(), DeveloperAction::Revoke);
+    let Step::Call(read, task) = start(&ctx, route, None, b"", "ops") else {
+        panic!()
+    };
+    let Step::Call(_write, task) = resume(&ctx, *task, Ok(etcd.answer(&read))) else {
+        panic!()
+    };
+    // Our write never arrives; another admin deletes alice meanwhile.
+    etcd.delete("/dp/dev/alice@x.io");
+    let step = resume(&ctx, *task, Err(EtcdError::Unreachable("timed out".into())));
+    let ((status, body), _) = drive(&ctx, &mut etcd, step, &[]);
+    assert_eq!(status, 409, "{body}");
+}
+
+#[test]
+fn deleted_developers_keep_their_history_and_show_it_when_they_return() {
+    let (config, directory, store) = (config(), etcd_directory(), MemoryStore::default());
+    let ctx = context(&config, &directory, &store);
+    let mut etcd = seeded_etcd();
+    revoke_alice(&ctx, &mut etcd, &[]);
+    let route = Route::Act("alice@x.io".into(), DeveloperAction::Delete);
+    let ((status, body), _) = drive(
+        &ctx,
+        &mut etcd,
+        start(&ctx, route, None, br#"{"reason":"gone"}"#, "ops"),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(etcd.kvs.get(b"/dp/dev/alice@x.io".as_slice()).is_none());
+    let archived = stored(&etcd, "/dp/deleted/alice@x.io").unwrap();
+    assert_eq!(archived.history.len(), 3);
+    assert_eq!(archived.history[2].to, None);
+    assert_eq!(archived.history[2].reason.as_deref(), Some("gone"));
+
+    // Registering again (self-service) brings the past back, newest last.
+    let ((status, body), _) = drive(&ctx, &mut etcd, register(&ctx, "alice@x.io"), &[]);
+    assert_eq!(status, 201, "{body}");
+    let history = body["developer"]["history"].as_array().unwrap().clone();
+    let reasons: Vec<&Value> = history.iter().map(|t| &t["reason"]).collect();
+    assert_eq!(history.len(), 4, "{history:?}");
+    assert_eq!(*reasons[1], "contract ended");
+    assert_eq!(history[2]["to"], "deleted");
+    assert_eq!(history[3]["actor"], "self-service");
+    assert_eq!(stored(&etcd, "/dp/dev/alice@x.io").unwrap().status, Status::Requested);
+}
+
+#[test]
+fn creates_survive_lost_answers_too() {
+    let (config, directory, store) = (config(), etcd_directory(), MemoryStore::default());
+    let ctx = context(&config, &directory, &store);
+    // Committed, answer lost: found by its operation.
+    let mut etcd = FakeEtcd::default();
+    let ((status, body), calls) = drive(
+        &ctx,
+        &mut etcd,
+        register(&ctx, "bob@x.io"),
+        &[Fate::Answered, Fate::AppliedAnswerLost],
+    );
+    assert_eq!((status, calls), (201, 3), "{body}");
+    assert_eq!(body["confirmed_by_read_back"], true);
+    // Lost before etcd saw it: sent again.
+    let mut etcd = FakeEtcd::default();
+    let ((status, _), calls) = drive(
+        &ctx,
+        &mut etcd,
+        register(&ctx, "bob@x.io"),
+        &[Fate::Answered, Fate::Lost],
+    );
+    assert_eq!((status, calls), (201, 4));
+    // Someone else registered bob meanwhile: a conflict, not ours.
+    let mut etcd = FakeEtcd::default();
+    etcd.put(
+        "/dp/dev/bob@x.io",
+        &Developer::register("bob@x.io", Status::Approved, Map::new(), "x", 1).to_stored(),
+    );
+    let ((status, body), _) = drive(
+        &ctx,
+        &mut etcd,
+        register(&ctx, "bob@x.io"),
+        &[Fate::Answered, Fate::Lost],
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["developer"]["status"], "approved");
 }

@@ -128,11 +128,31 @@ impl GateHttp {
 pub(super) fn admin_context(shared: &Shared) -> Option<AdminContext<'_>> {
     Some(AdminContext {
         config: shared.admin.as_ref()?,
+        ..registration_context(shared)
+    })
+}
+
+/// The context for the one etcd write a gate configuration without an admin
+/// API makes: self-service registration.
+pub(super) fn registration_context(shared: &Shared) -> AdminContext<'_> {
+    let now = now_ms();
+    AdminContext {
+        config: &shared.no_admin,
         directory: &shared.directory,
         namespace: &shared.gate.namespace,
         store: &HostSharedData,
-        now_ms: now_ms(),
-    })
+        now_ms: now,
+        operation: operation_id(now),
+    }
+}
+
+/// A unique id for one write: the time and 64 random bits (WASI's random
+/// source seeds std's `RandomState`, which both hosts provide).
+fn operation_id(now_ms: u64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_ms);
+    format!("{now_ms:x}-{:016x}", hasher.finish())
 }
 
 /// Sends an admin API answer (JSON, never cached).

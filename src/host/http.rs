@@ -10,14 +10,12 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::abi::{self, Buffer, Map};
-use super::admin_http::{admin_context, respond_api};
+use super::admin_http::{admin_context, registration_context, respond_api};
 use super::etcd_call;
 use super::root::Shared;
-use super::self_service::registered;
 use super::store::HostSharedData;
 use crate::admin::{self, ApiResponse, Route, Task};
 use crate::config::{DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
-use crate::developer::Developer;
 use crate::directory::{self, Lookup, Status};
 use crate::gate::{self, RequestView};
 use crate::path;
@@ -47,7 +45,7 @@ pub(super) enum Waiting {
     /// is the request's, for asking again if someone else registered them first.
     Registration {
         token: u32,
-        developer: Developer,
+        task: Box<Task>,
         then: LocalResponse,
         target: String,
     },
@@ -74,13 +72,13 @@ impl Context for GateHttp {
             }
             Waiting::Registration {
                 token,
-                developer,
+                task,
                 then,
                 target,
             } if token == token_id => {
                 let answer = etcd_call::read_answer(body_size);
-                let response = registered(&shared, &developer, then, &target, answer);
-                send(&response);
+                let step = admin::resume(&registration_context(&shared), *task, answer);
+                self.run_registration(&shared, step, then, target);
             }
             other => self.waiting = other,
         }

@@ -37,6 +37,9 @@ const ELECTION_PERIOD_MS: u64 = 200;
 pub struct Shared {
     pub gate: Gate,
     pub admin: Option<AdminConfig>,
+    /// An empty admin configuration, for contexts without an admin API
+    /// (self-service registration).
+    pub no_admin: AdminConfig,
     pub directory: Directory,
     /// Decision counter ids by `Counter::index()`.
     pub counters: Vec<u32>,
@@ -153,6 +156,10 @@ impl SyncDuty {
         }
         self.last_election_ms = now;
         if !sync::elect(&HostSharedData, namespace, self.worker, now, self.stall_ms()) {
+            // Not the syncer: still send this configuration's seed, once.
+            if let Some(seed) = self.syncer.seed_only() {
+                self.send(&seed, now, now);
+            }
             return;
         }
         if now.saturating_sub(self.last_cycle_ms) < self.etcd.sync_interval_ms {
@@ -298,6 +305,7 @@ impl GateRoot {
         self.shared = Some(Rc::new(Shared {
             gate: config.gate,
             admin: config.admin,
+            no_admin: AdminConfig::default(),
             directory: config.directory,
             counters,
             synced: Cell::new(synced),

@@ -1,22 +1,19 @@
 //! Self-service registration (`unknown_developers: request`): an unknown
-//! developer opening a portal page is created in etcd as Requested, once, and
-//! shown the Requested answer.
+//! developer opening a portal page is created in etcd as Requested, once, by the
+//! same step machine as the admin API's creates (`admin::register`), and shown
+//! the Requested answer.
 
 use std::borrow::Cow;
 
 use proxy_wasm::types::Action;
 
-use super::etcd_call::{self, now_ms};
+use super::admin_http::registration_context;
+use super::etcd_call;
 use super::http::{respond, unconfigured, GateHttp, Waiting};
 use super::root::Shared;
-use super::store::HostSharedData;
+use crate::admin::{self, ApiResponse, Step};
 use crate::config::Directory;
-use crate::developer::Developer;
-use crate::directory::Status;
-use crate::etcd::{self, EtcdError};
-use crate::replica::{self, Entry};
 use crate::responses::{LocalResponse, Refusal};
-use crate::sync;
 
 impl GateHttp {
     /// Create the developer as Requested (only if absent), then show the
@@ -28,93 +25,58 @@ impl GateHttp {
         then: Cow<'_, LocalResponse>,
         target: &str,
     ) -> Action {
-        let Directory::Etcd(etcd) = &shared.directory else {
-            return respond(&then);
-        };
-        let developer = Developer::register(
-            email,
-            Status::Requested,
-            serde_json::Map::new(),
-            "self-service",
-            now_ms(),
-        );
-        let request = etcd::create(
-            &sync::developer_etcd_key(&etcd.key_prefix, email),
-            &developer.to_stored(),
-        );
-        match etcd_call::dispatch(etcd, &request) {
-            Ok(token) => {
-                self.waiting = Waiting::Registration {
-                    token,
-                    developer,
-                    then: then.into_owned(),
-                    target: target.to_string(),
+        let step = admin::register(&registration_context(shared), email);
+        self.run_registration(shared, step, then.into_owned(), target.to_string())
+    }
+
+    pub(super) fn run_registration(
+        &mut self,
+        shared: &Shared,
+        step: Step,
+        then: LocalResponse,
+        target: String,
+    ) -> Action {
+        match step {
+            Step::Respond(answer) => respond(&registered(shared, &answer, then, &target)),
+            Step::Call(request, task) => {
+                let Directory::Etcd(etcd) = &shared.directory else {
+                    return respond(&then);
                 };
-                Action::Pause
+                match etcd_call::dispatch(etcd, &request) {
+                    Ok(token) => {
+                        self.waiting = Waiting::Registration {
+                            token,
+                            task,
+                            then,
+                            target,
+                        };
+                        Action::Pause
+                    }
+                    Err(_) => respond(&directory_unavailable(shared)),
+                }
             }
-            Err(_) => respond(&directory_unavailable(shared)),
         }
     }
 }
 
-/// The answer once etcd took (or refused) a self-service registration.
-pub(super) fn registered(
-    shared: &Shared,
-    developer: &Developer,
-    then: LocalResponse,
-    target: &str,
-    answer: Result<(u32, Vec<u8>), EtcdError>,
-) -> LocalResponse {
-    let namespace = &shared.gate.namespace;
-    let txn = match answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
-        Ok(txn) => txn,
-        Err(error) => {
-            log::warn!(
-                "devportal-gate: self-service registration of {:?} failed: {error}",
-                developer.email
-            );
-            return directory_unavailable(shared);
+/// The page once etcd took (or refused) a self-service registration.
+fn registered(shared: &Shared, answer: &ApiResponse, then: LocalResponse, target: &str) -> LocalResponse {
+    match answer.status {
+        201 => then,
+        // Registered meanwhile (another gateway, an admin): the replica has
+        // etcd's word for it now; have the client ask again, decided from that.
+        409 => LocalResponse {
+            status: 307,
+            headers: vec![
+                ("location", target.to_string()),
+                ("cache-control", "no-store".to_string()),
+            ],
+            body: Vec::new(),
+        },
+        _ => {
+            log::warn!("devportal-gate: self-service registration failed: {}", answer.body);
+            directory_unavailable(shared)
         }
-    };
-    if txn.succeeded {
-        let _ = replica::apply(
-            &HostSharedData,
-            namespace,
-            &developer.email,
-            txn.revision,
-            Entry::Present(developer),
-        );
-        return then;
-    }
-    // Registered meanwhile (another gateway, an admin): take etcd's word for it
-    // and have the client ask again, decided from that state this time.
-    let Some(kv) = txn.current else {
-        return directory_unavailable(shared);
-    };
-    let entry = Developer::from_stored(&developer.email, &kv.value);
-    let _ = match &entry {
-        Ok(current) => replica::apply(
-            &HostSharedData,
-            namespace,
-            &developer.email,
-            kv.mod_revision,
-            Entry::Present(current),
-        ),
-        Err(_) => replica::apply(
-            &HostSharedData,
-            namespace,
-            &developer.email,
-            kv.mod_revision,
-            Entry::Unreadable,
-        ),
-    };
-    LocalResponse {
-        status: 307,
-        headers: vec![
-            ("location", target.to_string()),
-            ("cache-control", "no-store".to_string()),
-        ],
-        body: Vec::new(),
     }
 }
 

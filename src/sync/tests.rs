@@ -1,114 +1,11 @@
 //! The syncer against an in-memory etcd that answers the gateway's JSON the way
 //! etcd 3.4 does (the end-to-end tests use the real one).
 
-use std::collections::BTreeMap;
-
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::*;
-use crate::base64::{self, Alphabet};
 use crate::directory::{lookup, Lookup, MemoryStore};
-
-#[derive(Default)]
-struct FakeEtcd {
-    revision: u64,
-    /// key -> (value, create_revision, mod_revision)
-    kvs: BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>,
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::encode(Alphabet::Standard, bytes)
-}
-
-fn unb64(value: &Value) -> Vec<u8> {
-    base64::decode(Alphabet::Standard, value.as_str().unwrap_or("")).unwrap()
-}
-
-fn int(value: &Value) -> u64 {
-    value.as_str().map_or(0, |text| text.parse().unwrap())
-}
-
-impl FakeEtcd {
-    fn put(&mut self, key: &str, value: &[u8]) {
-        self.revision += 1;
-        let create = self
-            .kvs
-            .get(key.as_bytes())
-            .map_or(self.revision, |(_, create, _)| *create);
-        self.kvs
-            .insert(key.as_bytes().to_vec(), (value.to_vec(), create, self.revision));
-    }
-
-    fn delete(&mut self, key: &str) {
-        self.revision += 1;
-        self.kvs.remove(key.as_bytes());
-    }
-
-    fn answer(&mut self, request: &EtcdRequest) -> (u32, Vec<u8>) {
-        let body: Value = serde_json::from_str(&request.body).unwrap();
-        if request.path == etcd::TXN && body.get("compare").is_none() {
-            // Counting transaction: one count-only range per operation.
-            let responses: Vec<Value> = body["success"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|op| {
-                    let range = &op["request_range"];
-                    assert_eq!(range["count_only"], true);
-                    let count = self.kvs.range(unb64(&range["key"])..unb64(&range["range_end"])).count();
-                    json!({"response_range": {"count": count.to_string()}})
-                })
-                .collect();
-            return (
-                200,
-                json!({"header": {"revision": self.revision.to_string()}, "succeeded": true, "responses": responses})
-                    .to_string()
-                    .into_bytes(),
-            );
-        }
-        if request.path == etcd::TXN {
-            // The seed transaction: apply its puts.
-            for op in body["success"].as_array().unwrap() {
-                let put = if op["request_put"].is_object() {
-                    &op["request_put"]
-                } else {
-                    &op["request_txn"]["success"][0]["request_put"]
-                };
-                let key = String::from_utf8(unb64(&put["key"])).unwrap();
-                if !self.kvs.contains_key(key.as_bytes()) {
-                    self.put(&key, &unb64(&put["value"]));
-                }
-            }
-            return (
-                200,
-                json!({"header": {"revision": self.revision.to_string()}, "succeeded": true})
-                    .to_string()
-                    .into_bytes(),
-            );
-        }
-        let start = unb64(&body["key"]);
-        let end = unb64(&body["range_end"]);
-        let min_mod = int(&body["min_mod_revision"]);
-        let limit = int(&body["limit"]) as usize;
-        let keys_only = body["keys_only"] == true;
-        let in_range: Vec<_> = self.kvs.range(start..end).collect();
-        let filtered: Vec<_> = in_range.iter().filter(|(_, (_, _, m))| *m >= min_mod).collect();
-        let shown = if limit > 0 {
-            filtered.iter().take(limit).collect::<Vec<_>>()
-        } else {
-            filtered.iter().collect()
-        };
-        let kvs: Vec<Value> = shown
-            .iter()
-            .map(|(k, (v, c, m))| {
-                let value = if keys_only { String::new() } else { b64(v) };
-                json!({"key": b64(k), "value": value, "create_revision": c.to_string(), "mod_revision": m.to_string()})
-            })
-            .collect();
-        let more = limit > 0 && filtered.len() > limit;
-        (200, json!({"header": {"revision": self.revision.to_string()}, "kvs": kvs, "count": in_range.len().to_string(), "more": more}).to_string().into_bytes())
-    }
-}
+use crate::fake_etcd::FakeEtcd;
 
 fn developer(status: &str, updated_ms: u64) -> Vec<u8> {
     json!({"status": status, "updated_ms": updated_ms})
@@ -206,6 +103,24 @@ fn seeding_happens_before_the_first_sync() {
     cycle(&mut syncer, &mut etcd, &store);
     assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Revoked));
     assert!(etcd.kvs.contains_key(b"/dp/seeded".as_slice()));
+}
+
+#[test]
+fn a_worker_that_is_not_the_syncer_still_seeds() {
+    // The syncer's configuration has no seed (an admin-only one, say); another
+    // configuration of the namespace has it and seeds without the role.
+    let mut etcd = FakeEtcd::default();
+    let store = MemoryStore::default();
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    let seed = seed_request("/dp/", &[("a@x.io".into(), Status::Approved)], 5);
+    let mut other = Syncer::new("ns", "/dp/", seed);
+    let request = other.seed_only().unwrap();
+    let (status, body) = etcd.answer(&request);
+    assert!(matches!(other.on_answer(&store, status, &body, 1), Ok(Next::Done(_))));
+    assert!(other.seed_only().is_none(), "once");
+    cycle(&mut syncer, &mut etcd, &store);
+    assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Approved));
+    assert!(syncer.seed_only().is_none());
 }
 
 #[test]

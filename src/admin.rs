@@ -614,9 +614,11 @@ fn committed(
         }
         None => json!({"action": "delete", "from": from, "deleted": task.email}),
     };
-    body["operation"] = json!(task.operation);
-    if by_read_back {
-        body["confirmed_by_read_back"] = json!(true);
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("operation".into(), json!(task.operation));
+        if by_read_back {
+            fields.insert("confirmed_by_read_back".into(), json!(true));
+        }
     }
     ActOutcome::Done { status: 200, body }
 }
@@ -817,8 +819,8 @@ fn registered(
         developer.status,
     );
     let mut body = json!({"developer": developer.to_api(revision), "operation": operation});
-    if by_read_back {
-        body["confirmed_by_read_back"] = json!(true);
+    if let (true, Some(fields)) = (by_read_back, body.as_object_mut()) {
+        fields.insert("confirmed_by_read_back".into(), json!(true));
     }
     answer(201, body)
 }

@@ -77,6 +77,17 @@ struct RawConfig {
     unknown_developers: Option<RawUnknownDevelopers>,
     #[serde(default)]
     metrics: Option<bool>,
+    #[serde(default)]
+    registration: Option<RawRegistration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistration {
+    #[serde(default)]
+    per_minute: Option<u32>,
+    #[serde(default)]
+    max_pending: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,6 +258,8 @@ pub struct Gate {
     /// `unknown_developers: request`: an unknown developer opening a portal page
     /// is registered as Requested.
     pub self_service: bool,
+    /// How many such registrations are admitted (see `registration`).
+    pub registration: crate::registration::Limits,
 }
 
 /// Where the directory's truth lives.
@@ -326,6 +339,40 @@ pub fn compile(bytes: &[u8]) -> Result<Config, ConfigError> {
     compile_raw(raw)
 }
 
+fn compile_registration(
+    raw: Option<RawRegistration>,
+    self_service: bool,
+) -> Result<crate::registration::Limits, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(crate::registration::Limits::default());
+    };
+    if !self_service {
+        return Err(ConfigError::new(
+            "registration",
+            "limits self-service registration, which only happens with \"unknown_developers\": \"request\"",
+        ));
+    }
+    let defaults = crate::registration::Limits::default();
+    let per_minute = raw.per_minute.unwrap_or(defaults.per_minute);
+    if !(1..=6000).contains(&per_minute) {
+        return Err(ConfigError::new(
+            "registration.per_minute",
+            format!("must be 1 to 6000 (registrations per minute per gateway), got {per_minute}"),
+        ));
+    }
+    let max_pending = raw.max_pending.unwrap_or(defaults.max_pending);
+    if !(1..=1_000_000).contains(&max_pending) {
+        return Err(ConfigError::new(
+            "registration.max_pending",
+            format!("must be 1 to 1000000 (developers waiting in Requested Access), got {max_pending}"),
+        ));
+    }
+    Ok(crate::registration::Limits {
+        per_minute,
+        max_pending,
+    })
+}
+
 fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.config_version != CONFIG_VERSION {
         return Err(ConfigError::new(
@@ -360,6 +407,7 @@ fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
             "\"request\" registers developers, which needs directory.source \"etcd\" (a static directory is read-only)",
         ));
     }
+    let registration = compile_registration(raw.registration, self_service)?;
     let routes = compile_routes(raw.routes, raw.unmatched)?;
     let (responses, has_browser_answers) = compile_denials(raw.denials.unwrap_or_default(), &routes)?;
     let developers = compile_developers(raw.developers)?;
@@ -377,6 +425,7 @@ fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
             responses,
             has_browser_answers,
             self_service,
+            registration,
         },
         developers,
         directory,

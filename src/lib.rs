@@ -29,6 +29,7 @@ pub mod identity;
 pub mod mailto;
 pub mod metrics;
 pub mod path;
+pub mod registration;
 pub mod replica;
 pub mod responses;
 pub mod routes;

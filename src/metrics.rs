@@ -17,6 +17,10 @@ pub enum Counter {
     Unrouted,
     /// The path could not be classified (400).
     BadRequest,
+    /// A self-service registration refused by the gateway's rate (429).
+    RegistrationLimited,
+    /// A self-service registration refused because Requested Access is full (429).
+    RegistrationFull,
 }
 
 const PROTECTED_REFUSALS: [Refusal; 6] = [
@@ -42,6 +46,7 @@ impl Counter {
                 );
             }
         }
+        all.extend([Counter::RegistrationLimited, Counter::RegistrationFull]);
         all
     }
 
@@ -51,6 +56,8 @@ impl Counter {
             Counter::Refused(class, refusal) => (class.as_str(), refusal.label()),
             Counter::Unrouted => ("unrouted", "denied"),
             Counter::BadRequest => ("invalid", "bad_request"),
+            Counter::RegistrationLimited => ("registration", "limited"),
+            Counter::RegistrationFull => ("registration", "full"),
         };
         format!("devportal_gate.{class}.{outcome}")
     }
@@ -75,6 +82,8 @@ impl Counter {
                 .position(|r| *r == refusal)
                 .map(|i| class_start(class) + 1 + i),
             Counter::Refused(..) => None,
+            Counter::RegistrationLimited => Some(class_start(RouteClass::Api) + 1 + PROTECTED_REFUSALS.len()),
+            Counter::RegistrationFull => Some(class_start(RouteClass::Api) + 2 + PROTECTED_REFUSALS.len()),
         }
     }
 }

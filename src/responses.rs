@@ -158,7 +158,7 @@ impl Responses {
     }
 }
 
-fn no_store_headers(content_type: &str) -> Vec<(&'static str, String)> {
+pub fn no_store_headers(content_type: &str) -> Vec<(&'static str, String)> {
     vec![
         ("content-type", content_type.to_string()),
         ("cache-control", "no-store".to_string()),

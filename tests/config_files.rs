@@ -185,6 +185,19 @@ fn schema_and_filter_refuse_the_same_bad_configurations() {
             "unknown unknown_developers",
             Box::new(|c| c["unknown_developers"] = json!("admit")),
         ),
+        ("metrics not a boolean", Box::new(|c| c["metrics"] = json!("off"))),
+        (
+            "registration rate of zero",
+            Box::new(|c| c["registration"] = json!({"per_minute": 0})),
+        ),
+        (
+            "registration with an unknown field",
+            Box::new(|c| c["registration"] = json!({"per_hour": 5})),
+        ),
+        (
+            "registration cap too large",
+            Box::new(|c| c["registration"] = json!({"max_pending": 2_000_000})),
+        ),
     ];
     for (what, mutate) in mutations {
         let mut config = good.clone();

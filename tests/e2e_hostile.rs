@@ -445,3 +445,81 @@ fn look_alike_identities_paths_and_addresses_are_refused() {
     assert_eq!(deleted.status, 200, "{}", deleted.body);
     assert!(etcd.get(&format!("/devportal/dev/{odd}")).is_none());
 }
+
+/// The demo with self-service registration bounded by `limits` (JSON).
+fn bounded_gateway(name: &str, etcd_port: u16, limits: &str) -> Gateway {
+    common::demo::gateway_with(name, etcd_port, |config| {
+        let edited = config.replace(
+            r#""unknown_developers": "request","#,
+            &format!(r#""unknown_developers": "request", "registration": {limits},"#),
+        );
+        assert_ne!(edited, config, "demo.yaml enables self-service");
+        edited
+    })
+}
+
+#[test]
+fn self_registration_is_bounded_by_rate_and_by_pending_requests() {
+    let etcd = Etcd::start("bounded", common::free_port());
+    let gate = bounded_gateway("bounded", etcd.port, r#"{"per_minute": 5, "max_pending": 1000}"#);
+    gate.wait_synced();
+    // Five registrations in this minute, then 429 with retry-after, nothing recorded.
+    for i in 0..5 {
+        let response = Request::get("/portal/home")
+            .user(&format!("new{i}@example.com"))
+            .send(gate.port);
+        assert_eq!(response.status, 403, "{}", response.body);
+        assert_eq!(response.json()["status"], "requested");
+    }
+    let refused = Request::get("/portal/home").user("new5@example.com").send(gate.port);
+    if refused.status == 403 {
+        // The minute turned over between the registrations: one more round.
+        let again = Request::get("/portal/home").user("new6@example.com").send(gate.port);
+        assert_eq!(again.status, 403);
+    }
+    let mut refused = refused;
+    for i in 7..20 {
+        if refused.status == 429 {
+            break;
+        }
+        refused = Request::get("/portal/home")
+            .user(&format!("new{i}@example.com"))
+            .send(gate.port);
+    }
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.json()["status"], "registration_limited");
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    let recorded = (0..20)
+        .filter(|i| etcd.get(&format!("/devportal/dev/new{i}@example.com")).is_some())
+        .count();
+    assert!((5..=10).contains(&recorded), "{recorded} registrations recorded");
+    assert!(gate.envoy.counter("wasmcustom.devportal_gate.registration.limited") >= 1);
+    drop(gate);
+
+    // The cap: bob waits already; two more fill a cap of 3, then registration closes.
+    let etcd = Etcd::start("capped", common::free_port());
+    let gate = bounded_gateway("capped", etcd.port, r#"{"per_minute": 100, "max_pending": 3}"#);
+    gate.wait_synced();
+    for who in ["ann@example.com", "ben@example.com"] {
+        assert_eq!(Request::get("/portal/home").user(who).send(gate.port).status, 403);
+    }
+    wait_until("the Requested tab counts 3", Duration::from_secs(5), || {
+        let response = gate.admin("GET", "/developers?status=requested", None);
+        response.json()["total"] == 3
+    });
+    let full = Request::get("/portal/home").user("cat@example.com").send(gate.port);
+    assert_eq!(full.status, 429, "{}", full.body);
+    assert_eq!(full.json()["status"], "registration_full");
+    assert!(etcd.get("/devportal/dev/cat@example.com").is_none());
+    assert!(gate.envoy.counter("wasmcustom.devportal_gate.registration.full") >= 1);
+    // An admin decision makes room.
+    assert_eq!(gate.act("ann@example.com", "accept").status, 200);
+    wait_until("room again", Duration::from_secs(5), || {
+        Request::get("/portal/home")
+            .user("cat@example.com")
+            .send(gate.port)
+            .status
+            == 403
+    });
+}

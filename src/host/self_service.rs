@@ -7,12 +7,15 @@ use std::borrow::Cow;
 
 use proxy_wasm::types::Action;
 
+use super::abi;
 use super::admin_http::registration_context;
 use super::etcd_call;
 use super::http::{respond, unconfigured, GateHttp, Waiting};
 use super::root::Shared;
 use crate::admin::{self, ApiResponse, Step};
 use crate::config::Directory;
+use crate::metrics::Counter;
+use crate::registration::{self, Admission};
 use crate::responses::{LocalResponse, Refusal};
 
 impl GateHttp {
@@ -25,7 +28,19 @@ impl GateHttp {
         then: Cow<'_, LocalResponse>,
         target: &str,
     ) -> Action {
-        let step = admin::register(&registration_context(shared), email);
+        let ctx = registration_context(shared);
+        let admission = registration::admit(ctx.store, ctx.namespace, shared.gate.registration, ctx.now_ms);
+        if admission != Admission::Admit {
+            let counter = match admission {
+                Admission::Full => Counter::RegistrationFull,
+                _ => Counter::RegistrationLimited,
+            };
+            if let Some(&id) = counter.index().and_then(|i| shared.counters.get(i)) {
+                let _ = abi::increment_metric(id, 1);
+            }
+            return respond(&registration::refused(admission));
+        }
+        let step = admin::register(&ctx, email);
         self.run_registration(shared, step, then.into_owned(), target.to_string())
     }
 

@@ -25,9 +25,14 @@ pub fn demo_token() -> String {
 }
 
 pub fn gateway(name: &str, etcd_port: u16) -> Gateway {
+    gateway_with(name, etcd_port, |config| config)
+}
+
+/// The demo with its Envoy configuration text changed by `edit` first.
+pub fn gateway_with(name: &str, etcd_port: u16, edit: impl Fn(String) -> String) -> Gateway {
     let mut ports = Ports::new();
     ports.etcd = etcd_port;
-    let config = adapt_shipped_config("filter-config/envoy/demo.yaml", &ports);
+    let config = edit(adapt_shipped_config("filter-config/envoy/demo.yaml", &ports));
     let envoy = Envoy::start(name, &config, ports.admin, 2);
     Gateway {
         envoy,

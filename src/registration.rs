@@ -1,0 +1,176 @@
+//! Bounds on self-service registration (`unknown_developers: request`): every
+//! unknown identity that opens a portal page would otherwise become a permanent
+//! Requested record, copied into every gateway.
+//!
+//! - **Rate, per gateway**: at most `per_minute` registrations in each fixed
+//!   minute, counted in shared data (one counter for all the gateway's workers).
+//!   Past it: 429 `registration_limited`, with `retry-after`.
+//! - **Pending cap, fleet-wide**: no registration while the Requested tab holds
+//!   `max_pending` developers or more (admins accept or reject to make room).
+//!   Past it: 429 `registration_full`. The tab is the replica's, refreshed by the
+//!   syncer, so the cap can be overshot by at most what all gateways admit in
+//!   one sync interval.
+//!
+//! A refused registration records nothing; the developer may try again later.
+
+use crate::directory::{SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
+use crate::replica;
+use crate::responses::{no_store_headers, LocalResponse};
+
+pub const DEFAULT_PER_MINUTE: u32 = 60;
+pub const DEFAULT_MAX_PENDING: u32 = 1000;
+const WINDOW_MS: u64 = 60_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub per_minute: u32,
+    pub max_pending: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            per_minute: DEFAULT_PER_MINUTE,
+            max_pending: DEFAULT_MAX_PENDING,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admit,
+    /// The gateway's rate is spent; a new window opens in this many seconds.
+    RateLimited {
+        retry_after_s: u64,
+    },
+    /// The Requested tab is full.
+    Full,
+}
+
+fn rate_key(namespace: &str) -> String {
+    format!("{namespace}/registrations")
+}
+
+/// Decides one registration attempt, and counts it against the rate when it
+/// is admitted. Fails closed: a store that cannot be read or written admits
+/// nobody.
+pub fn admit(store: &dyn SharedStore, namespace: &str, limits: Limits, now_ms: u64) -> Admission {
+    match replica::tab_size(store, namespace, Status::Requested) {
+        Ok(pending) if pending < limits.max_pending as usize => {}
+        _ => return Admission::Full,
+    }
+    let window = now_ms - now_ms % WINDOW_MS;
+    let key = rate_key(namespace);
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Ok(current) = store.get(&key) else {
+            return Admission::RateLimited { retry_after_s: 1 };
+        };
+        let (count, cas) = match &current {
+            Some((bytes, cas)) => match parse_window(bytes) {
+                Some((start, count)) if start == window => (count, Some(*cas)),
+                _ => (0, Some(*cas)),
+            },
+            None => (0, None),
+        };
+        if count >= limits.per_minute {
+            return Admission::RateLimited {
+                retry_after_s: (window + WINDOW_MS).saturating_sub(now_ms).div_ceil(1000).max(1),
+            };
+        }
+        let next = format!("{window};{}", count + 1);
+        match store.set(&key, next.as_bytes(), cas) {
+            Ok(()) => return Admission::Admit,
+            Err(StoreError::CasMismatch) => continue,
+            Err(_) => break,
+        }
+    }
+    // Contended beyond the bound, or the host refused: fail closed.
+    Admission::RateLimited { retry_after_s: 1 }
+}
+
+fn parse_window(bytes: &[u8]) -> Option<(u64, u32)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (start, count) = text.split_once(';')?;
+    Some((start.parse().ok()?, count.parse().ok()?))
+}
+
+/// The answer to a registration that was not admitted.
+pub fn refused(admission: Admission) -> LocalResponse {
+    let (status, message, retry_after) = match admission {
+        Admission::Full => (
+            "registration_full",
+            "Registration is closed for now: too many requests are waiting for approval. Try again later.",
+            None,
+        ),
+        Admission::RateLimited { retry_after_s } => (
+            "registration_limited",
+            "Too many registrations right now. Try again shortly.",
+            Some(retry_after_s),
+        ),
+        Admission::Admit => ("registration_limited", "", None),
+    };
+    let mut headers = no_store_headers("application/json");
+    if let Some(seconds) = retry_after {
+        headers.push(("retry-after", seconds.to_string()));
+    }
+    LocalResponse {
+        status: 429,
+        headers,
+        body: serde_json::json!({"message": message, "status": status})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::MemoryStore;
+
+    #[test]
+    fn the_rate_is_per_minute_window_and_shared_by_the_gateways_workers() {
+        let store = MemoryStore::default();
+        let limits = Limits {
+            per_minute: 3,
+            max_pending: 100,
+        };
+        let t = 10 * WINDOW_MS + 5_000;
+        for _ in 0..3 {
+            assert_eq!(admit(&store, "ns", limits, t), Admission::Admit);
+        }
+        assert_eq!(
+            admit(&store, "ns", limits, t + 1_000),
+            Admission::RateLimited { retry_after_s: 54 }
+        );
+        // The next minute opens a new window.
+        assert_eq!(admit(&store, "ns", limits, t + WINDOW_MS), Admission::Admit);
+    }
+
+    #[test]
+    fn a_full_requested_tab_closes_registration() {
+        let store = MemoryStore::default();
+        let limits = Limits {
+            per_minute: 100,
+            max_pending: 2,
+        };
+        let listed = |n: usize| -> String { (0..n).map(|i| format!("d{i}@x.io\n")).collect() };
+        store
+            .set(&replica::list_key("ns", Status::Requested), listed(1).as_bytes(), None)
+            .unwrap();
+        assert_eq!(admit(&store, "ns", limits, 1), Admission::Admit);
+        let (_, cas) = store.get(&replica::list_key("ns", Status::Requested)).unwrap().unwrap();
+        store
+            .set(
+                &replica::list_key("ns", Status::Requested),
+                listed(2).as_bytes(),
+                Some(cas),
+            )
+            .unwrap();
+        assert_eq!(admit(&store, "ns", limits, 2), Admission::Full);
+        let answer = refused(Admission::Full);
+        assert_eq!(answer.status, 429);
+        assert!(String::from_utf8_lossy(&answer.body).contains("registration_full"));
+        let answer = refused(Admission::RateLimited { retry_after_s: 7 });
+        assert!(answer.headers.contains(&("retry-after", "7".to_string())));
+    }
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::demo::{gateway, Gateway};
 use common::raw::{http1, http1_status, http2, H2Outcome};
 use common::{wait_until, Etcd, Request};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Each hostile request is sent this many times on fresh connections: enough
 /// that both workers see it (a panic kills the VM of the worker it ran on).
@@ -522,4 +522,80 @@ fn self_registration_is_bounded_by_rate_and_by_pending_requests() {
             .status
             == 403
     });
+}
+
+#[test]
+fn a_write_whose_answer_is_lost_is_read_back_not_reported_as_unchanged() {
+    let etcd = Etcd::start("lost-answer", common::free_port());
+    let proxy = common::delay_proxy::DelayProxy::start(etcd.port);
+    let gate = gateway("lost-answer", proxy.port);
+    gate.wait_synced();
+
+    // etcd commits the revocation; its answer arrives after the gateway's 2 s timeout.
+    proxy.delay_next_txn(Duration::from_millis(3500));
+    let revoked = gate.act("alice@example.com", "revoke");
+    assert!(!proxy.armed(), "the revocation went through the proxy");
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.json()["confirmed_by_read_back"], true, "{}", revoked.body);
+    let operation = revoked.json()["operation"].as_str().unwrap().to_string();
+    assert_eq!(gate.api_status("alice@example.com"), 403, "enforced at once");
+    let history = gate.developer("alice@example.com")["history"].clone();
+    let ours: Vec<&Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["operation"] == operation.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "applied exactly once: {history}");
+
+    // The same for a create.
+    proxy.delay_next_txn(Duration::from_millis(3500));
+    let created = gate.admin(
+        "POST",
+        "/developers",
+        Some(r#"{"email":"late@example.com","status":"approved"}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.json()["confirmed_by_read_back"], true);
+    assert_eq!(gate.api_status("late@example.com"), 200);
+}
+
+#[test]
+fn a_deleted_developer_comes_back_with_the_past_in_the_history() {
+    let etcd = Etcd::start("archive", common::free_port());
+    let gate = gateway("archive", etcd.port);
+    gate.wait_synced();
+    let revoked = gate.admin(
+        "POST",
+        "/developers/alice@example.com/revoke",
+        Some(r#"{"reason":"partner contract ended"}"#),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let deleted = gate.admin(
+        "POST",
+        "/developers/alice@example.com/delete",
+        Some(r#"{"reason":"cleanup"}"#),
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert!(etcd.get("/devportal/dev/alice@example.com").is_none());
+    assert!(etcd.get("/devportal/deleted/alice@example.com").is_some());
+
+    // She registers again: Requested, and the admin deciding sees the past.
+    let again = Request::get("/portal/home").user("alice@example.com").send(gate.port);
+    assert_eq!(again.status, 403, "{}", again.body);
+    let alice = gate.developer("alice@example.com");
+    assert_eq!(alice["status"], "requested");
+    let history = alice["history"].as_array().unwrap().clone();
+    let revocation = history
+        .iter()
+        .find(|t| t["to"] == "revoked")
+        .expect("the revocation is kept");
+    assert_eq!(revocation["reason"], "partner contract ended");
+    assert_eq!(revocation["actor"], "demo-admin");
+    let deletion = history
+        .iter()
+        .find(|t| t["to"] == "deleted")
+        .expect("the deletion is kept");
+    assert_eq!(deletion["reason"], "cleanup");
+    assert_eq!(history.last().unwrap()["actor"], "self-service");
 }

@@ -316,3 +316,79 @@ fn a_static_directory_is_reseeded_after_a_reload() {
     assert_eq!(status(kong.port, "/api/orders", "dave@example.com"), 401);
     kong.assert_no_crash();
 }
+
+#[test]
+#[cfg_attr(
+    not(kong_engine),
+    ignore = "Kong's engine (../shared/kong-engine) is not on this machine"
+)]
+fn paths_in_kong_are_classified_as_nginx_decoded_them() {
+    let gate = shipped("kong.yml").remove(0);
+    // As plain Kong proxies: the upstream gets the client's original target.
+    let kong = Kong::start("paths", &gate, None, 1);
+    let before = kong.upstream_log().lines().count();
+    for path in [
+        "/portal/assets/..%2Fcredentials",
+        "/portal/assets/%2e%2e/credentials",
+        "/portal/assets/%252e%252e/credentials",
+        "/portal/login/..%2F..%2Fapi/orders",
+        "/portal/assets/.%2E/credentials",
+    ] {
+        let response = Request::get(path).send(kong.port);
+        // nginx decodes and resolves first, so the gate sees a protected path
+        // (or refuses what it cannot classify): never the public class.
+        assert!(
+            matches!(response.status, 400 | 401),
+            "{path}: {} {}",
+            response.status,
+            response.body
+        );
+    }
+    assert_eq!(
+        kong.upstream_log().lines().count(),
+        before,
+        "nothing reached the upstream"
+    );
+    let response = Request::get("/api/./orders//x")
+        .user("alice@example.com")
+        .send(kong.port);
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json()["uri"],
+        "/api/./orders//x",
+        "plain proxy_pass forwards the original target"
+    );
+    drop(kong);
+
+    // With the upstream URI taken from nginx's $uri, the upstream gets the path
+    // the gate classified.
+    let kong = Kong::start_args(
+        "paths-uri",
+        Engine::Current,
+        &gate,
+        None,
+        1,
+        &["--upstream-uri", "$uri$is_args$args"],
+    );
+    let response = Request::get("/api/./orders//x?y=1")
+        .user("alice@example.com")
+        .send(kong.port);
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.json()["uri"], "/api/orders/x?y=1");
+}
+
+#[test]
+#[cfg_attr(
+    not(kong_engine),
+    ignore = "Kong's engine (../shared/kong-engine) is not on this machine"
+)]
+fn a_bad_configuration_names_its_field_in_kongs_log() {
+    let mut gate = shipped("kong.yml").remove(0);
+    gate["routes"][0]["class"] = json!("vip");
+    let (kong, mut script) = Kong::spawn("bad-config", &gate, 1);
+    kong.wait_log("the configuration error", "invalid configuration at `routes[0].class`");
+    // And the engine does not respawn that worker (docs/hosts.md).
+    kong.wait_log("the worker stays down", "cannot be respawned");
+    let _ = script.kill();
+    let _ = script.wait();
+}

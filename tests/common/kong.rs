@@ -29,6 +29,7 @@ pub struct Kong {
     pub admin: u16,
     engine: Engine,
     workers: u32,
+    extra: Vec<String>,
 }
 
 /// Three consecutive free ports (run-filter.sh uses PORT, PORT+1, PORT+2).
@@ -53,16 +54,20 @@ impl Kong {
         admin: Option<&serde_json::Value>,
         workers: u32,
     ) -> Kong {
-        let port = three_ports();
-        let kong = Kong {
-            scratch: Scratch::new(&format!("kong-{name}")),
-            port,
-            echo: port + 1,
-            admin: port + 2,
-            engine,
-            workers,
-        };
-        let output = kong.run(gate, admin, &[]);
+        Kong::start_args(name, engine, gate, admin, workers, &[])
+    }
+
+    /// With more `run-filter.sh` options (e.g. `--upstream-uri`).
+    pub fn start_args(
+        name: &str,
+        engine: Engine,
+        gate: &serde_json::Value,
+        admin: Option<&serde_json::Value>,
+        workers: u32,
+        extra: &[&str],
+    ) -> Kong {
+        let kong = Kong::prepare(name, engine, workers, extra);
+        let output = kong.command(gate, admin, &[]).output().expect("run-filter.sh runs");
         assert!(
             output.status.success(),
             "Kong's engine did not start:\n{}\n{}\n{}",
@@ -73,7 +78,38 @@ impl Kong {
         kong
     }
 
+    /// Starts in the background, for starts that are meant to fail: the caller
+    /// reads the error log (run-filter.sh itself would wait for a port that a
+    /// failed worker never answers on).
+    pub fn spawn(name: &str, gate: &serde_json::Value, workers: u32) -> (Kong, std::process::Child) {
+        let kong = Kong::prepare(name, Engine::Current, workers, &[]);
+        let child = kong
+            .command(gate, None, &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run-filter.sh runs");
+        (kong, child)
+    }
+
+    fn prepare(name: &str, engine: Engine, workers: u32, extra: &[&str]) -> Kong {
+        let port = three_ports();
+        Kong {
+            scratch: Scratch::new(&format!("kong-{name}")),
+            port,
+            echo: port + 1,
+            admin: port + 2,
+            engine,
+            workers,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     fn run(&self, gate: &serde_json::Value, admin: Option<&serde_json::Value>, extra: &[&str]) -> std::process::Output {
+        self.command(gate, admin, extra).output().expect("run-filter.sh runs")
+    }
+
+    fn command(&self, gate: &serde_json::Value, admin: Option<&serde_json::Value>, extra: &[&str]) -> Command {
         let mut command = Command::new(engine_dir().join("run-filter.sh"));
         command
             .env("KONG_ENGINE_PORT", self.port.to_string())
@@ -88,11 +124,12 @@ impl Kong {
             command.args(["--admin-config", &admin.to_string()]);
         }
         command
+            .args(&self.extra)
             .args(extra)
             .arg(wasm_path())
             .arg("devportal_gate")
             .arg(gate.to_string());
-        command.output().expect("run-filter.sh runs")
+        command
     }
 
     /// `nginx -s reload`, as `kong reload` sends it: new workers, new configuration.

@@ -6,7 +6,7 @@
 //! (`1;approved;0`: format version, status, revision); there is no delete call in
 //! Envoy, so removal writes a tombstone (`1;deleted;0`) that reads as absent.
 //!
-//! Every write follows the portable rule from HOSTS.md: read, then write with the
+//! Every write follows the portable rule from docs/hosts.md: read, then write with the
 //! CAS that was read (none when absent), retrying a bounded number of times.
 
 use std::collections::BTreeSet;
@@ -274,7 +274,7 @@ impl<S: SharedStore> SharedStore for KeyChecked<S> {
     }
 }
 
-/// The two shared-data calls, with the portable semantics of HOSTS.md.
+/// The two shared-data calls, with the portable semantics of docs/hosts.md.
 pub trait SharedStore {
     /// The value and its CAS token, `None` when the key is absent.
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;

@@ -211,7 +211,7 @@ fn schema_and_filter_refuse_the_same_bad_configurations() {
 }
 
 /// Kong's ngx_wasm_module refuses to load a module that imports
-/// `proxy_get_log_level` (HOSTS.md); the build must never reference it.
+/// `proxy_get_log_level` (docs/hosts.md); the build must never reference it.
 #[test]
 fn the_wasm_never_imports_get_log_level() {
     let wasm = std::fs::read(wasm_path()).unwrap();

@@ -459,7 +459,8 @@ fn act(
                     body: json!({"error": "not_found", "message": format!("no developer {:?}", task.email)}),
                 };
             };
-            let current = match Developer::from_stored(&task.email, &kv.value) {
+            // The read is fresh: let this gateway's replica have it too.
+            let current = match adopt(ctx, &task.email, &kv) {
                 Ok(current) => current,
                 Err(why) => {
                     return ActOutcome::Done {
@@ -468,14 +469,6 @@ fn act(
                     }
                 }
             };
-            // The read is fresh: let this gateway's replica have it too.
-            let _ = replica::apply(
-                ctx.store,
-                ctx.namespace,
-                &task.email,
-                kv.mod_revision,
-                Entry::Present(&current),
-            );
             let to = match current.after(task.action, &task.actor, task.reason.as_deref(), ctx.now_ms) {
                 Ok(to) => to.map(|to| to.with_operation(&task.operation)),
                 Err(not_offered) => {
@@ -648,29 +641,34 @@ fn conflict(ctx: &AdminContext<'_>, email: &str, current: Option<etcd::Kv>) -> A
             body: json!({"error": "conflict", "message": format!("{email:?} was deleted meanwhile; nothing was changed")}),
         };
     };
-    match Developer::from_stored(email, &kv.value) {
-        Ok(developer) => {
-            let _ = replica::apply(
-                ctx.store,
-                ctx.namespace,
-                email,
-                kv.mod_revision,
-                Entry::Present(&developer),
-            );
-            ActOutcome::Done {
-                status: 409,
-                body: json!({
-                    "error": "conflict",
-                    "message": format!("{email:?} changed meanwhile (now {}); nothing was changed", developer.status),
-                    "developer": developer.to_api(kv.mod_revision),
-                }),
-            }
-        }
+    match adopt(ctx, email, &kv) {
+        Ok(developer) => ActOutcome::Done {
+            status: 409,
+            body: json!({
+                "error": "conflict",
+                "message": format!("{email:?} changed meanwhile (now {}); nothing was changed", developer.status),
+                "developer": developer.to_api(kv.mod_revision),
+            }),
+        },
         Err(why) => ActOutcome::Done {
             status: 409,
             body: json!({"error": "conflict", "message": why}),
         },
     }
+}
+
+/// A record etcd just showed: parsed, and given to this gateway's replica
+/// (monotonic, so an older read never undoes a newer change).
+fn adopt(ctx: &AdminContext<'_>, email: &str, kv: &etcd::Kv) -> Result<Developer, String> {
+    let developer = Developer::from_stored(email, &kv.value)?;
+    let _ = replica::apply(
+        ctx.store,
+        ctx.namespace,
+        email,
+        kv.mod_revision,
+        Entry::Present(&developer),
+    );
+    Ok(developer)
 }
 
 /// Starts a create: the archive first, so a developer who was deleted comes
@@ -775,17 +773,7 @@ fn unknown_create(ctx: &AdminContext<'_>, task: &CreateTask, why: &EtcdError) ->
 }
 
 fn already_exists(ctx: &AdminContext<'_>, email: &str, current: Option<etcd::Kv>) -> ApiResponse {
-    let current = current.and_then(|kv| {
-        let developer = Developer::from_stored(email, &kv.value).ok()?;
-        let _ = replica::apply(
-            ctx.store,
-            ctx.namespace,
-            email,
-            kv.mod_revision,
-            Entry::Present(&developer),
-        );
-        Some(developer.to_api(kv.mod_revision))
-    });
+    let current = current.and_then(|kv| Some(adopt(ctx, email, &kv).ok()?.to_api(kv.mod_revision)));
     answer(
         409,
         json!({"error": "already_exists", "message": format!("{email:?} is already registered"), "developer": current}),

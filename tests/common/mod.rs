@@ -562,7 +562,8 @@ pub struct Response {
 }
 
 impl Response {
-    fn is_complete(bytes: &[u8]) -> bool {
+    /// Whether `bytes` hold a whole answer with a Content-Length body.
+    pub fn is_complete(bytes: &[u8]) -> bool {
         let Some(split) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
             return false;
         };

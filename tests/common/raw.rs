@@ -20,30 +20,18 @@ pub fn http1(port: u16, request: &[u8]) -> std::io::Result<Vec<u8>> {
             Ok(0) => break,
             Ok(read) => answer.extend_from_slice(&chunk[..read]),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                if complete(&answer) {
+                if super::Response::is_complete(&answer) {
                     break;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(e) => return Err(e),
         }
-        if complete(&answer) {
+        if super::Response::is_complete(&answer) {
             break;
         }
     }
     Ok(answer)
-}
-
-fn complete(bytes: &[u8]) -> bool {
-    let Some(split) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&bytes[..split]).to_ascii_lowercase();
-    let length = head
-        .split("\r\n")
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse::<usize>().ok());
-    length.is_some_and(|length| bytes.len() >= split + 4 + length)
 }
 
 /// The status code of an HTTP/1.1 answer, if it has one.

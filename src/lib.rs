@@ -1,38 +1,32 @@
 //! devportal-gate: lets only Approved developers reach APIs, portal pages and
 //! credential endpoints, on any proxy-wasm host (Envoy, Istio, Kong Gateway).
 //!
-//! Layout: everything but `host` is plain Rust that knows nothing of proxy-wasm
-//! and is tested with `cargo test` on the build machine:
-//! - `config`: parse and validate the filter configuration into a `Gate`;
-//! - `path`, `routes`: normalize the request path and classify the request;
-//! - `identity`, `email`: who is asking;
-//! - `directory`: developer records in shared data, lookups and seeding;
-//! - `gate`: the per-request decision; `responses`: the refusal answers;
-//! - `metrics`: the decision counters.
-//!
-//! `host` (wasm32 only) is the thin glue to the proxy-wasm ABI.
+//! Everything but `host` is plain Rust that knows nothing of proxy-wasm and is
+//! tested with `cargo test` on the build machine. The parts, in the order a
+//! request meets them:
+//! - `config`: the filter configuration, parsed (per version) and compiled into
+//!   the immutable values below; a bad one names its field and refuses to start.
+//! - `request`: one request's way through the gate: normalize the path,
+//!   classify it, identify the developer, decide, answer, count.
+//! - `directory`: who the developers are: their status, every shared-data key,
+//!   the one-read record the gate looks up, the replica of the etcd directory,
+//!   the stored JSON record and the workflow's actions, registration bounds.
+//! - `etcd`: requests to etcd's v3 JSON gateway and its answers (and, for unit
+//!   tests, an in-memory etcd).
+//! - `sync`: keeping a gateway's replica in step with etcd; the syncer election.
+//! - `admin`: the admin API: authentication, routes, reads, the step machine of
+//!   writes (shared with self-service registration), mailto links.
+//! - `encoding`: base64, RFC 3339 times, the ABI's header-map encoding.
+//! - `host` (wasm32 only): the thin glue to the proxy-wasm ABI, over our own
+//!   no-panic layer (`host::abi`). What it relies on in Envoy and Kong is in
+//!   docs/hosts.md.
 
 pub mod admin;
-pub mod base64;
-pub mod clock;
 pub mod config;
-pub mod developer;
 pub mod directory;
-pub mod email;
+pub mod encoding;
 pub mod etcd;
-#[cfg(test)]
-pub mod fake_etcd;
-pub mod framing;
-pub mod gate;
-pub mod header_map;
-pub mod identity;
-pub mod mailto;
-pub mod metrics;
-pub mod path;
-pub mod registration;
-pub mod replica;
-pub mod responses;
-pub mod routes;
+pub mod request;
 pub mod sync;
 
 #[cfg(target_arch = "wasm32")]

@@ -325,7 +325,7 @@ fn the_workflow_across_two_gateways() {
 }
 
 fn percent_decode(text: &str) -> String {
-    devportal_gate::mailto::percent_decode(text).unwrap()
+    devportal_gate::admin::mailto::percent_decode(text).unwrap()
 }
 
 #[test]

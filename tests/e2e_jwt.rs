@@ -10,11 +10,11 @@ use serde_json::json;
 use sha2::Sha256;
 
 fn b64url(data: &[u8]) -> String {
-    devportal_gate::identity::encode_base64url(data)
+    devportal_gate::request::identity::encode_base64url(data)
 }
 
 fn b64url_decode(text: &str) -> Vec<u8> {
-    devportal_gate::identity::decode_base64url(text).unwrap()
+    devportal_gate::request::identity::decode_base64url(text).unwrap()
 }
 
 /// The demo key, read from the shipped config so the two cannot drift apart.

@@ -7,12 +7,13 @@
 
 use devportal_gate::admin::{self, AdminContext, Route, Step};
 use devportal_gate::config::{AdminConfig, Directory, EtcdConfig};
-use devportal_gate::developer::DeveloperAction;
+use devportal_gate::directory::developer::DeveloperAction;
 use devportal_gate::directory::MemoryStore;
-use devportal_gate::email::canonical_email;
-use devportal_gate::header_map::{decode_pairs, encode_pairs};
-use devportal_gate::identity::{encode_base64url, IdentitySource};
-use devportal_gate::{etcd, path};
+use devportal_gate::encoding::header_map::{decode_pairs, encode_pairs};
+use devportal_gate::etcd;
+use devportal_gate::request::email::canonical_email;
+use devportal_gate::request::identity::{encode_base64url, IdentitySource};
+use devportal_gate::request::path;
 use proptest::prelude::*;
 
 const CASES: u32 = 4000;

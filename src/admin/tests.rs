@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::*;
 use crate::config::{EtcdConfig, DEFAULT_INVITATION_BODY, DEFAULT_INVITATION_SUBJECT};
 use crate::directory::{lookup, Lookup, MemoryStore};
-use crate::fake_etcd::FakeEtcd;
+use crate::etcd::fake::FakeEtcd;
 
 fn config() -> AdminConfig {
     AdminConfig {

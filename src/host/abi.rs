@@ -20,7 +20,7 @@
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 
-use crate::header_map::{decode_pairs, encode_pairs, Pair};
+use crate::encoding::header_map::{decode_pairs, encode_pairs, Pair};
 
 /// A status the host returned instead of OK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use super::root::Shared;
 use super::store::HostSharedData;
 use crate::admin::{self, AdminContext, ApiResponse, Route, Step};
 use crate::config::Directory;
-use crate::framing::{self, Body, Framing};
-use crate::gate::RequestView;
+use crate::request::framing::{self, Body, Framing};
+use crate::request::gate::RequestView;
 
 impl GateHttp {
     pub(super) fn admin_request(

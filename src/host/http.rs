@@ -16,11 +16,11 @@ use super::root::Shared;
 use super::store::HostSharedData;
 use crate::admin::{self, ApiResponse, Route, Task};
 use crate::config::{DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
+use crate::directory::replica;
 use crate::directory::{self, Lookup, Status};
-use crate::gate::{self, RequestView};
-use crate::path;
-use crate::replica;
-use crate::responses::{bad_path, LocalResponse};
+use crate::request::gate::{self, RequestView};
+use crate::request::path;
+use crate::request::responses::{bad_path, LocalResponse};
 
 pub struct GateHttp {
     pub(super) shared: Option<Rc<Shared>>,
@@ -179,7 +179,7 @@ impl HttpContext for GateHttp {
 
 /// The request's headers, as the host reported them: names and values as bytes.
 pub(super) struct HostRequest {
-    headers: Vec<crate::header_map::Pair>,
+    headers: Vec<crate::encoding::header_map::Pair>,
 }
 
 impl HostRequest {

@@ -15,8 +15,8 @@ use super::etcd_call::{self, now_ms};
 use super::http::GateHttp;
 use super::store::HostSharedData;
 use crate::config::{self, AdminConfig, Directory, EtcdConfig, Gate};
-use crate::metrics::Counter;
-use crate::replica;
+use crate::directory::replica;
+use crate::request::metrics::Counter;
 use crate::sync::{self, Next, Syncer};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -14,9 +14,9 @@ use super::http::{respond, unconfigured, GateHttp, Waiting};
 use super::root::Shared;
 use crate::admin::{self, ApiResponse, Step};
 use crate::config::Directory;
-use crate::metrics::Counter;
-use crate::registration::{self, Admission};
-use crate::responses::{LocalResponse, Refusal};
+use crate::directory::registration::{self, Admission};
+use crate::request::metrics::Counter;
+use crate::request::responses::{LocalResponse, Refusal};
 
 impl GateHttp {
     /// Create the developer as Requested (only if absent), then show the

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::*;
 use crate::directory::{lookup, Lookup, MemoryStore};
-use crate::fake_etcd::FakeEtcd;
+use crate::etcd::fake::FakeEtcd;
 
 fn developer(status: &str, updated_ms: u64) -> Vec<u8> {
     json!({"status": status, "updated_ms": updated_ms})

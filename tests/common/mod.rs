@@ -234,7 +234,10 @@ impl Etcd {
     pub fn get(&self, key: &str) -> Option<(String, u64)> {
         let answer = self.call("/v3/kv/range", serde_json::json!({"key": b64(key.as_bytes())}));
         let kv = answer["kvs"].get(0)?;
-        let value = devportal_gate::base64::decode(devportal_gate::base64::Alphabet::Standard, kv["value"].as_str()?)?;
+        let value = devportal_gate::encoding::base64::decode(
+            devportal_gate::encoding::base64::Alphabet::Standard,
+            kv["value"].as_str()?,
+        )?;
         Some((
             String::from_utf8(value).ok()?,
             kv["mod_revision"].as_str()?.parse().ok()?,
@@ -262,7 +265,7 @@ impl Drop for Etcd {
 }
 
 pub fn b64(bytes: &[u8]) -> String {
-    devportal_gate::base64::encode(devportal_gate::base64::Alphabet::Standard, bytes)
+    devportal_gate::encoding::base64::encode(devportal_gate::encoding::base64::Alphabet::Standard, bytes)
 }
 
 /// Polls `check` every 20 ms until it holds; returns how long that took, or

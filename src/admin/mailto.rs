@@ -1,7 +1,7 @@
 //! `mailto:` links (RFC 6068): "Email Developer" and the invitation that BCCs
 //! every invited address and links to the portal's registration page.
 
-use crate::email::canonical_email;
+use crate::request::email::canonical_email;
 
 /// Percent-encodes everything but RFC 3986's unreserved characters and `keep`.
 fn encode(text: &str, keep: &[u8]) -> String {

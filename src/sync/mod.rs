@@ -16,10 +16,10 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use crate::developer::Developer;
+use crate::directory::developer::Developer;
+use crate::directory::replica::{self, Entry, Listed, SyncState, Tabs, WriteMode};
 use crate::directory::{SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
-use crate::replica::{self, Entry, Listed, SyncState, Tabs, WriteMode};
 
 /// Keys per page of a full sync. etcd counts the rest of the range on every page
 /// (about 0.1 s per page at 1M keys), so pages are large: 5000 developers are
@@ -520,7 +520,9 @@ impl Syncer {
         let name = String::from_utf8_lossy(suffix).into_owned();
         // A key that is not a canonical address is never looked up: count it
         // (etcd does) but leave the replica alone.
-        if crate::email::canonical_email(&name).ok().as_deref() != Some(name.as_str()) || name.as_bytes() != suffix {
+        if crate::request::email::canonical_email(&name).ok().as_deref() != Some(name.as_str())
+            || name.as_bytes() != suffix
+        {
             report.unreadable += 1;
             into.insert(
                 name,

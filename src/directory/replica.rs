@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::developer::Developer;
+use crate::directory::developer::Developer;
 use crate::directory::{developer_key, write_unless, Record, SeedError, SharedStore, Status, WriteOutcome};
 
 pub fn doc_key(namespace: &str, email: &str) -> String {

@@ -6,8 +6,8 @@
 //! `pw:devportal_gate:...`.
 
 use crate::directory::Status;
-use crate::responses::Refusal;
-use crate::routes::RouteClass;
+use crate::request::responses::Refusal;
+use crate::request::routes::RouteClass;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {

@@ -10,8 +10,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-use crate::base64::{self, Alphabet};
-use crate::email::{canonical_email, EmailError};
+use crate::encoding::base64::{self, Alphabet};
+use crate::request::email::{canonical_email, EmailError};
 
 /// Where the identity comes from (compiled from configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]

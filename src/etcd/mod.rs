@@ -6,10 +6,13 @@
 //! absence), whose failure branch reads the key back, so a lost race answers
 //! with the state that won.
 
+#[cfg(test)]
+pub mod fake;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::base64::{self, Alphabet};
+use crate::encoding::base64::{self, Alphabet};
 
 /// A POST to the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]

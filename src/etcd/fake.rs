@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::base64::{self, Alphabet};
+use crate::encoding::base64::{self, Alphabet};
 use crate::etcd::{self, EtcdRequest};
 
 #[derive(Default)]

@@ -13,9 +13,9 @@
 //!
 //! A refused registration records nothing; the developer may try again later.
 
+use crate::directory::replica;
 use crate::directory::{SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
-use crate::replica;
-use crate::responses::{no_store_headers, LocalResponse};
+use crate::request::responses::{no_store_headers, LocalResponse};
 
 pub const DEFAULT_PER_MINUTE: u32 = 60;
 pub const DEFAULT_MAX_PENDING: u32 = 1000;

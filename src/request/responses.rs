@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::directory::Status;
-use crate::path::PathError;
+use crate::request::path::PathError;
 
 /// A local response, ready to hand to `send_http_response`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,11 +8,11 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::directory::{Status, StatusInput};
-use crate::email::canonical_email;
-use crate::identity::IdentitySource;
-use crate::path;
-use crate::responses::{BrowserAnswer, DenialStyle, Refusal, Responses};
-use crate::routes::{Classification, PathMatch, Route, RouteClass, RouteTable, Unmatched};
+use crate::request::email::canonical_email;
+use crate::request::identity::IdentitySource;
+use crate::request::path;
+use crate::request::responses::{BrowserAnswer, DenialStyle, Refusal, Responses};
+use crate::request::routes::{Classification, PathMatch, Route, RouteClass, RouteTable, Unmatched};
 
 /// The schema version this build understands.
 pub const CONFIG_VERSION: u64 = 1;
@@ -259,7 +259,7 @@ pub struct Gate {
     /// is registered as Requested.
     pub self_service: bool,
     /// How many such registrations are admitted (see `registration`).
-    pub registration: crate::registration::Limits,
+    pub registration: crate::directory::registration::Limits,
 }
 
 /// Where the directory's truth lives.
@@ -342,9 +342,9 @@ pub fn compile(bytes: &[u8]) -> Result<Config, ConfigError> {
 fn compile_registration(
     raw: Option<RawRegistration>,
     self_service: bool,
-) -> Result<crate::registration::Limits, ConfigError> {
+) -> Result<crate::directory::registration::Limits, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(crate::registration::Limits::default());
+        return Ok(crate::directory::registration::Limits::default());
     };
     if !self_service {
         return Err(ConfigError::new(
@@ -352,7 +352,7 @@ fn compile_registration(
             "limits self-service registration, which only happens with \"unknown_developers\": \"request\"",
         ));
     }
-    let defaults = crate::registration::Limits::default();
+    let defaults = crate::directory::registration::Limits::default();
     let per_minute = raw.per_minute.unwrap_or(defaults.per_minute);
     if !(1..=6000).contains(&per_minute) {
         return Err(ConfigError::new(
@@ -367,7 +367,7 @@ fn compile_registration(
             format!("must be 1 to 1000000 (developers waiting in Requested Access), got {max_pending}"),
         ));
     }
-    Ok(crate::registration::Limits {
+    Ok(crate::directory::registration::Limits {
         per_minute,
         max_pending,
     })

@@ -6,20 +6,22 @@
 //! answer goes to `resume`, which answers or asks for the next call. A write is
 //! answered only once etcd committed it and the replica of this gateway holds it.
 
+pub mod mailto;
+
 use std::collections::VecDeque;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::clock::rfc3339;
 use crate::config::{AdminConfig, Directory};
-use crate::developer::{Developer, DeveloperAction};
+use crate::directory::developer::{Developer, DeveloperAction};
+use crate::directory::replica::{self, Entry};
 use crate::directory::{SharedStore, Status};
-use crate::email::canonical_email;
+use crate::encoding::clock::rfc3339;
 use crate::etcd::{self, EtcdError, EtcdRequest};
-use crate::mailto::{self, percent_decode};
-use crate::replica::{self, Entry};
+use crate::request::email::canonical_email;
 use crate::sync;
+use mailto::percent_decode;
 
 /// Larger request bodies are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -9,6 +9,10 @@
 //! Every write follows the portable rule from docs/hosts.md: read, then write with the
 //! CAS that was read (none when absent), retrying a bounded number of times.
 
+pub mod developer;
+pub mod registration;
+pub mod replica;
+
 use std::collections::BTreeSet;
 use std::fmt;
 

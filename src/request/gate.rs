@@ -6,10 +6,10 @@ use std::borrow::Cow;
 
 use crate::config::{Gate, DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
 use crate::directory::{Lookup, Status};
-use crate::metrics::Counter;
-use crate::path;
-use crate::responses::{bad_path, bad_request, LocalResponse, Refusal};
-use crate::routes::{Classification, RouteClass};
+use crate::request::metrics::Counter;
+use crate::request::path;
+use crate::request::responses::{bad_path, bad_request, LocalResponse, Refusal};
+use crate::request::routes::{Classification, RouteClass};
 
 /// What the gate needs to know about a request.
 pub trait RequestView {

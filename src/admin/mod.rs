@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::config::{AdminConfig, Directory};
 use crate::directory::developer::{Developer, DeveloperAction};
 use crate::directory::replica::{self, Entry};
-use crate::directory::{SharedStore, Status};
+use crate::directory::{keys, SharedStore, Status};
 use crate::encoding::clock::rfc3339;
 use crate::etcd::{self, EtcdError, EtcdRequest};
 use crate::request::email::canonical_email;
@@ -330,7 +330,7 @@ fn start_inner(
                 phase: ActPhase::Read,
             };
             Ok(Step::Call(
-                etcd::get(&sync::developer_etcd_key(prefix, &task.email)),
+                etcd::get(&keys::etcd_developer(prefix, &task.email)),
                 Box::new(Task::Act(task)),
             ))
         }
@@ -371,7 +371,7 @@ fn start_inner(
                 operation: ctx.operation.clone(),
                 phase: ActPhase::Read,
             };
-            let call = etcd::get(&sync::developer_etcd_key(prefix, &current.email));
+            let call = etcd::get(&keys::etcd_developer(prefix, &current.email));
             Ok(Step::Call(
                 call,
                 Box::new(Task::Bulk(BulkTask {
@@ -413,7 +413,7 @@ pub fn resume(ctx: &AdminContext<'_>, task: Task, etcd_answer: Result<(u32, Vec<
                 }
                 match bulk.pending.pop_front() {
                     Some(email) => {
-                        let call = etcd::get(&sync::developer_etcd_key(prefix, &email));
+                        let call = etcd::get(&keys::etcd_developer(prefix, &email));
                         bulk.current.email = email;
                         bulk.current.phase = ActPhase::Read;
                         // One operation id per developer of the bulk request.
@@ -448,7 +448,7 @@ fn act(
     task: &mut ActTask,
     etcd_answer: Result<(u32, Vec<u8>), EtcdError>,
 ) -> ActOutcome {
-    let key = sync::developer_etcd_key(prefix, &task.email);
+    let key = keys::etcd_developer(prefix, &task.email);
     match std::mem::replace(&mut task.phase, ActPhase::Read) {
         ActPhase::Read => {
             let range = match etcd_answer.and_then(|(status, body)| etcd::parse_range(status, &body)) {
@@ -501,7 +501,7 @@ fn act(
                     etcd::delete_and_archive(
                         &key,
                         kv.mod_revision,
-                        &sync::archive_etcd_key(prefix, &task.email),
+                        &keys::etcd_archive(prefix, &task.email),
                         &archived.to_stored(),
                     )
                 }
@@ -676,7 +676,7 @@ fn adopt(ctx: &AdminContext<'_>, email: &str, kv: &etcd::Kv) -> Result<Developer
 /// Starts a create: the archive first, so a developer who was deleted comes
 /// back with the past in the history.
 fn create_step(ctx: &AdminContext<'_>, prefix: &str, developer: Developer) -> Step {
-    let archive = etcd::get(&sync::archive_etcd_key(prefix, &developer.email));
+    let archive = etcd::get(&keys::etcd_archive(prefix, &developer.email));
     Step::Call(
         archive,
         Box::new(Task::Create(CreateTask {
@@ -703,7 +703,7 @@ fn create(
     task: &mut CreateTask,
     etcd_answer: Result<(u32, Vec<u8>), EtcdError>,
 ) -> Result<EtcdRequest, ApiResponse> {
-    let key = sync::developer_etcd_key(prefix, &task.developer.email);
+    let key = keys::etcd_developer(prefix, &task.developer.email);
     match std::mem::replace(&mut task.phase, CreatePhase::ReadArchive) {
         CreatePhase::ReadArchive => {
             let range = etcd_answer
@@ -1004,7 +1004,7 @@ fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiResponse, ApiR
             "status=requested|approved|revoked|rejected is required",
         )
     })?;
-    let unavailable = |why: crate::directory::SeedError| error(503, "directory_unavailable", why.to_string());
+    let unavailable = |why: crate::directory::WriteError| error(503, "directory_unavailable", why.to_string());
     let offset = (page - 1).saturating_mul(per_page);
     let (total, emails) =
         replica::list_page(ctx.store, ctx.namespace, status, offset, per_page).map_err(unavailable)?;

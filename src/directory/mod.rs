@@ -6,108 +6,25 @@
 //! (`1;approved;0`: format version, status, revision); there is no delete call in
 //! Envoy, so removal writes a tombstone (`1;deleted;0`) that reads as absent.
 //!
-//! Every write follows the portable rule from docs/hosts.md: read, then write with the
-//! CAS that was read (none when absent), retrying a bounded number of times.
+//! Around it: `keys` (every key, one table), `store` (shared data, key-checked
+//! values, the one write loop), `seed` (a static directory), `replica` (the
+//! copy of the etcd directory), `developer` (the stored record and the
+//! workflow), `status`, `registration` (self-service bounds).
 
 pub mod developer;
+pub mod keys;
 pub mod registration;
 pub mod replica;
+mod seed;
+mod status;
+mod store;
 
-use std::collections::BTreeSet;
-use std::fmt;
-
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
-
-/// A developer's status, as in Kong Enterprise's Dev Portal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Status {
-    Approved,
-    Requested,
-    Rejected,
-    Revoked,
-}
-
-impl Status {
-    pub const ALL: [Status; 4] = [Status::Approved, Status::Requested, Status::Rejected, Status::Revoked];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Approved => "approved",
-            Status::Requested => "requested",
-            Status::Rejected => "rejected",
-            Status::Revoked => "revoked",
-        }
-    }
-
-    /// Kong Enterprise's name, as in its gateway's 401 message.
-    pub fn kong_name(self) -> &'static str {
-        match self {
-            Status::Approved => "APPROVED",
-            Status::Requested => "PENDING",
-            Status::Rejected => "REJECTED",
-            Status::Revoked => "REVOKED",
-        }
-    }
-
-    /// Kong Enterprise's integer codes: APPROVED=0, PENDING=1, REJECTED=2, REVOKED=3.
-    pub fn from_kong_code(code: u64) -> Option<Status> {
-        match code {
-            0 => Some(Status::Approved),
-            1 => Some(Status::Requested),
-            2 => Some(Status::Rejected),
-            3 => Some(Status::Revoked),
-            _ => None,
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A status as a name (`"approved"`, ..., or Kong's `"pending"`) or Kong's integer.
-#[derive(Debug, Clone, Copy)]
-pub struct StatusInput(pub Status);
-
-impl<'de> Deserialize<'de> for StatusInput {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StatusVisitor;
-        const EXPECTED: &str =
-            "one of \"approved\", \"requested\" (or \"pending\"), \"rejected\", \"revoked\", or Kong's code 0-3";
-        impl Visitor<'_> for StatusVisitor {
-            type Value = StatusInput;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(EXPECTED)
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<StatusInput, E> {
-                let status = if value == "pending" {
-                    Some(Status::Requested)
-                } else {
-                    Status::parse(value)
-                };
-                status
-                    .map(StatusInput)
-                    .ok_or_else(|| E::custom(format!("unknown status {value:?}: expected {EXPECTED}")))
-            }
-            fn visit_u64<E: de::Error>(self, value: u64) -> Result<StatusInput, E> {
-                Status::from_kong_code(value)
-                    .map(StatusInput)
-                    .ok_or_else(|| E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
-            }
-            fn visit_i64<E: de::Error>(self, value: i64) -> Result<StatusInput, E> {
-                Err(E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
-            }
-        }
-        deserializer.deserialize_any(StatusVisitor)
-    }
-}
+pub use seed::{seed, SeedReport};
+pub use status::{Status, StatusInput};
+pub use store::{
+    write_if_different, write_unless, KeyChecked, MemoryStore, SharedStore, SlotStore, StoreError, WriteError,
+    WriteOutcome, MAX_CAS_ATTEMPTS,
+};
 
 /// One directory entry as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,120 +89,6 @@ impl Record {
     }
 }
 
-pub fn developer_key(namespace: &str, email: &str) -> String {
-    let mut key = String::with_capacity(namespace.len() + 5 + email.len());
-    key.push_str(namespace);
-    key.push_str("/dev/");
-    key.push_str(email);
-    key
-}
-
-/// The list of developers the configuration seeded last, so that a
-/// reconfiguration can tombstone the ones it removed.
-pub fn seed_index_key(namespace: &str) -> String {
-    format!("{namespace}/seed-index")
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
-    /// The value changed since it was read.
-    CasMismatch,
-    /// The host keeps another key's value in this key's slot (Kong's `shm_kv`
-    /// identifies keys by CRC-32 alone); names that key.
-    Collision(String),
-    /// Anything else the host reported.
-    Host(String),
-}
-
-/// Keys that belong to one developer (`<ns>/dev/<email>`, `<ns>/doc/<email>`):
-/// a client chooses their names. Every other key is the filter's own.
-pub fn is_per_developer_key(key: &str) -> bool {
-    let mut segments = key.splitn(3, '/');
-    let _namespace = segments.next();
-    matches!(segments.next(), Some("dev" | "doc")) && segments.next().is_some()
-}
-
-/// A `SharedStore` whose every value names its own key, checked on every read
-/// and write, over a host store that may confuse keys.
-///
-/// Kong's `shm_kv` identifies a key by its CRC-32 alone, so two keys with the
-/// same CRC-32 share one slot, and a crafted e-mail can read (or overwrite) an
-/// approved developer's record. Here a value is stored as `<key>\0<value>`:
-/// - a read that finds another key's value sees the key as absent (an unknown
-///   developer: refused), never the other key's value;
-/// - a write never overwrites another developer's value: it fails with
-///   `StoreError::Collision` (that developer cannot be stored on this host and
-///   stays refused; the condition is logged). The filter's own keys (sync state,
-///   tabs, index, election) take their slot back from a developer's value, so a
-///   crafted address can deny only itself, never the whole gateway;
-/// - a value without the envelope (written by an older build) reads as absent
-///   and may be overwritten.
-pub struct KeyChecked<S>(pub S);
-
-enum Slot {
-    Empty,
-    Own(Vec<u8>, u32),
-    /// Another key's value (or one without an envelope), and its CAS.
-    Foreign(String, u32),
-}
-
-impl<S: SharedStore> KeyChecked<S> {
-    fn slot(&self, key: &str) -> Result<Slot, StoreError> {
-        let Some((stored, cas)) = self.0.get(key)? else {
-            return Ok(Slot::Empty);
-        };
-        let Some(split) = stored.iter().position(|&b| b == 0) else {
-            return Ok(Slot::Foreign(String::new(), cas));
-        };
-        let (holder, value) = stored.split_at(split);
-        if holder == key.as_bytes() {
-            Ok(Slot::Own(value.get(1..).unwrap_or_default().to_vec(), cas))
-        } else {
-            Ok(Slot::Foreign(String::from_utf8_lossy(holder).into_owned(), cas))
-        }
-    }
-}
-
-impl<S: SharedStore> SharedStore for KeyChecked<S> {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        match self.slot(key)? {
-            Slot::Own(value, cas) => Ok(Some((value, cas))),
-            Slot::Empty | Slot::Foreign(..) => Ok(None),
-        }
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let mut stored = Vec::with_capacity(key.len() + 1 + value.len());
-        stored.extend_from_slice(key.as_bytes());
-        stored.push(0);
-        stored.extend_from_slice(value);
-        let cas = match cas {
-            Some(cas) => Some(cas),
-            // "Absent" as read may be a slot another key holds: look again.
-            None => match self.slot(key)? {
-                Slot::Empty => None,
-                Slot::Own(..) => return Err(StoreError::CasMismatch),
-                Slot::Foreign(holder, foreign_cas) => {
-                    if holder.is_empty() || !is_per_developer_key(key) {
-                        Some(foreign_cas)
-                    } else {
-                        return Err(StoreError::Collision(holder));
-                    }
-                }
-            },
-        };
-        self.0.set(key, &stored, cas)
-    }
-}
-
-/// The two shared-data calls, with the portable semantics of docs/hosts.md.
-pub trait SharedStore {
-    /// The value and its CAS token, `None` when the key is absent.
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;
-    /// Writes `value` if the key is unchanged since `cas` was read (`None`: absent).
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
-}
-
 /// What the directory says about one developer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
@@ -296,7 +99,7 @@ pub enum Lookup {
 }
 
 pub fn lookup(store: &dyn SharedStore, namespace: &str, email: &str) -> Lookup {
-    match store.get(&developer_key(namespace, email)) {
+    match store.get(&keys::developer(namespace, email)) {
         Ok(None) => Lookup::Unknown,
         Ok(Some((bytes, _))) => match Record::decode(&bytes) {
             Some(Record::Present { status, .. }) => Lookup::Found(status),
@@ -304,202 +107,6 @@ pub fn lookup(store: &dyn SharedStore, namespace: &str, email: &str) -> Lookup {
             Some(Record::Unreadable { .. }) | None => Lookup::Unavailable,
         },
         Err(_) => Lookup::Unavailable,
-    }
-}
-
-/// CAS retries before a write is reported as contended. Contention only comes from
-/// other workers writing the same directory at the same moment, which settles in
-/// a round or two.
-pub const MAX_CAS_ATTEMPTS: usize = 8;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteOutcome {
-    Written,
-    AlreadyCurrent,
-}
-
-/// Makes `key` hold `desired`, unless it already does.
-pub fn write_if_different(store: &dyn SharedStore, key: &str, desired: &[u8]) -> Result<WriteOutcome, SeedError> {
-    write_unless(store, key, desired, |_| false)
-}
-
-/// Makes `key` hold `desired` with the portable read-then-CAS loop, unless it
-/// already does or `keep(current)` says the stored value must stay.
-pub fn write_unless(
-    store: &dyn SharedStore,
-    key: &str,
-    desired: &[u8],
-    keep: impl Fn(&[u8]) -> bool,
-) -> Result<WriteOutcome, SeedError> {
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let cas = match store.get(key).map_err(|e| SeedError::host(key, e))? {
-            Some((current, _)) if current == desired || keep(&current) => return Ok(WriteOutcome::AlreadyCurrent),
-            Some((_, cas)) => Some(cas),
-            None => None,
-        };
-        match store.set(key, desired, cas) {
-            Ok(()) => return Ok(WriteOutcome::Written),
-            Err(StoreError::CasMismatch) => continue,
-            Err(error) => return Err(SeedError::host(key, error)),
-        }
-    }
-    Err(SeedError {
-        key: key.to_string(),
-        reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts"),
-        collision: false,
-    })
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeedError {
-    pub key: String,
-    pub reason: String,
-    /// The key's slot is held by another key (see `KeyChecked`).
-    pub collision: bool,
-}
-
-impl SeedError {
-    pub fn host(key: &str, error: StoreError) -> SeedError {
-        let (reason, collision) = match error {
-            StoreError::CasMismatch => ("CAS mismatch".to_string(), false),
-            StoreError::Collision(holder) => (
-                format!("the host keeps {holder:?} in the same slot (Kong's shm_kv identifies keys by CRC-32); this key cannot be stored here"),
-                true,
-            ),
-            StoreError::Host(reason) => (reason, false),
-        };
-        SeedError {
-            key: key.to_string(),
-            reason,
-            collision,
-        }
-    }
-}
-
-impl fmt::Display for SeedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "shared data key {:?}: {}", self.key, self.reason)
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SeedReport {
-    pub written: usize,
-    pub unchanged: usize,
-    pub removed: usize,
-}
-
-/// Makes the shared directory hold exactly `developers` (canonical emails, no
-/// duplicates: the configuration compiler guarantees both). Idempotent: every
-/// worker runs it, and all but the first find the records already current.
-///
-/// Order matters for a worker that stops half-way: records first, then tombstones
-/// for developers the previous seeding had and this one has not, and the index
-/// last, so a later run still knows what to remove.
-pub fn seed(
-    store: &dyn SharedStore,
-    namespace: &str,
-    developers: &[(String, Status)],
-) -> Result<SeedReport, SeedError> {
-    let mut report = SeedReport::default();
-    for (email, status) in developers {
-        let record = Record::Present {
-            status: *status,
-            revision: 0,
-        };
-        match write_if_different(store, &developer_key(namespace, email), &record.encode())? {
-            WriteOutcome::Written => report.written += 1,
-            WriteOutcome::AlreadyCurrent => report.unchanged += 1,
-        }
-    }
-
-    let index_key = seed_index_key(namespace);
-    let previous = match store.get(&index_key).map_err(|e| SeedError::host(&index_key, e))? {
-        Some((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
-        None => String::new(),
-    };
-    let current: BTreeSet<&str> = developers.iter().map(|(email, _)| email.as_str()).collect();
-    let tombstone = Record::Deleted { revision: 0 }.encode();
-    for email in previous
-        .lines()
-        .filter(|email| !email.is_empty() && !current.contains(email))
-    {
-        if write_if_different(store, &developer_key(namespace, email), &tombstone)? == WriteOutcome::Written {
-            report.removed += 1;
-        }
-    }
-
-    let index = current.into_iter().collect::<Vec<_>>().join("\n");
-    write_if_different(store, &index_key, index.as_bytes())?;
-    Ok(report)
-}
-
-/// An in-memory store with Kong's stricter semantics (a CAS of 0/None on a
-/// present key is refused), for tests here and in the host-side test suites.
-#[derive(Default)]
-pub struct MemoryStore {
-    entries: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
-}
-
-impl MemoryStore {
-    pub fn len(&self) -> usize {
-        self.entries.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.borrow().is_empty()
-    }
-}
-
-impl SharedStore for MemoryStore {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Ok(self.entries.borrow().get(key).cloned())
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let mut entries = self.entries.borrow_mut();
-        let next_cas = match (entries.get(key), cas) {
-            (None, None) => 1,
-            (Some((_, current)), Some(cas)) if *current == cas => current + 1,
-            _ => return Err(StoreError::CasMismatch),
-        };
-        entries.insert(key.to_string(), (value.to_vec(), next_cas));
-        Ok(())
-    }
-}
-
-/// A store that keeps one value per *slot*, where `slot(key)` may give two keys
-/// the same slot, as Kong's `shm_kv` does with CRC-32; with Kong's CAS rules.
-/// For tests of `KeyChecked`.
-pub struct SlotStore {
-    pub slot: fn(&str) -> u64,
-    entries: std::cell::RefCell<std::collections::HashMap<u64, (Vec<u8>, u32)>>,
-}
-
-impl SlotStore {
-    pub fn new(slot: fn(&str) -> u64) -> SlotStore {
-        SlotStore {
-            slot,
-            entries: Default::default(),
-        }
-    }
-}
-
-impl SharedStore for SlotStore {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Ok(self.entries.borrow().get(&(self.slot)(key)).cloned())
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let slot = (self.slot)(key);
-        let mut entries = self.entries.borrow_mut();
-        let next_cas = match (entries.get(&slot), cas) {
-            (None, None) => 1,
-            (Some((_, current)), Some(cas)) if *current == cas => current + 1,
-            _ => return Err(StoreError::CasMismatch),
-        };
-        entries.insert(slot, (value.to_vec(), next_cas));
-        Ok(())
     }
 }
 
@@ -542,7 +149,7 @@ mod tests {
         };
         let error = write_if_different(
             &store,
-            &developer_key("devportal", "ecila@example.com"),
+            &keys::developer("devportal", "ecila@example.com"),
             &record.encode(),
         )
         .unwrap_err();
@@ -574,10 +181,10 @@ mod tests {
                 .unwrap_err()
                 .collision
         );
-        assert!(!is_per_developer_key("devportal/sync"));
-        assert!(!is_per_developer_key("devportal/list/approved"));
-        assert!(is_per_developer_key("devportal/doc/a@x.io"));
-        assert!(is_per_developer_key(developer));
+        assert!(!keys::is_per_developer("devportal/sync"));
+        assert!(!keys::is_per_developer("devportal/list/approved"));
+        assert!(keys::is_per_developer("devportal/doc/a@x.io"));
+        assert!(keys::is_per_developer(developer));
     }
 
     #[test]
@@ -713,7 +320,7 @@ mod tests {
     fn unreadable_record_fails_closed() {
         let store = MemoryStore::default();
         store
-            .set(&developer_key("devportal", "alice@example.com"), b"garbage", None)
+            .set(&keys::developer("devportal", "alice@example.com"), b"garbage", None)
             .unwrap();
         assert_eq!(lookup(&store, "devportal", "alice@example.com"), Lookup::Unavailable);
     }

@@ -13,7 +13,7 @@
 //!
 //! A refused registration records nothing; the developer may try again later.
 
-use crate::directory::replica;
+use crate::directory::{keys, replica};
 use crate::directory::{SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
 use crate::request::responses::{no_store_headers, LocalResponse};
 
@@ -47,10 +47,6 @@ pub enum Admission {
     Full,
 }
 
-fn rate_key(namespace: &str) -> String {
-    format!("{namespace}/registrations")
-}
-
 /// Decides one registration attempt, and counts it against the rate when it
 /// is admitted. Fails closed: a store that cannot be read or written admits
 /// nobody.
@@ -60,7 +56,7 @@ pub fn admit(store: &dyn SharedStore, namespace: &str, limits: Limits, now_ms: u
         _ => return Admission::Full,
     }
     let window = now_ms - now_ms % WINDOW_MS;
-    let key = rate_key(namespace);
+    let key = keys::registrations(namespace);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let Ok(current) = store.get(&key) else {
             return Admission::RateLimited { retry_after_s: 1 };
@@ -155,16 +151,12 @@ mod tests {
         };
         let listed = |n: usize| -> String { (0..n).map(|i| format!("d{i}@x.io\n")).collect() };
         store
-            .set(&replica::list_key("ns", Status::Requested), listed(1).as_bytes(), None)
+            .set(&keys::list("ns", Status::Requested), listed(1).as_bytes(), None)
             .unwrap();
         assert_eq!(admit(&store, "ns", limits, 1), Admission::Admit);
-        let (_, cas) = store.get(&replica::list_key("ns", Status::Requested)).unwrap().unwrap();
+        let (_, cas) = store.get(&keys::list("ns", Status::Requested)).unwrap().unwrap();
         store
-            .set(
-                &replica::list_key("ns", Status::Requested),
-                listed(2).as_bytes(),
-                Some(cas),
-            )
+            .set(&keys::list("ns", Status::Requested), listed(2).as_bytes(), Some(cas))
             .unwrap();
         assert_eq!(admit(&store, "ns", limits, 2), Admission::Full);
         let answer = refused(Admission::Full);

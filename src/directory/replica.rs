@@ -15,23 +15,7 @@
 use std::collections::BTreeMap;
 
 use crate::directory::developer::Developer;
-use crate::directory::{developer_key, write_unless, Record, SeedError, SharedStore, Status, WriteOutcome};
-
-pub fn doc_key(namespace: &str, email: &str) -> String {
-    format!("{namespace}/doc/{email}")
-}
-
-pub fn list_key(namespace: &str, status: Status) -> String {
-    format!("{namespace}/list/{}", status.as_str())
-}
-
-pub fn index_key(namespace: &str) -> String {
-    format!("{namespace}/index")
-}
-
-pub fn sync_key(namespace: &str) -> String {
-    format!("{namespace}/sync")
-}
+use crate::directory::{keys, write_unless, Record, SharedStore, Status, WriteError, WriteOutcome};
 
 /// What etcd says about one developer.
 #[derive(Debug, Clone, Copy)]
@@ -43,10 +27,10 @@ pub enum Entry<'a> {
 }
 
 /// The value at `key`, empty when absent.
-fn read_value(store: &dyn SharedStore, key: &str) -> Result<Vec<u8>, SeedError> {
+fn read_value(store: &dyn SharedStore, key: &str) -> Result<Vec<u8>, WriteError> {
     Ok(store
         .get(key)
-        .map_err(|e| SeedError::host(key, e))?
+        .map_err(|e| WriteError::host(key, e))?
         .map(|(bytes, _)| bytes)
         .unwrap_or_default())
 }
@@ -58,7 +42,7 @@ fn write_unless_newer(
     revision: u64,
     value: &[u8],
     revision_of: RevisionOf,
-) -> Result<bool, SeedError> {
+) -> Result<bool, WriteError> {
     let newer = |current: &[u8]| revision_of(current).is_some_and(|stored| stored > revision);
     Ok(write_unless(store, key, value, newer)? == WriteOutcome::Written)
 }
@@ -93,7 +77,7 @@ pub fn apply(
     email: &str,
     revision: u64,
     entry: Entry<'_>,
-) -> Result<bool, SeedError> {
+) -> Result<bool, WriteError> {
     apply_with(store, namespace, email, revision, entry, WriteMode::Monotonic)
 }
 
@@ -104,7 +88,7 @@ pub fn apply_with(
     revision: u64,
     entry: Entry<'_>,
     mode: WriteMode,
-) -> Result<bool, SeedError> {
+) -> Result<bool, WriteError> {
     let (record_revision, doc_revision): (RevisionOf, RevisionOf) = match mode {
         WriteMode::Monotonic => (record_revision, doc_revision),
         WriteMode::Overwrite => (|_| None, |_| None),
@@ -122,22 +106,22 @@ pub fn apply_with(
     };
     let record_written = write_unless_newer(
         store,
-        &developer_key(namespace, email),
+        &keys::developer(namespace, email),
         revision,
         &record.encode(),
         record_revision,
     )?;
     let mut stored_doc = format!("{revision}\n").into_bytes();
     stored_doc.extend_from_slice(&doc);
-    let doc_written = write_unless_newer(store, &doc_key(namespace, email), revision, &stored_doc, doc_revision)?;
+    let doc_written = write_unless_newer(store, &keys::doc(namespace, email), revision, &stored_doc, doc_revision)?;
     Ok(record_written || doc_written)
 }
 
 /// The replica's copy of one developer and its revision; `None` when absent,
 /// deleted or unreadable.
-pub fn read_doc(store: &dyn SharedStore, namespace: &str, email: &str) -> Result<Option<(u64, Developer)>, SeedError> {
-    let key = doc_key(namespace, email);
-    let Some((bytes, _)) = store.get(&key).map_err(|e| SeedError::host(&key, e))? else {
+pub fn read_doc(store: &dyn SharedStore, namespace: &str, email: &str) -> Result<Option<(u64, Developer)>, WriteError> {
+    let key = keys::doc(namespace, email);
+    let Some((bytes, _)) = store.get(&key).map_err(|e| WriteError::host(&key, e))? else {
         return Ok(None);
     };
     let Some(revision) = doc_revision(&bytes) else {
@@ -196,7 +180,7 @@ pub fn write_lists(
     namespace: &str,
     developers: &BTreeMap<String, Listed>,
     tabs: Tabs,
-) -> Result<(), SeedError> {
+) -> Result<(), WriteError> {
     for status in Status::ALL.into_iter().filter(|&status| tabs.contains(status)) {
         let mut tab: Vec<(&String, u64)> = developers
             .iter()
@@ -209,7 +193,7 @@ pub fn write_lists(
             text.push_str(email);
             text.push('\n');
         }
-        crate::directory::write_if_different(store, &list_key(namespace, status), text.as_bytes())?;
+        crate::directory::write_if_different(store, &keys::list(namespace, status), text.as_bytes())?;
     }
     Ok(())
 }
@@ -221,8 +205,8 @@ pub fn list_page(
     status: Status,
     offset: usize,
     limit: usize,
-) -> Result<(usize, Vec<String>), SeedError> {
-    let bytes = read_value(store, &list_key(namespace, status))?;
+) -> Result<(usize, Vec<String>), WriteError> {
+    let bytes = read_value(store, &keys::list(namespace, status))?;
     let text = String::from_utf8_lossy(&bytes);
     let mut total = 0;
     let mut page = Vec::with_capacity(limit);
@@ -235,13 +219,13 @@ pub fn list_page(
     Ok((total, page))
 }
 
-pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Result<usize, SeedError> {
-    let bytes = read_value(store, &list_key(namespace, status))?;
+pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Result<usize, WriteError> {
+    let bytes = read_value(store, &keys::list(namespace, status))?;
     Ok(bytes.iter().filter(|&&b| b == b'\n').count())
 }
 
-pub fn read_index(store: &dyn SharedStore, namespace: &str) -> Result<Vec<String>, SeedError> {
-    let bytes = read_value(store, &index_key(namespace))?;
+pub fn read_index(store: &dyn SharedStore, namespace: &str) -> Result<Vec<String>, WriteError> {
+    let bytes = read_value(store, &keys::index(namespace))?;
     Ok(String::from_utf8_lossy(&bytes)
         .lines()
         .filter(|l| !l.is_empty())
@@ -253,7 +237,7 @@ pub fn write_index<'a>(
     store: &dyn SharedStore,
     namespace: &str,
     emails: impl Iterator<Item = &'a String>,
-) -> Result<(), SeedError> {
+) -> Result<(), WriteError> {
     let mut sorted: Vec<&String> = emails.collect();
     sorted.sort_unstable();
     let mut text = String::with_capacity(sorted.len() * 24);
@@ -261,7 +245,7 @@ pub fn write_index<'a>(
         text.push_str(email);
         text.push('\n');
     }
-    crate::directory::write_if_different(store, &index_key(namespace), text.as_bytes()).map(|_| ())
+    crate::directory::write_if_different(store, &keys::index(namespace), text.as_bytes()).map(|_| ())
 }
 
 /// The etcd revision the replica reflects and when that was last confirmed.
@@ -292,12 +276,12 @@ impl SyncState {
 
 /// `None` until a first full sync completed (or a static directory was seeded).
 pub fn read_sync_state(store: &dyn SharedStore, namespace: &str) -> Option<SyncState> {
-    let (bytes, _) = store.get(&sync_key(namespace)).ok()??;
+    let (bytes, _) = store.get(&keys::sync_state(namespace)).ok()??;
     SyncState::decode(&bytes)
 }
 
-pub fn write_sync_state(store: &dyn SharedStore, namespace: &str, state: SyncState) -> Result<(), SeedError> {
-    crate::directory::write_if_different(store, &sync_key(namespace), &state.encode()).map(|_| ())
+pub fn write_sync_state(store: &dyn SharedStore, namespace: &str, state: SyncState) -> Result<(), WriteError> {
+    crate::directory::write_if_different(store, &keys::sync_state(namespace), &state.encode()).map(|_| ())
 }
 
 /// A static directory: the configuration's developers become the replica, with
@@ -307,14 +291,14 @@ pub fn seed_static(
     namespace: &str,
     developers: &[(String, Status)],
     now_ms: u64,
-) -> Result<crate::directory::SeedReport, SeedError> {
+) -> Result<crate::directory::SeedReport, WriteError> {
     let report = crate::directory::seed(store, namespace, developers)?;
     let mut listed = BTreeMap::new();
     for (email, status) in developers {
         let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", 0);
         let mut stored = b"0\n".to_vec();
         stored.extend_from_slice(&developer.to_stored());
-        crate::directory::write_if_different(store, &doc_key(namespace, email), &stored)?;
+        crate::directory::write_if_different(store, &keys::doc(namespace, email), &stored)?;
         listed.insert(
             email.clone(),
             Listed {

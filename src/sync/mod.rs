@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use crate::directory::developer::Developer;
 use crate::directory::replica::{self, Entry, Listed, SyncState, Tabs, WriteMode};
-use crate::directory::{SeedError, SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
+use crate::directory::{keys, SharedStore, Status, StoreError, WriteError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
 
 /// Keys per page of a full sync. etcd counts the rest of the range on every page
@@ -101,7 +101,7 @@ pub enum Next {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncError {
     Etcd(EtcdError),
-    Replica(SeedError),
+    Replica(WriteError),
 }
 
 impl std::fmt::Display for SyncError {
@@ -113,8 +113,8 @@ impl std::fmt::Display for SyncError {
     }
 }
 
-impl From<SeedError> for SyncError {
-    fn from(error: SeedError) -> SyncError {
+impl From<WriteError> for SyncError {
+    fn from(error: WriteError) -> SyncError {
         SyncError::Replica(error)
     }
 }
@@ -123,7 +123,7 @@ impl Syncer {
     pub fn new(namespace: &str, key_prefix: &str, seed: Option<EtcdRequest>) -> Syncer {
         Syncer {
             namespace: namespace.to_string(),
-            prefix: developers_prefix(key_prefix).into_bytes(),
+            prefix: keys::etcd_developers(key_prefix).into_bytes(),
             seed,
             known: BTreeMap::new(),
             revision: None,
@@ -599,26 +599,6 @@ fn is_compacted<T>(result: &Result<T, EtcdError>) -> bool {
     )
 }
 
-pub fn developers_prefix(key_prefix: &str) -> String {
-    format!("{key_prefix}dev/")
-}
-
-/// Where a deleted developer's record and history are kept (outside `dev/`, so
-/// the syncer never sees it): shown again when the address registers again.
-pub fn archive_etcd_key(key_prefix: &str, email: &str) -> Vec<u8> {
-    format!("{key_prefix}deleted/{email}").into_bytes()
-}
-
-pub fn developer_etcd_key(key_prefix: &str, email: &str) -> Vec<u8> {
-    format!("{key_prefix}dev/{email}").into_bytes()
-}
-
-/// The seed marker: its presence means the configuration's developers were
-/// written once and must not be again (an admin may have deleted them since).
-pub fn seed_marker(key_prefix: &str) -> Vec<u8> {
-    format!("{key_prefix}seeded").into_bytes()
-}
-
 /// The request that seeds `developers` once, `None` when there are none.
 pub fn seed_request(key_prefix: &str, developers: &[(String, Status)], now_ms: u64) -> Option<EtcdRequest> {
     if developers.is_empty() {
@@ -628,17 +608,17 @@ pub fn seed_request(key_prefix: &str, developers: &[(String, Status)], now_ms: u
         .iter()
         .map(|(email, status)| {
             let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", now_ms);
-            (developer_etcd_key(key_prefix, email), developer.to_stored())
+            (keys::etcd_developer(key_prefix, email), developer.to_stored())
         })
         .collect();
-    Some(etcd::seed_once(&seed_marker(key_prefix), &entries))
+    Some(etcd::seed_once(&keys::etcd_seed_marker(key_prefix), &entries))
 }
 
 /// A developer whose key shares its slot with another key on this host (Kong's
 /// CRC-32 keys, see `directory::KeyChecked`) is skipped and counted as
 /// unreadable, not a failed sync: one crafted address must not stop the whole
 /// directory from syncing. That developer stays refused on this host.
-fn skip_collision(result: Result<bool, SeedError>, report: &mut CycleReport) -> Result<bool, SeedError> {
+fn skip_collision(result: Result<bool, WriteError>, report: &mut CycleReport) -> Result<bool, WriteError> {
     match result {
         Err(error) if error.collision => {
             log::warn!("devportal-gate: developer skipped: {error}");
@@ -651,13 +631,9 @@ fn skip_collision(result: Result<bool, SeedError>, report: &mut CycleReport) -> 
 
 // ---- Which worker syncs ------------------------------------------------------
 
-fn syncer_key(namespace: &str) -> String {
-    format!("{namespace}/syncer")
-}
-
 /// A number no other worker of this gateway has: a CAS-incremented counter.
 pub fn claim_worker_id(store: &dyn SharedStore, namespace: &str) -> Result<u64, StoreError> {
-    let key = format!("{namespace}/workers");
+    let key = keys::workers(namespace);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (next, cas) = match store.get(&key)? {
             Some((bytes, cas)) => {
@@ -681,7 +657,7 @@ pub fn claim_worker_id(store: &dyn SharedStore, namespace: &str) -> Result<u64, 
 /// Whether worker `me` is the syncer now: it keeps the role by refreshing its
 /// heartbeat, and takes it when the holder's heartbeat is older than `stall_ms`.
 pub fn elect(store: &dyn SharedStore, namespace: &str, me: u64, now_ms: u64, stall_ms: u64) -> bool {
-    let key = syncer_key(namespace);
+    let key = keys::syncer(namespace);
     let Ok(current) = store.get(&key) else { return false };
     let cas = match &current {
         Some((bytes, cas)) => {
@@ -703,7 +679,7 @@ pub fn elect(store: &dyn SharedStore, namespace: &str, me: u64, now_ms: u64, sta
 
 /// Which worker holds the syncer role and its last heartbeat, for the health page.
 pub fn syncer_heartbeat(store: &dyn SharedStore, namespace: &str) -> Option<(u64, u64)> {
-    let (bytes, _) = store.get(&syncer_key(namespace)).ok()??;
+    let (bytes, _) = store.get(&keys::syncer(namespace)).ok()??;
     let text = String::from_utf8(bytes).ok()?;
     let (holder, heartbeat) = text.split_once(';')?;
     Some((holder.parse().ok()?, heartbeat.parse().ok()?))

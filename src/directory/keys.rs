@@ -1,0 +1,96 @@
+//! Every key the filter uses, in one table: shared data (per gateway) and etcd
+//! (the fleet's truth).
+//!
+//! Shared data: every key starts with the configuration's `namespace` (Kong
+//! gives a namespace its own `shm_kv` zone); per-developer keys end with the
+//! canonical e-mail; every value names its own key (`store::KeyChecked`).
+//!
+//! | key | holds | written by |
+//! |---|---|---|
+//! | `<ns>/dev/<email>` | the one-read record the gate looks up | seed, syncer, admin |
+//! | `<ns>/doc/<email>` | `<revision>\n<stored JSON>` for the admin API | syncer, admin |
+//! | `<ns>/list/<status>` | a tab: e-mails, newest change first | syncer |
+//! | `<ns>/index` | every e-mail the replica holds | syncer |
+//! | `<ns>/sync` | the etcd revision the replica reflects, when it agreed | syncer |
+//! | `<ns>/seed-index` | what the static configuration seeded last | static seed |
+//! | `<ns>/syncer` | the syncer role: worker id and heartbeat | election |
+//! | `<ns>/workers` | the last worker id handed out | every worker at start |
+//! | `<ns>/registrations` | this minute's self-service registrations | self-service |
+//!
+//! etcd, under the configuration's `key_prefix`:
+//!
+//! | key | holds |
+//! |---|---|
+//! | `<prefix>dev/<email>` | a developer's stored JSON (`developer::Developer`) |
+//! | `<prefix>deleted/<email>` | a deleted developer's last record and history |
+//! | `<prefix>seeded` | present once the configuration's developers were created |
+
+use super::Status;
+
+pub fn developer(namespace: &str, email: &str) -> String {
+    let mut key = String::with_capacity(namespace.len() + 5 + email.len());
+    key.push_str(namespace);
+    key.push_str("/dev/");
+    key.push_str(email);
+    key
+}
+
+pub fn doc(namespace: &str, email: &str) -> String {
+    format!("{namespace}/doc/{email}")
+}
+
+/// Keys that belong to one developer: a client chooses their names. Every
+/// other key is the filter's own, and takes its slot back from a developer's
+/// value on a host that confuses keys (see `store::KeyChecked`).
+pub fn is_per_developer(key: &str) -> bool {
+    let mut segments = key.splitn(3, '/');
+    let _namespace = segments.next();
+    matches!(segments.next(), Some("dev" | "doc")) && segments.next().is_some()
+}
+
+pub fn list(namespace: &str, status: Status) -> String {
+    format!("{namespace}/list/{}", status.as_str())
+}
+
+pub fn index(namespace: &str) -> String {
+    format!("{namespace}/index")
+}
+
+pub fn sync_state(namespace: &str) -> String {
+    format!("{namespace}/sync")
+}
+
+pub fn seed_index(namespace: &str) -> String {
+    format!("{namespace}/seed-index")
+}
+
+pub fn syncer(namespace: &str) -> String {
+    format!("{namespace}/syncer")
+}
+
+pub fn workers(namespace: &str) -> String {
+    format!("{namespace}/workers")
+}
+
+pub fn registrations(namespace: &str) -> String {
+    format!("{namespace}/registrations")
+}
+
+/// `<prefix>dev/`: the etcd keys that are developers.
+pub fn etcd_developers(key_prefix: &str) -> String {
+    format!("{key_prefix}dev/")
+}
+
+pub fn etcd_developer(key_prefix: &str, email: &str) -> Vec<u8> {
+    format!("{key_prefix}dev/{email}").into_bytes()
+}
+
+/// Outside `dev/`, so the syncer never sees it; shown again when the address
+/// registers again.
+pub fn etcd_archive(key_prefix: &str, email: &str) -> Vec<u8> {
+    format!("{key_prefix}deleted/{email}").into_bytes()
+}
+
+pub fn etcd_seed_marker(key_prefix: &str) -> Vec<u8> {
+    format!("{key_prefix}seeded").into_bytes()
+}

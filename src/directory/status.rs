@@ -1,0 +1,111 @@
+//! A developer's status: its names, Kong Enterprise's names and integer codes,
+//! and how it is read and written in configuration and in etcd.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A developer's status, as in Kong Enterprise's Dev Portal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    Approved,
+    Requested,
+    Rejected,
+    Revoked,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Status::Approved, Status::Requested, Status::Rejected, Status::Revoked];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Approved => "approved",
+            Status::Requested => "requested",
+            Status::Rejected => "rejected",
+            Status::Revoked => "revoked",
+        }
+    }
+
+    /// Kong Enterprise's name, as in its gateway's 401 message.
+    pub fn kong_name(self) -> &'static str {
+        match self {
+            Status::Approved => "APPROVED",
+            Status::Requested => "PENDING",
+            Status::Rejected => "REJECTED",
+            Status::Revoked => "REVOKED",
+        }
+    }
+
+    /// Kong Enterprise's integer codes: APPROVED=0, PENDING=1, REJECTED=2, REVOKED=3.
+    pub fn from_kong_code(code: u64) -> Option<Status> {
+        match code {
+            0 => Some(Status::Approved),
+            1 => Some(Status::Requested),
+            2 => Some(Status::Rejected),
+            3 => Some(Status::Revoked),
+            _ => None,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status as a name (`"approved"`, ..., or Kong's `"pending"`) or Kong's integer.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusInput(pub Status);
+
+impl<'de> Deserialize<'de> for StatusInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StatusVisitor;
+        const EXPECTED: &str =
+            "one of \"approved\", \"requested\" (or \"pending\"), \"rejected\", \"revoked\", or Kong's code 0-3";
+        impl Visitor<'_> for StatusVisitor {
+            type Value = StatusInput;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<StatusInput, E> {
+                let status = if value == "pending" {
+                    Some(Status::Requested)
+                } else {
+                    Status::parse(value)
+                };
+                status
+                    .map(StatusInput)
+                    .ok_or_else(|| E::custom(format!("unknown status {value:?}: expected {EXPECTED}")))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<StatusInput, E> {
+                Status::from_kong_code(value)
+                    .map(StatusInput)
+                    .ok_or_else(|| E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<StatusInput, E> {
+                Err(E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
+            }
+        }
+        deserializer.deserialize_any(StatusVisitor)
+    }
+}
+
+/// Written as its name (`"approved"`); read as a name, Kong's `"pending"` or
+/// Kong's integer code (`StatusInput`).
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        StatusInput::deserialize(deserializer).map(|input| input.0)
+    }
+}

@@ -1,0 +1,247 @@
+//! Shared data as the filter uses it: the two calls (`SharedStore`), the
+//! key-checked envelope every value wears (`KeyChecked`), the one bounded
+//! read-then-CAS write loop, and in-memory stores for tests.
+//!
+//! Every write follows the portable rule from docs/hosts.md: read, then write
+//! with the CAS that was read (none when absent), retrying a bounded number of
+//! times.
+
+use std::fmt;
+
+use super::keys;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The value changed since it was read.
+    CasMismatch,
+    /// The host keeps another key's value in this key's slot (Kong's `shm_kv`
+    /// identifies keys by CRC-32 alone); names that key.
+    Collision(String),
+    /// Anything else the host reported.
+    Host(String),
+}
+
+/// A `SharedStore` whose every value names its own key, checked on every read
+/// and write, over a host store that may confuse keys.
+///
+/// Kong's `shm_kv` identifies a key by its CRC-32 alone, so two keys with the
+/// same CRC-32 share one slot, and a crafted e-mail can read (or overwrite) an
+/// approved developer's record. Here a value is stored as `<key>\0<value>`:
+/// - a read that finds another key's value sees the key as absent (an unknown
+///   developer: refused), never the other key's value;
+/// - a write never overwrites another developer's value: it fails with
+///   `StoreError::Collision` (that developer cannot be stored on this host and
+///   stays refused; the condition is logged). The filter's own keys (sync state,
+///   tabs, index, election) take their slot back from a developer's value, so a
+///   crafted address can deny only itself, never the whole gateway;
+/// - a value without the envelope (written by an older build) reads as absent
+///   and may be overwritten.
+pub struct KeyChecked<S>(pub S);
+
+enum Slot {
+    Empty,
+    Own(Vec<u8>, u32),
+    /// Another key's value (or one without an envelope), and its CAS.
+    Foreign(String, u32),
+}
+
+impl<S: SharedStore> KeyChecked<S> {
+    fn slot(&self, key: &str) -> Result<Slot, StoreError> {
+        let Some((stored, cas)) = self.0.get(key)? else {
+            return Ok(Slot::Empty);
+        };
+        let Some(split) = stored.iter().position(|&b| b == 0) else {
+            return Ok(Slot::Foreign(String::new(), cas));
+        };
+        let (holder, value) = stored.split_at(split);
+        if holder == key.as_bytes() {
+            Ok(Slot::Own(value.get(1..).unwrap_or_default().to_vec(), cas))
+        } else {
+            Ok(Slot::Foreign(String::from_utf8_lossy(holder).into_owned(), cas))
+        }
+    }
+}
+
+impl<S: SharedStore> SharedStore for KeyChecked<S> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        match self.slot(key)? {
+            Slot::Own(value, cas) => Ok(Some((value, cas))),
+            Slot::Empty | Slot::Foreign(..) => Ok(None),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let mut stored = Vec::with_capacity(key.len() + 1 + value.len());
+        stored.extend_from_slice(key.as_bytes());
+        stored.push(0);
+        stored.extend_from_slice(value);
+        let cas = match cas {
+            Some(cas) => Some(cas),
+            // "Absent" as read may be a slot another key holds: look again.
+            None => match self.slot(key)? {
+                Slot::Empty => None,
+                Slot::Own(..) => return Err(StoreError::CasMismatch),
+                Slot::Foreign(holder, foreign_cas) => {
+                    if holder.is_empty() || !keys::is_per_developer(key) {
+                        Some(foreign_cas)
+                    } else {
+                        return Err(StoreError::Collision(holder));
+                    }
+                }
+            },
+        };
+        self.0.set(key, &stored, cas)
+    }
+}
+
+/// The two shared-data calls, with the portable semantics of docs/hosts.md.
+pub trait SharedStore {
+    /// The value and its CAS token, `None` when the key is absent.
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;
+    /// Writes `value` if the key is unchanged since `cas` was read (`None`: absent).
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+}
+
+/// CAS retries before a write is reported as contended. Contention only comes from
+/// other workers writing the same directory at the same moment, which settles in
+/// a round or two.
+pub const MAX_CAS_ATTEMPTS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written,
+    AlreadyCurrent,
+}
+
+/// Makes `key` hold `desired`, unless it already does.
+pub fn write_if_different(store: &dyn SharedStore, key: &str, desired: &[u8]) -> Result<WriteOutcome, WriteError> {
+    write_unless(store, key, desired, |_| false)
+}
+
+/// Makes `key` hold `desired` with the portable read-then-CAS loop, unless it
+/// already does or `keep(current)` says the stored value must stay.
+pub fn write_unless(
+    store: &dyn SharedStore,
+    key: &str,
+    desired: &[u8],
+    keep: impl Fn(&[u8]) -> bool,
+) -> Result<WriteOutcome, WriteError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let cas = match store.get(key).map_err(|e| WriteError::host(key, e))? {
+            Some((current, _)) if current == desired || keep(&current) => return Ok(WriteOutcome::AlreadyCurrent),
+            Some((_, cas)) => Some(cas),
+            None => None,
+        };
+        match store.set(key, desired, cas) {
+            Ok(()) => return Ok(WriteOutcome::Written),
+            Err(StoreError::CasMismatch) => continue,
+            Err(error) => return Err(WriteError::host(key, error)),
+        }
+    }
+    Err(WriteError {
+        key: key.to_string(),
+        reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts"),
+        collision: false,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteError {
+    pub key: String,
+    pub reason: String,
+    /// The key's slot is held by another key (see `KeyChecked`).
+    pub collision: bool,
+}
+
+impl WriteError {
+    pub fn host(key: &str, error: StoreError) -> WriteError {
+        let (reason, collision) = match error {
+            StoreError::CasMismatch => ("CAS mismatch".to_string(), false),
+            StoreError::Collision(holder) => (
+                format!("the host keeps {holder:?} in the same slot (Kong's shm_kv identifies keys by CRC-32); this key cannot be stored here"),
+                true,
+            ),
+            StoreError::Host(reason) => (reason, false),
+        };
+        WriteError {
+            key: key.to_string(),
+            reason,
+            collision,
+        }
+    }
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shared data key {:?}: {}", self.key, self.reason)
+    }
+}
+
+/// An in-memory store with Kong's stricter semantics (a CAS of 0/None on a
+/// present key is refused), for tests here and in the host-side test suites.
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl MemoryStore {
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.borrow().is_empty()
+    }
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(self.entries.borrow().get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let mut entries = self.entries.borrow_mut();
+        let next_cas = match (entries.get(key), cas) {
+            (None, None) => 1,
+            (Some((_, current)), Some(cas)) if *current == cas => current + 1,
+            _ => return Err(StoreError::CasMismatch),
+        };
+        entries.insert(key.to_string(), (value.to_vec(), next_cas));
+        Ok(())
+    }
+}
+
+/// A store that keeps one value per *slot*, where `slot(key)` may give two keys
+/// the same slot, as Kong's `shm_kv` does with CRC-32; with Kong's CAS rules.
+/// For tests of `KeyChecked`.
+pub struct SlotStore {
+    pub slot: fn(&str) -> u64,
+    entries: std::cell::RefCell<std::collections::HashMap<u64, (Vec<u8>, u32)>>,
+}
+
+impl SlotStore {
+    pub fn new(slot: fn(&str) -> u64) -> SlotStore {
+        SlotStore {
+            slot,
+            entries: Default::default(),
+        }
+    }
+}
+
+impl SharedStore for SlotStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(self.entries.borrow().get(&(self.slot)(key)).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let slot = (self.slot)(key);
+        let mut entries = self.entries.borrow_mut();
+        let next_cas = match (entries.get(&slot), cas) {
+            (None, None) => 1,
+            (Some((_, current)), Some(cas)) if *current == cas => current + 1,
+            _ => return Err(StoreError::CasMismatch),
+        };
+        entries.insert(slot, (value.to_vec(), next_cas));
+        Ok(())
+    }
+}

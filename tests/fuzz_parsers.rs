@@ -5,12 +5,14 @@
 //! a bounded number of generated cases (`CASES`), so it belongs in `make test`;
 //! raise `PROPTEST_CASES` for a longer hunt.
 
+use devportal_gate::admin::AdminConfig;
 use devportal_gate::admin::{self, AdminContext, Route, Step};
-use devportal_gate::config::{AdminConfig, Directory, EtcdConfig};
 use devportal_gate::directory::developer::DeveloperAction;
+use devportal_gate::directory::Directory;
 use devportal_gate::directory::MemoryStore;
 use devportal_gate::encoding::header_map::{decode_pairs, encode_pairs};
 use devportal_gate::etcd;
+use devportal_gate::etcd::EtcdConfig;
 use devportal_gate::request::email::canonical_email;
 use devportal_gate::request::identity::{encode_base64url, IdentitySource};
 use devportal_gate::request::path;

@@ -13,9 +13,9 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::config::{AdminConfig, Directory};
 use crate::directory::developer::{Developer, DeveloperAction};
 use crate::directory::replica::{self, Entry};
+use crate::directory::Directory;
 use crate::directory::{keys, SharedStore, Status};
 use crate::encoding::clock::rfc3339;
 use crate::etcd::{self, EtcdError, EtcdRequest};
@@ -51,6 +51,19 @@ fn answer(status: u32, body: Value) -> ApiResponse {
 
 fn error(status: u32, code: &str, message: impl Into<String>) -> ApiResponse {
     answer(status, json!({"error": code, "message": message.into()}))
+}
+
+/// The admin API's configuration (compiled from the configuration's `admin`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// e.g. `/_devportal`: no trailing slash.
+    pub prefix: String,
+    /// (name recorded as the actor, secret)
+    pub tokens: Vec<(String, String)>,
+    pub registration_url: String,
+    pub invitation_subject: String,
+    /// May contain `{registration_url}`.
+    pub invitation_body: String,
 }
 
 /// What an admin route needs besides the request: where things live.

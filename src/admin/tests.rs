@@ -6,9 +6,10 @@
 use serde_json::Value;
 
 use super::*;
-use crate::config::{EtcdConfig, DEFAULT_INVITATION_BODY, DEFAULT_INVITATION_SUBJECT};
+use crate::config::{DEFAULT_INVITATION_BODY, DEFAULT_INVITATION_SUBJECT};
 use crate::directory::{lookup, Lookup, MemoryStore};
 use crate::etcd::fake::FakeEtcd;
+use crate::etcd::EtcdConfig;
 
 fn config() -> AdminConfig {
     AdminConfig {

@@ -26,6 +26,14 @@ pub use store::{
     WriteOutcome, MAX_CAS_ATTEMPTS,
 };
 
+/// Where the directory's truth lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Directory {
+    /// The configuration's `developers`; the admin API is read-only.
+    Static,
+    Etcd(crate::etcd::EtcdConfig),
+}
+
 /// One directory entry as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {

@@ -14,6 +14,20 @@ use serde_json::{json, Value};
 
 use crate::encoding::base64::{self, Alphabet};
 
+/// Where a directory's etcd is and how the filter talks to it (compiled from
+/// the configuration's `directory.etcd`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// Envoy: a cluster name. Kong: host:port.
+    pub upstream: String,
+    /// The `:authority` of calls to etcd.
+    pub authority: String,
+    /// Every key of this directory starts with it, e.g. `/devportal/`.
+    pub key_prefix: String,
+    pub timeout_ms: u64,
+    pub sync_interval_ms: u64,
+}
+
 /// A POST to the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdRequest {

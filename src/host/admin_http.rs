@@ -10,7 +10,7 @@ use super::http::{respond, unconfigured, GateHttp, HostRequest, Waiting};
 use super::root::Shared;
 use super::store::HostSharedData;
 use crate::admin::{self, AdminContext, ApiResponse, Route, Step};
-use crate::config::Directory;
+use crate::directory::Directory;
 use crate::request::framing::{self, Body, Framing};
 use crate::request::gate::RequestView;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 
 use super::abi::{self, Buffer, Map};
-use crate::config::EtcdConfig;
+use crate::etcd::EtcdConfig;
 use crate::etcd::{EtcdError, EtcdRequest};
 
 /// Sends `request`; the answer arrives at the calling context's

@@ -15,10 +15,9 @@ use super::etcd_call;
 use super::root::Shared;
 use super::store::HostSharedData;
 use crate::admin::{self, ApiResponse, Route, Task};
-use crate::config::{DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
 use crate::directory::replica;
 use crate::directory::{self, Lookup, Status};
-use crate::request::gate::{self, RequestView};
+use crate::request::gate::{self, RequestView, DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
 use crate::request::path;
 use crate::request::responses::{bad_path, LocalResponse};
 

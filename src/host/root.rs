@@ -14,8 +14,12 @@ use super::abi::{self, Buffer, MetricKind};
 use super::etcd_call::{self, now_ms};
 use super::http::GateHttp;
 use super::store::HostSharedData;
-use crate::config::{self, AdminConfig, Directory, EtcdConfig, Gate};
+use crate::admin::AdminConfig;
+use crate::config;
 use crate::directory::replica;
+use crate::directory::Directory;
+use crate::etcd::EtcdConfig;
+use crate::request::gate::Gate;
 use crate::request::metrics::Counter;
 use crate::sync::{self, Next, Syncer};
 

@@ -13,8 +13,8 @@ use super::etcd_call;
 use super::http::{respond, unconfigured, GateHttp, Waiting};
 use super::root::Shared;
 use crate::admin::{self, ApiResponse, Step};
-use crate::config::Directory;
 use crate::directory::registration::{self, Admission};
+use crate::directory::Directory;
 use crate::request::metrics::Counter;
 use crate::request::responses::{LocalResponse, Refusal};
 

@@ -4,12 +4,34 @@
 
 use std::borrow::Cow;
 
-use crate::config::{Gate, DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
 use crate::directory::{Lookup, Status};
+use crate::request::identity::IdentitySource;
 use crate::request::metrics::Counter;
 use crate::request::path;
+use crate::request::responses::Responses;
 use crate::request::responses::{bad_path, bad_request, LocalResponse, Refusal};
+use crate::request::routes::RouteTable;
 use crate::request::routes::{Classification, RouteClass};
+
+/// Headers the gate sets for the upstream; a request that carries a client copy is refused.
+pub const DEVELOPER_EMAIL_HEADER: &str = "x-developer-email";
+pub const DEVELOPER_STATUS_HEADER: &str = "x-developer-status";
+
+/// What every HTTP context needs, immutable after configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    pub namespace: String,
+    pub identity: IdentitySource,
+    pub routes: RouteTable,
+    pub responses: Responses,
+    /// Whether any refusal has a browser answer (skips reading `accept` otherwise).
+    pub has_browser_answers: bool,
+    /// `unknown_developers: request`: an unknown developer opening a portal page
+    /// is registered as Requested.
+    pub self_service: bool,
+    /// How many such registrations are admitted (see `registration`).
+    pub registration: crate::directory::registration::Limits,
+}
 
 /// What the gate needs to know about a request.
 pub trait RequestView {

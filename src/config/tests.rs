@@ -1,0 +1,300 @@
+//! The configuration compiler: what it accepts, and that every refusal names its field.
+
+use super::*;
+use crate::directory::Directory;
+use crate::request::identity::IdentitySource;
+use crate::request::routes::Classification;
+use serde_json::json;
+
+fn base() -> serde_json::Value {
+    json!({
+        "config_version": 1,
+        "routes": [
+            {"exact": "/portal/login", "class": "public"},
+            {"prefix": "/portal/", "class": "portal"},
+            {"prefix": "/api/", "class": "api"}
+        ],
+        "developers": [{"email": "Alice@Example.com", "status": "approved"}, {"email": "bob@example.com", "status": 1}]
+    })
+}
+
+fn compile_value(value: &serde_json::Value) -> Result<Config, ConfigError> {
+    compile(value.to_string().as_bytes())
+}
+
+fn error_of(value: serde_json::Value) -> ConfigError {
+    compile_value(&value).unwrap_err()
+}
+
+#[test]
+fn minimal_config_compiles_with_defaults() {
+    let config = compile_value(&base()).unwrap();
+    assert_eq!(config.gate.namespace, "devportal");
+    assert_eq!(
+        config.gate.identity,
+        IdentitySource::Header {
+            name: "x-consumer-username".into()
+        }
+    );
+    assert_eq!(
+        config.developers,
+        vec![
+            ("alice@example.com".to_string(), Status::Approved),
+            ("bob@example.com".to_string(), Status::Requested)
+        ]
+    );
+    assert_eq!(config.gate.routes.classify("/nowhere", "GET"), Classification::Unrouted);
+}
+
+#[test]
+fn unknown_fields_are_refused_with_their_path() {
+    let mut config = base();
+    config["routes"][1]["clas"] = json!("api");
+    let error = error_of(config);
+    assert_eq!(error.field, "routes[1].clas");
+    assert!(error.message.contains("unknown field `clas`"), "{error}");
+    let mut config = base();
+    config["extra"] = json!(true);
+    assert!(error_of(config).message.contains("unknown field `extra`"));
+}
+
+#[test]
+fn bad_statuses_are_refused() {
+    for status in [json!("approve"), json!(4), json!(-1), json!(true), json!("APPROVED")] {
+        let mut config = base();
+        config["developers"][0]["status"] = status.clone();
+        let error = error_of(config);
+        assert_eq!(error.field, "developers[0].status", "{status}: {error}");
+    }
+    let mut config = base();
+    config["developers"][0]["status"] = json!("pending");
+    assert_eq!(compile_value(&config).unwrap().developers[0].1, Status::Requested);
+}
+
+#[test]
+fn duplicate_developers_are_refused_case_insensitively() {
+    let mut config = base();
+    config["developers"] = json!([{"email": "a@x.io", "status": 0}, {"email": " A@X.IO", "status": 3}]);
+    let error = error_of(config);
+    assert_eq!(error.field, "developers[1].email");
+    assert!(error.message.contains("developers[0]"), "{error}");
+}
+
+#[test]
+fn invalid_emails_are_refused() {
+    let mut config = base();
+    config["developers"][1]["email"] = json!("not an email");
+    assert_eq!(error_of(config).field, "developers[1].email");
+}
+
+#[test]
+fn invalid_header_names_are_refused() {
+    for header in ["bad header", "", "x-consumer:username", "x-developer-email"] {
+        let mut config = base();
+        config["identity"] = json!({"source": "header", "header": header});
+        assert_eq!(error_of(config).field, "identity.header", "{header}");
+    }
+    let mut config = base();
+    config["identity"] = json!({"source": "header", "header": "X-Consumer-Username"});
+    assert_eq!(
+        compile_value(&config).unwrap().gate.identity,
+        IdentitySource::Header {
+            name: "x-consumer-username".into()
+        }
+    );
+    let mut config = base();
+    config["identity"] = json!({"source": "header", "claim": "email"});
+    assert_eq!(error_of(config).field, "identity.claim");
+    let mut config = base();
+    config["identity"] = json!({"source": "cookie"});
+    assert_eq!(error_of(config).field, "identity.source");
+}
+
+#[test]
+fn jwt_identity_defaults() {
+    let mut config = base();
+    config["identity"] = json!({"source": "jwt_payload"});
+    assert_eq!(
+        compile_value(&config).unwrap().gate.identity,
+        IdentitySource::JwtPayload {
+            header: "x-jwt-payload".into(),
+            claim: "email".into()
+        }
+    );
+}
+
+#[test]
+fn empty_and_contradictory_routes_are_refused() {
+    let mut config = base();
+    config["routes"] = json!([]);
+    assert_eq!(error_of(config).field, "routes");
+
+    let mut config = base();
+    config["routes"] = json!([{"class": "api"}]);
+    assert_eq!(error_of(config).field, "routes[0]");
+
+    let mut config = base();
+    config["routes"] = json!([{"exact": "/a", "prefix": "/a", "class": "api"}]);
+    assert_eq!(error_of(config).field, "routes[0]");
+
+    // A public rule after a broader protected rule could never match.
+    let mut config = base();
+    config["routes"] = json!([{"prefix": "/portal", "class": "portal"}, {"exact": "/portal/login", "class": "public"}]);
+    let error = error_of(config);
+    assert_eq!(error.field, "routes[1]");
+    assert!(error.message.contains("routes[0]"), "{error}");
+
+    // The same rule twice, with and without trailing slash.
+    let mut config = base();
+    config["routes"] = json!([{"prefix": "/api/", "class": "api"}, {"prefix": "/api", "class": "public"}]);
+    assert_eq!(error_of(config).field, "routes[1]");
+}
+
+#[test]
+fn route_paths_must_be_normalized() {
+    for (path, field) in [
+        ("/portal/../admin", "routes[0].prefix"),
+        ("portal", "routes[0].prefix"),
+        ("/a//b", "routes[0].prefix"),
+        ("/a;b", "routes[0].prefix"),
+        ("/a?b", "routes[0].prefix"),
+        ("/%61pi", "routes[0].prefix"),
+    ] {
+        let mut config = base();
+        config["routes"] = json!([{"prefix": path, "class": "api"}]);
+        assert_eq!(error_of(config).field, field, "{path}");
+    }
+}
+
+#[test]
+fn methods_are_validated() {
+    for (methods, field) in [
+        (json!([]), "routes[0].methods"),
+        (json!(["get"]), "routes[0].methods[0]"),
+        (json!(["POST", "POST"]), "routes[0].methods[1]"),
+        (json!(["PO ST"]), "routes[0].methods[0]"),
+    ] {
+        let mut config = base();
+        config["routes"] = json!([{"prefix": "/api", "methods": methods, "class": "api"}]);
+        assert_eq!(error_of(config).field, field);
+    }
+}
+
+#[test]
+fn redirects_must_be_public_or_absolute() {
+    let mut config = base();
+    config["denials"] = json!({"browser_redirects": {"requested": "/portal/pending"}});
+    let error = error_of(config);
+    assert_eq!(error.field, "denials.browser_redirects.requested");
+    assert!(error.message.contains("not a public route"), "{error}");
+
+    let mut config = base();
+    config["denials"] =
+        json!({"browser_redirects": {"requested": "/portal/login", "revoked": "https://example.com/help"}});
+    assert!(compile_value(&config).is_ok());
+
+    for bad in ["javascript:alert(1)", "//evil.example", "/portal/login\r\nx: y", ""] {
+        let mut config = base();
+        config["denials"] = json!({"browser_redirects": {"revoked": bad}});
+        assert_eq!(error_of(config).field, "denials.browser_redirects.revoked", "{bad}");
+    }
+}
+
+#[test]
+fn version_and_namespace_are_checked() {
+    let mut config = base();
+    config["config_version"] = json!(2);
+    assert_eq!(error_of(config).field, "config_version");
+    let mut config = base();
+    config.as_object_mut().unwrap().remove("config_version");
+    assert!(error_of(config).message.contains("config_version"));
+    for namespace in ["", "Dev", "a/b", "dev portal"] {
+        let mut config = base();
+        config["namespace"] = json!(namespace);
+        assert_eq!(error_of(config).field, "namespace");
+    }
+}
+
+#[test]
+fn not_json_at_all() {
+    assert!(compile(b"").unwrap_err().message.contains("needs a JSON configuration"));
+    assert!(compile(b"{").is_err());
+    assert!(compile(b"[]").is_err());
+    let mut text = base().to_string();
+    text.push_str(" {}");
+    assert!(compile(text.as_bytes()).is_err());
+}
+
+#[test]
+fn etcd_directory_admin_and_self_service() {
+    let mut value = base();
+    value["directory"] = json!({"source": "etcd", "etcd": {"upstream": "etcd"}});
+    value["unknown_developers"] = json!("request");
+    value["admin"] = json!({"prefix": "/_dp", "registration_url": "https://portal.example.com/register", "tokens": [{"name": "ops", "token": "0123456789abcdef"}]});
+    let config = compile_value(&value).unwrap();
+    let Directory::Etcd(etcd) = &config.directory else {
+        panic!("etcd expected")
+    };
+    assert_eq!(
+        (etcd.authority.as_str(), etcd.key_prefix.as_str(), etcd.sync_interval_ms),
+        ("etcd", "/devportal/", 1000)
+    );
+    assert!(config.gate.self_service);
+    assert_eq!(
+        config.admin.unwrap().tokens,
+        vec![("ops".to_string(), "0123456789abcdef".to_string())]
+    );
+
+    let cases = [
+        (json!({"unknown_developers": "request"}), "unknown_developers"),
+        (json!({"directory": {"source": "etcd"}}), "directory.etcd"),
+        (
+            json!({"directory": {"source": "etcd", "etcd": {"upstream": "etcd", "timeout_ms": 1}}}),
+            "directory.etcd.timeout_ms",
+        ),
+        (
+            json!({"directory": {"source": "etcd", "etcd": {"upstream": "etcd", "key_prefix": "/x"}}}),
+            "directory.etcd.key_prefix",
+        ),
+        (
+            json!({"directory": {"source": "static", "sync_interval_ms": 500}}),
+            "directory.sync_interval_ms",
+        ),
+        (
+            json!({"admin": {"prefix": "/_dp", "registration_url": "https://x.io", "tokens": [{"name": "a", "token": "short"}]}}),
+            "admin.tokens[0].token",
+        ),
+        (
+            json!({"admin": {"prefix": "/_dp", "registration_url": "ftp://x.io", "tokens": [{"name": "a", "token": "0123456789abcdef"}]}}),
+            "admin.registration_url",
+        ),
+        (
+            json!({"admin": {"prefix": "/_dp", "registration_url": "https://x.io", "tokens": [{"name": "a", "token": "0123456789abcdef"}, {"name": "a", "token": "0123456789abcdeg"}]}}),
+            "admin.tokens[1].name",
+        ),
+    ];
+    for (patch, field) in cases {
+        let mut value = base();
+        for (key, entry) in patch.as_object().unwrap() {
+            value[key] = entry.clone();
+        }
+        let error = error_of(value);
+        assert_eq!(error.field, field, "{error}");
+        assert!(
+            !error.to_string().contains("0123456789abcdef"),
+            "secrets stay out of errors: {error}"
+        );
+    }
+    let mut admin_only = base();
+    admin_only["routes"] = json!([]);
+    assert_eq!(error_of(admin_only.clone()).field, "routes");
+    admin_only["admin"] = value["admin"].clone();
+    assert_eq!(
+        error_of(admin_only.clone()).field,
+        "developers",
+        "a static admin-only config must not seed"
+    );
+    admin_only.as_object_mut().unwrap().remove("developers");
+    let config = compile_value(&admin_only).unwrap();
+    assert!(config.admin_only);
+}

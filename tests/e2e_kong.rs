@@ -159,8 +159,8 @@ fn the_static_gate_in_kong() {
 )]
 fn the_etcd_workflow_in_kong() {
     let etcd = Etcd::start("kong-workflow", common::free_port());
-    // More than one full-sync page (1000), so paging runs too.
-    let many: Vec<(String, String)> = (0..2500)
+    // More than two full-sync pages (5000 each), so paging runs too.
+    let many: Vec<(String, String)> = (0..12_000)
         .map(|i| {
             (
                 format!("/devportal/dev/bulk{i:05}@example.com"),
@@ -176,8 +176,8 @@ fn the_etcd_workflow_in_kong() {
     wait_until("first sync in Kong", Duration::from_secs(20), || {
         status(kong.port, "/api/orders", "alice@example.com") == 200
     });
-    assert_eq!(status(kong.port, "/api/orders", "bulk02498@example.com"), 200);
-    assert_eq!(status(kong.port, "/api/orders", "bulk02499@example.com"), 401);
+    assert_eq!(status(kong.port, "/api/orders", "bulk11998@example.com"), 200);
+    assert_eq!(status(kong.port, "/api/orders", "bulk11999@example.com"), 401);
     assert_eq!(status(kong.port, "/api/orders", "bob@example.com"), 401);
     assert!(etcd.get("/devportal/dev/bob@example.com").is_some(), "seeded into etcd");
 

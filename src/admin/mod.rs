@@ -151,6 +151,36 @@ impl Route {
     }
 }
 
+/// The answer to a body as it arrives, before it is complete: too large for a
+/// route that takes one, or any body at all for a route that takes none.
+pub fn body_refusal(route: &Route, body_size: usize) -> Option<ApiResponse> {
+    if route.reads_body() {
+        (body_size > MAX_BODY_BYTES).then(|| {
+            error(
+                413,
+                "body_too_large",
+                format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+            )
+        })
+    } else {
+        (body_size > 0).then(|| error(400, "unexpected_body", "this request takes no body"))
+    }
+}
+
+/// A host that cannot tell whether a body follows (see `request::framing`).
+pub fn length_required() -> ApiResponse {
+    error(
+        411,
+        "length_required",
+        "this host cannot tell whether a body follows: send Content-Length",
+    )
+}
+
+/// An etcd call asked for over a static directory: a bug, answered plainly.
+pub fn no_etcd() -> ApiResponse {
+    error(500, "internal", "an etcd call for a static directory")
+}
+
 /// `path` is the normalized path, `prefix` included.
 pub fn route(prefix: &str, method: &str, path: &str) -> Result<Route, ApiResponse> {
     let rest = path.strip_prefix(prefix).unwrap_or("");

@@ -118,10 +118,43 @@ pub fn refused(admission: Admission) -> LocalResponse {
     }
 }
 
+/// The page a self-registering developer gets once etcd answered the create
+/// with `create_status`: registered now (201) -> `then` (the Requested answer);
+/// registered by someone else meanwhile (409) -> 307 to the same `target`, so
+/// the request is decided again from that record; anything else -> `unavailable`.
+pub fn answer(create_status: u32, then: LocalResponse, target: &str, unavailable: LocalResponse) -> LocalResponse {
+    match create_status {
+        201 => then,
+        409 => LocalResponse {
+            status: 307,
+            headers: vec![
+                ("location", target.to_string()),
+                ("cache-control", "no-store".to_string()),
+            ],
+            body: Vec::new(),
+        },
+        _ => unavailable,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::directory::MemoryStore;
+
+    #[test]
+    fn the_page_after_the_create() {
+        let page = |status: u16| LocalResponse {
+            status: u32::from(status),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        assert_eq!(answer(201, page(403), "/portal/x", page(503)).status, 403);
+        let again = answer(409, page(403), "/portal/x?a=1", page(503));
+        assert_eq!(again.status, 307);
+        assert!(again.headers.contains(&("location", "/portal/x?a=1".to_string())));
+        assert_eq!(answer(503, page(403), "/portal/x", page(503)).status, 503);
+    }
 
     #[test]
     fn the_rate_is_per_minute_window_and_shared_by_the_gateways_workers() {

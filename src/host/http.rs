@@ -1,33 +1,36 @@
-//! The HTTP context: one per request. Requests under the admin prefix go to the
-//! admin API (`admin_http.rs`); every other one asks `gate::decide` and carries
-//! out the verdict: forward (with the developer headers set and client copies
-//! removed), answer locally, or register a self-service developer in etcd first
-//! (`self_service.rs`).
+//! The HTTP context: one per request. It reads the request once, asks the pure
+//! logic what to do, and carries it out: forward (with the developer headers),
+//! answer locally, or drive one of the step machines that wait on etcd (an
+//! admin request; a self-service registration) through its calls.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::abi::{self, Buffer, Map};
-use super::admin_http::{admin_context, registration_context, respond_api};
 use super::etcd_call;
-use super::root::Shared;
+use super::respond::{respond, respond_api, send, unconfigured};
+use super::shared::Shared;
 use super::store::HostSharedData;
-use crate::admin::{self, ApiResponse, Route, Task};
+use crate::admin::{self, ApiResponse, Route, Step, Task};
+use crate::directory::registration::{self, Admission};
 use crate::directory::replica;
-use crate::directory::{self, Lookup, Status};
+use crate::directory::{self, Directory, Lookup, Status};
+use crate::request::framing::{self, Body, Framing};
 use crate::request::gate::{self, RequestView, DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
+use crate::request::metrics::Counter;
 use crate::request::path;
-use crate::request::responses::{bad_path, LocalResponse};
+use crate::request::responses::{bad_path, LocalResponse, Refusal};
 
 pub struct GateHttp {
-    pub(super) shared: Option<Rc<Shared>>,
-    pub(super) waiting: Waiting,
+    shared: Option<Rc<Shared>>,
+    waiting: Waiting,
 }
 
 /// What a paused request waits for.
-pub(super) enum Waiting {
+enum Waiting {
     Nothing,
     /// An admin request's body.
     AdminBody {
@@ -35,19 +38,21 @@ pub(super) enum Waiting {
         query: Option<String>,
         actor: String,
     },
-    /// An admin request's etcd call.
-    AdminCall {
+    /// The answer to an etcd call of a step machine.
+    Etcd {
         token: u32,
         task: Box<Task>,
+        then: Then,
     },
-    /// A self-service registration's etcd call; then answer `then`. `target`
-    /// is the request's, for asking again if someone else registered them first.
-    Registration {
-        token: u32,
-        task: Box<Task>,
-        then: LocalResponse,
-        target: String,
-    },
+}
+
+/// What the end of a step machine answers.
+enum Then {
+    /// The admin API's JSON answer.
+    Admin,
+    /// A self-service registration: `page` (the Requested answer) once the
+    /// developer is recorded; `target` to ask again if someone else was first.
+    Registration { page: LocalResponse, target: String },
 }
 
 impl GateHttp {
@@ -63,21 +68,16 @@ impl Context for GateHttp {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(shared) = self.shared.clone() else { return };
         match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
-            Waiting::AdminCall { token, task } if token == token_id => {
+            Waiting::Etcd { token, task, then } if token == token_id => {
                 let answer = etcd_call::read_answer(body_size);
-                let Some(ctx) = admin_context(&shared) else { return };
-                let step = admin::resume(&ctx, *task, answer);
-                self.run_admin_step(&shared, step);
-            }
-            Waiting::Registration {
-                token,
-                task,
-                then,
-                target,
-            } if token == token_id => {
-                let answer = etcd_call::read_answer(body_size);
-                let step = admin::resume(&registration_context(&shared), *task, answer);
-                self.run_registration(&shared, step, then, target);
+                let step = match then {
+                    Then::Admin => match shared.admin_context() {
+                        Some(ctx) => admin::resume(&ctx, *task, answer),
+                        None => return send(&unconfigured()),
+                    },
+                    Then::Registration { .. } => admin::resume(&shared.registration_context(), *task, answer),
+                };
+                self.run(&shared, step, then);
             }
             other => self.waiting = other,
         }
@@ -121,10 +121,7 @@ impl HttpContext for GateHttp {
             }
             directory::lookup(&HostSharedData, &gate.namespace, email)
         });
-        if let Some(&id) = verdict.counter.index().and_then(|i| shared.counters.get(i)) {
-            // A failed increment must not change the decision.
-            let _ = abi::increment_metric(id, 1);
-        }
+        shared.count(verdict.counter);
         match verdict.action {
             gate::Action::Forward {
                 rewrite_target,
@@ -142,23 +139,7 @@ impl HttpContext for GateHttp {
         let Waiting::AdminBody { route, .. } = &self.waiting else {
             return Action::Continue;
         };
-        let too_large = if route.reads_body() {
-            (body_size > admin::MAX_BODY_BYTES).then(|| ApiResponse {
-                status: 413,
-                body: format!(
-                    r#"{{"error":"body_too_large","message":"bodies are limited to {} bytes"}}"#,
-                    admin::MAX_BODY_BYTES
-                ),
-                allow: None,
-            })
-        } else {
-            (body_size > 0).then(|| ApiResponse {
-                status: 400,
-                body: r#"{"error":"unexpected_body","message":"this request takes no body"}"#.into(),
-                allow: None,
-            })
-        };
-        if let Some(refusal) = too_large {
+        if let Some(refusal) = admin::body_refusal(route, body_size) {
             self.waiting = Waiting::Nothing;
             return respond_api(&refusal);
         }
@@ -176,8 +157,151 @@ impl HttpContext for GateHttp {
     }
 }
 
+impl GateHttp {
+    fn admin_request(
+        &mut self,
+        shared: &Shared,
+        request: &HostRequest,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        end_of_stream: bool,
+    ) -> Action {
+        let Some(config) = shared.admin.as_ref() else {
+            return respond(&unconfigured());
+        };
+        let route = match admin::route(&config.prefix, method, path) {
+            Ok(route) => route,
+            Err(response) => return respond_api(&response),
+        };
+        let actor = if route.needs_token() {
+            // A header value that is not UTF-8 is no token at all.
+            let values: Option<Vec<String>> = request.header_values("authorization").into_iter().collect();
+            match admin::authenticate(config, values.as_deref().unwrap_or_default()) {
+                Ok(name) => name.to_string(),
+                Err(response) => return respond_api(&response),
+            }
+        } else {
+            String::new()
+        };
+        // Whether a body follows is the stream's word (see `framing`), never
+        // Content-Length alone. Only nginx needs the property read.
+        let nginx_protocol = if end_of_stream {
+            None
+        } else {
+            abi::property(&["ngx", "server_protocol"])
+                .ok()
+                .flatten()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+        };
+        let body = framing::body(Framing {
+            end_of_stream,
+            nginx_protocol: nginx_protocol.as_deref(),
+            content_length: request.header("content-length").as_deref(),
+            transfer_encoding: request.has("transfer-encoding"),
+        });
+        if body == Body::Unknown && route.reads_body() {
+            return respond_api(&admin::length_required());
+        }
+        if body == Body::Follows {
+            // Envoy turns a pause here into "stop all iteration": the body would
+            // never reach `on_http_request_body`. So the headers continue, and the
+            // admin listener has Envoy's buffer filter after this one, which holds
+            // them from the router until the body is complete; this filter takes
+            // the body first and answers (an empty one included).
+            self.waiting = Waiting::AdminBody {
+                route,
+                query: query.map(str::to_string),
+                actor,
+            };
+            return Action::Continue;
+        }
+        self.start_admin(shared, route, query, b"", &actor)
+    }
+
+    fn start_admin(&mut self, shared: &Shared, route: Route, query: Option<&str>, body: &[u8], actor: &str) -> Action {
+        let Some(ctx) = shared.admin_context() else {
+            return respond(&unconfigured());
+        };
+        let step = admin::start(&ctx, route, query, body, actor);
+        self.run(shared, step, Then::Admin)
+    }
+
+    /// Self-service: record the developer as Requested (once, if admitted by the
+    /// registration bounds), then show the Requested answer.
+    fn register(&mut self, shared: &Shared, email: &str, page: Cow<'_, LocalResponse>, target: &str) -> Action {
+        let ctx = shared.registration_context();
+        let admission = registration::admit(ctx.store, ctx.namespace, shared.gate.registration, ctx.now_ms);
+        if admission != Admission::Admit {
+            shared.count(match admission {
+                Admission::Full => Counter::RegistrationFull,
+                _ => Counter::RegistrationLimited,
+            });
+            return respond(&registration::refused(admission));
+        }
+        let step = admin::register(&ctx, email);
+        let then = Then::Registration {
+            page: page.into_owned(),
+            target: target.to_string(),
+        };
+        self.run(shared, step, then)
+    }
+
+    /// Carries a step machine forward: answers, or sends its next etcd call and
+    /// waits for the answer.
+    fn run(&mut self, shared: &Shared, step: Step, then: Then) -> Action {
+        match step {
+            Step::Respond(answer) => finish(shared, &answer, then),
+            Step::Call(request, task) => {
+                let Directory::Etcd(etcd) = &shared.directory else {
+                    return finish(shared, &admin::no_etcd(), then);
+                };
+                match etcd_call::dispatch(etcd, &request) {
+                    Ok(token) => {
+                        self.waiting = Waiting::Etcd { token, task, then };
+                        Action::Pause
+                    }
+                    // Not sent: the machine hears it as a failed call and says
+                    // what that means for its request.
+                    Err(error) => {
+                        let step = match &then {
+                            Then::Admin => match shared.admin_context() {
+                                Some(ctx) => admin::resume(&ctx, *task, Err(error)),
+                                None => return respond(&unconfigured()),
+                            },
+                            Then::Registration { .. } => {
+                                admin::resume(&shared.registration_context(), *task, Err(error))
+                            }
+                        };
+                        self.run(shared, step, then)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The answer at the end of a step machine.
+fn finish(shared: &Shared, answer: &ApiResponse, then: Then) -> Action {
+    match then {
+        Then::Admin => respond_api(answer),
+        Then::Registration { page, target } => {
+            if answer.status != 201 && answer.status != 409 {
+                log::warn!("devportal-gate: self-service registration failed: {}", answer.body);
+            }
+            let unavailable = shared
+                .gate
+                .responses
+                .for_refusal(Refusal::DirectoryUnavailable, false)
+                .cloned()
+                .unwrap_or_else(unconfigured);
+            respond(&registration::answer(answer.status, page, &target, unavailable))
+        }
+    }
+}
+
 /// The request's headers, as the host reported them: names and values as bytes.
-pub(super) struct HostRequest {
+struct HostRequest {
     headers: Vec<crate::encoding::header_map::Pair>,
 }
 
@@ -194,7 +318,7 @@ impl HostRequest {
         }
     }
 
-    pub(super) fn has(&self, name: &str) -> bool {
+    fn has(&self, name: &str) -> bool {
         self.values(name).next().is_some()
     }
 
@@ -231,29 +355,5 @@ fn forward(rewrite_target: Option<&str>, developer: Option<&str>) {
     }
     if let Some(target) = rewrite_target {
         let _ = abi::replace_header(Map::RequestHeaders, ":path", target);
-    }
-}
-
-pub(super) fn send(response: &LocalResponse) {
-    let headers: Vec<(&str, &str)> = response
-        .headers
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
-    if let Err(status) = abi::send_local_response(response.status, &headers, &response.body) {
-        log::error!("devportal-gate: cannot send the local response: {status}");
-    }
-}
-
-pub(super) fn respond(response: &LocalResponse) -> Action {
-    send(response);
-    Action::Pause
-}
-
-pub(super) fn unconfigured() -> LocalResponse {
-    LocalResponse {
-        status: 503,
-        headers: vec![("content-type", "application/json".to_string())],
-        body: br#"{"message":"devportal-gate is not configured","status":"unavailable"}"#.to_vec(),
     }
 }

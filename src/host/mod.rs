@@ -6,11 +6,11 @@
 //! module that imports it (docs/hosts.md).
 
 mod abi;
-mod admin_http;
 mod etcd_call;
 mod http;
+mod respond;
 mod root;
-mod self_service;
+mod shared;
 mod store;
 
 static LOGGER: abi::HostLogger = abi::HostLogger;

@@ -1,7 +1,7 @@
 //! The root context: compiles the configuration, loads the directory's replica
-//! (static: seeded from configuration; etcd: kept in sync by the one worker that
-//! wins the syncer election), defines the metrics, and hands every HTTP context
-//! a shared, immutable view of them.
+//! (static: seeded from configuration; etcd: kept in sync by the worker that
+//! holds the syncer role, as `sync::driver::SyncDriver` decides), defines the
+//! metrics, and hands every HTTP context a shared, immutable view of them.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -13,44 +13,24 @@ use proxy_wasm::types::ContextType;
 use super::abi::{self, Buffer, MetricKind};
 use super::etcd_call::{self, now_ms};
 use super::http::GateHttp;
+use super::shared::Shared;
 use super::store::HostSharedData;
 use crate::admin::AdminConfig;
 use crate::config;
 use crate::directory::replica;
 use crate::directory::Directory;
 use crate::etcd::EtcdConfig;
-use crate::request::gate::Gate;
 use crate::request::metrics::Counter;
-use crate::sync::{self, Next, Syncer};
+use crate::sync::driver::{Outcome, SyncDriver, Tick, ELECTION_PERIOD_MS};
+use crate::sync::{self, Syncer};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const GIT_SHA: &str = env!("DEVPORTAL_GATE_GIT_SHA");
 
-/// How often every worker ticks. A sync cycle of several etcd calls (pages,
-/// deletion scans, the seed) sends each next call from the tick after the
-/// previous answer, never from inside the answer's callback: Kong's engine
-/// crashes the worker when a root context dispatches there (docs/hosts.md). So
-/// the tick is short, and the election runs at its own, slower pace.
+/// How often every worker ticks: a sync cycle's next call goes out on the tick
+/// after the previous answer (see `SyncDriver`), so ticks are short; the
+/// election runs at its own, slower pace.
 const TICK: Duration = Duration::from_millis(20);
-
-/// How often every worker looks at the election and the replica's age. The sync
-/// interval is checked at this granularity, so it bounds the extra delay.
-const ELECTION_PERIOD_MS: u64 = 200;
-
-/// Everything an HTTP context needs, built once per configuration.
-pub struct Shared {
-    pub gate: Gate,
-    pub admin: Option<AdminConfig>,
-    /// An empty admin configuration, for contexts without an admin API
-    /// (self-service registration).
-    pub no_admin: AdminConfig,
-    pub directory: Directory,
-    /// Decision counter ids by `Counter::index()`.
-    pub counters: Vec<u32>,
-    /// Whether this worker has seen the replica complete a first full sync.
-    /// Only ever goes from false to true.
-    pub synced: Cell<bool>,
-}
 
 #[derive(Default)]
 pub struct GateRoot {
@@ -60,135 +40,62 @@ pub struct GateRoot {
     last_gauge_ms: u64,
 }
 
-/// The etcd side of a worker: a candidate for the syncer role.
+/// The etcd side of a worker: its driver, where etcd is, and its counters.
 struct SyncDuty {
+    driver: SyncDriver,
     etcd: EtcdConfig,
-    worker: u64,
-    syncer: Syncer,
-    /// The call in flight, if any.
-    in_flight: Option<InFlight>,
-    /// The cycle's next call, sent at the next tick; and when the cycle began.
-    next_call: Option<(crate::etcd::EtcdRequest, u64)>,
-    last_cycle_ms: u64,
-    last_election_ms: u64,
     ok_counter: Option<u32>,
     failed_counter: Option<u32>,
-}
-
-#[derive(Clone, Copy)]
-struct InFlight {
-    token: u32,
-    /// When the cycle began (a full sync of a large directory takes many calls).
-    cycle_started_ms: u64,
-    /// When this call was sent: the host's timeout applies to it alone.
-    call_started_ms: u64,
 }
 
 impl Context for GateRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(duty) = self.sync.as_mut() else { return };
-        let Some(call) = duty.in_flight.filter(|call| call.token == token_id) else {
-            return; // An answer to an abandoned call.
-        };
-        let started = call.cycle_started_ms;
-        duty.in_flight = None;
-        let now = now_ms();
         let answer = etcd_call::read_answer(body_size);
-        let result = match answer {
-            Ok((status, body)) => duty.syncer.on_answer(&HostSharedData, status, &body, now),
-            Err(error) => {
-                duty.syncer.abandon();
-                Err(sync::SyncError::Etcd(error))
+        if let Some(outcome) = duty.driver.on_answer(&HostSharedData, token_id, answer, now_ms()) {
+            duty.report(outcome);
+        }
+    }
+}
+
+impl SyncDuty {
+    fn tick(&mut self, now: u64) {
+        let (tick, lost) = self.driver.tick(&HostSharedData, now);
+        if let Some(outcome) = lost {
+            self.report(outcome);
+        }
+        if let Tick::Send(request) = tick {
+            match etcd_call::dispatch(&self.etcd, &request) {
+                Ok(token) => self.driver.sent(token),
+                Err(error) => {
+                    let outcome = self.driver.not_sent(error, now);
+                    self.report(outcome);
+                }
             }
-        };
-        match result {
-            // Sent from the next tick: never dispatch from inside this callback.
-            Ok(Next::Call(request)) => duty.next_call = Some((request, started)),
-            Ok(Next::Done(report)) => {
-                duty.last_cycle_ms = now;
-                bump(duty.ok_counter);
+        }
+    }
+
+    fn report(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Continues => {}
+            Outcome::Done { report, took_ms } => {
+                bump(self.ok_counter);
                 if report.full || report.changed > 0 || report.removed > 0 {
                     log::info!(
-                        "devportal-gate: {} sync to etcd revision {} in {} ms: {} changed, {} removed, {} unreadable",
+                        "devportal-gate: {} sync to etcd revision {} in {took_ms} ms: {} changed, {} removed, {} unreadable",
                         if report.full { "full" } else { "incremental" },
                         report.revision,
-                        now.saturating_sub(started),
                         report.changed,
                         report.removed,
                         report.unreadable
                     );
                 }
             }
-            Err(error) => duty.fail(&error),
-        }
-    }
-}
-
-impl SyncDuty {
-    fn fail(&mut self, error: &sync::SyncError) {
-        self.syncer.abandon();
-        self.in_flight = None;
-        self.next_call = None;
-        self.last_cycle_ms = now_ms();
-        bump(self.failed_counter);
-        log::warn!("devportal-gate: directory sync failed (the last known statuses stay enforced): {error}");
-    }
-
-    fn tick(&mut self, namespace: &str, now: u64) {
-        let election_due = now.saturating_sub(self.last_election_ms) >= ELECTION_PERIOD_MS;
-        if let Some(call) = self.in_flight {
-            // The host times every call out; one that still has not answered
-            // long after that was lost, and must not stop syncing for good.
-            if now.saturating_sub(call.call_started_ms) > self.etcd.timeout_ms.saturating_mul(4) {
-                self.fail(&sync::SyncError::Etcd(crate::etcd::EtcdError::Unreachable(
-                    "a sync call never answered".into(),
-                )));
+            Outcome::Failed(error) => {
+                bump(self.failed_counter);
+                log::warn!("devportal-gate: directory sync failed (the last known statuses stay enforced): {error}");
             }
-            // Keep the role while the call is out.
-            if election_due {
-                self.last_election_ms = now;
-                sync::elect(&HostSharedData, namespace, self.worker, now, self.stall_ms());
-            }
-            return;
         }
-        if let Some((request, cycle_started_ms)) = self.next_call.take() {
-            self.send(&request, cycle_started_ms, now);
-            return;
-        }
-        if !election_due {
-            return;
-        }
-        self.last_election_ms = now;
-        if !sync::elect(&HostSharedData, namespace, self.worker, now, self.stall_ms()) {
-            // Not the syncer: still send this configuration's seed, once.
-            if let Some(seed) = self.syncer.seed_only() {
-                self.send(&seed, now, now);
-            }
-            return;
-        }
-        if now.saturating_sub(self.last_cycle_ms) < self.etcd.sync_interval_ms {
-            return;
-        }
-        let request = self.syncer.begin();
-        self.send(&request, now, now);
-    }
-
-    fn send(&mut self, request: &crate::etcd::EtcdRequest, cycle_started_ms: u64, now: u64) {
-        match etcd_call::dispatch(&self.etcd, request) {
-            Ok(token) => {
-                self.in_flight = Some(InFlight {
-                    token,
-                    cycle_started_ms,
-                    call_started_ms: now,
-                })
-            }
-            Err(error) => self.fail(&sync::SyncError::Etcd(error)),
-        }
-    }
-
-    /// A syncer whose heartbeat is older than this is replaced.
-    fn stall_ms(&self) -> u64 {
-        (3 * self.etcd.sync_interval_ms).max(3000)
     }
 }
 
@@ -219,7 +126,7 @@ impl RootContext for GateRoot {
         let Some(shared) = self.shared.as_ref() else { return };
         let now = now_ms();
         if let Some(duty) = self.sync.as_mut() {
-            duty.tick(&shared.gate.namespace, now);
+            duty.tick(now);
         }
         if now.saturating_sub(self.last_gauge_ms) < ELECTION_PERIOD_MS {
             return;
@@ -283,14 +190,10 @@ impl GateRoot {
                 let worker = sync::claim_worker_id(&HostSharedData, &namespace)
                     .map_err(|error| format!("cannot register this worker in shared data: {error:?}"))?;
                 let seed = sync::seed_request(&etcd.key_prefix, &config.developers, now_ms());
+                let syncer = Syncer::new(&namespace, &etcd.key_prefix, seed);
                 self.sync = Some(SyncDuty {
+                    driver: SyncDriver::new(&namespace, worker, syncer, etcd.sync_interval_ms, etcd.timeout_ms),
                     etcd: etcd.clone(),
-                    worker,
-                    syncer: Syncer::new(&namespace, &etcd.key_prefix, seed),
-                    in_flight: None,
-                    next_call: None,
-                    last_cycle_ms: 0,
-                    last_election_ms: 0,
                     ok_counter: define_if(metrics, "devportal_gate.sync.ok", MetricKind::Counter)?,
                     failed_counter: define_if(metrics, "devportal_gate.sync.failed", MetricKind::Counter)?,
                 });

@@ -14,6 +14,8 @@
 //!
 //! The hot path never waits for any of this: it reads the replica.
 
+pub mod driver;
+
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use crate::directory::developer::Developer;

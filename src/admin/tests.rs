@@ -3,7 +3,7 @@
 //! etcd (`fake_etcd`), lost answers included. The end-to-end tests run the same
 //! against a real etcd (tests/e2e_etcd.rs).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::*;
 use crate::config::{DEFAULT_INVITATION_BODY, DEFAULT_INVITATION_SUBJECT};

@@ -1,0 +1,123 @@
+//! The admin API's request bodies: parsed strictly (unknown fields refused, the
+//! field of an error named), bounded, validated.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::*;
+
+pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiResponse> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(error(
+            413,
+            "body_too_large",
+            format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let at = e.path().to_string();
+        let message = if at == "." || at == "?" {
+            e.inner().to_string()
+        } else {
+            format!("at `{at}`: {}", e.inner())
+        };
+        error(400, "invalid_body", message)
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| error(400, "invalid_body", e.to_string()))?;
+    Ok(value)
+}
+
+pub(super) fn check_reason(reason: Option<String>) -> Result<Option<String>, ApiResponse> {
+    match reason {
+        Some(reason) if reason.len() > MAX_REASON || reason.contains(char::is_control) => Err(error(
+            422,
+            "invalid_reason",
+            format!("\"reason\" must be at most {MAX_REASON} bytes without control characters"),
+        )),
+        other => Ok(other.filter(|r| !r.trim().is_empty())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateRequest {
+    pub(super) email: String,
+    #[serde(default)]
+    pub(super) status: Option<Status>,
+    #[serde(default)]
+    pub(super) metadata: Map<String, Value>,
+}
+
+impl CreateRequest {
+    pub(super) fn into_developer(self, actor: &str, now_ms: u64) -> Result<Developer, ApiResponse> {
+        let email =
+            canonical_email(&self.email).map_err(|e| error(422, "invalid_email", format!("{:?} {e}", self.email)))?;
+        let status = self.status.unwrap_or(Status::Requested);
+        if !matches!(status, Status::Requested | Status::Approved) {
+            return Err(error(
+                422,
+                "invalid_status",
+                "a new developer is \"requested\" or, created by an admin, \"approved\"",
+            ));
+        }
+        if self.metadata.len() > MAX_METADATA_FIELDS {
+            return Err(error(
+                422,
+                "invalid_metadata",
+                format!("at most {MAX_METADATA_FIELDS} metadata fields"),
+            ));
+        }
+        for (name, value) in &self.metadata {
+            let ok = name.len() <= 64
+                && value
+                    .as_str()
+                    .is_some_and(|v| v.len() <= MAX_METADATA_VALUE && !v.contains(char::is_control));
+            if !ok {
+                return Err(error(
+                    422,
+                    "invalid_metadata",
+                    format!(
+                        "metadata.{name}: values are strings of at most {MAX_METADATA_VALUE} bytes, names at most 64"
+                    ),
+                ));
+            }
+        }
+        Ok(Developer::register(&email, status, self.metadata, actor, now_ms))
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActRequest {
+    #[serde(default)]
+    pub(super) reason: Option<String>,
+    #[serde(default)]
+    pub(super) dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BulkRequest {
+    pub(super) action: String,
+    pub(super) emails: Vec<String>,
+    #[serde(default)]
+    pub(super) reason: Option<String>,
+    #[serde(default)]
+    pub(super) dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InviteRequest {
+    pub(super) emails: EmailList,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum EmailList {
+    Text(String),
+    List(Vec<String>),
+}

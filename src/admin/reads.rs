@@ -1,0 +1,134 @@
+//! The admin API's reads, served from this gateway's replica: a tab with its
+//! counts, one developer, health.
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+
+pub(super) fn writable<'c>(ctx: &'c AdminContext<'_>) -> Result<&'c str, ApiResponse> {
+    ctx.key_prefix().ok_or_else(|| {
+        error(
+            403,
+            "read_only_directory",
+            "the directory is static (the filter configuration's \"developers\"): change it there, or configure directory.source \"etcd\"",
+        )
+    })
+}
+
+pub(super) fn read(ctx: &AdminContext<'_>, email: &str) -> Result<(u64, Developer), ApiResponse> {
+    match replica::read_doc(ctx.store, ctx.namespace, email) {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(error(404, "not_found", format!("no developer {email:?}"))),
+        Err(why) => Err(error(503, "directory_unavailable", why.to_string())),
+    }
+}
+
+pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiResponse, ApiResponse> {
+    let mut status = None;
+    let mut page = 1usize;
+    let mut per_page = DEFAULT_PER_PAGE;
+    for (name, value) in query_params(query)? {
+        match name.as_str() {
+            "status" => {
+                status = Some(Status::parse(&value).ok_or_else(|| {
+                    error(
+                        400,
+                        "invalid_status",
+                        format!("{value:?}: status is one of requested, approved, revoked, rejected"),
+                    )
+                })?)
+            }
+            "page" => {
+                page = value
+                    .parse()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .ok_or_else(|| error(400, "invalid_page", "page is a number from 1"))?
+            }
+            "per_page" => {
+                per_page = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PER_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        error(
+                            400,
+                            "invalid_per_page",
+                            format!("per_page is a number from 1 to {MAX_PER_PAGE}"),
+                        )
+                    })?
+            }
+            other => {
+                return Err(error(
+                    400,
+                    "invalid_query",
+                    format!("unknown parameter {other:?}: use status, page, per_page"),
+                ))
+            }
+        }
+    }
+    let status = status.ok_or_else(|| {
+        error(
+            400,
+            "invalid_status",
+            "status=requested|approved|revoked|rejected is required",
+        )
+    })?;
+    let unavailable = |why: crate::directory::WriteError| error(503, "directory_unavailable", why.to_string());
+    let offset = (page - 1).saturating_mul(per_page);
+    let (total, emails) =
+        replica::list_page(ctx.store, ctx.namespace, status, offset, per_page).map_err(unavailable)?;
+    let mut counts = Map::new();
+    for tab in Status::ALL {
+        let size = if tab == status {
+            total
+        } else {
+            replica::tab_size(ctx.store, ctx.namespace, tab).map_err(unavailable)?
+        };
+        counts.insert(tab.as_str().to_string(), json!(size));
+    }
+    let developers: Vec<Value> = emails
+        .iter()
+        .filter_map(|email| replica::read_doc(ctx.store, ctx.namespace, email).ok().flatten())
+        .map(|(revision, developer)| developer.to_api(revision))
+        .collect();
+    Ok(answer(
+        200,
+        json!({"status": status, "page": page, "per_page": per_page, "total": total, "counts": counts, "developers": developers}),
+    ))
+}
+
+/// Served without a token: it tells whether the replica is loaded and how old it is.
+pub(super) fn health(ctx: &AdminContext<'_>) -> ApiResponse {
+    let state = replica::read_sync_state(ctx.store, ctx.namespace);
+    let syncer = sync::syncer_heartbeat(ctx.store, ctx.namespace);
+    let source = match ctx.directory {
+        Directory::Static => "static",
+        Directory::Etcd(_) => "etcd",
+    };
+    let Some(state) = state else {
+        return answer(
+            503,
+            json!({"status": "loading", "source": source, "message": "the first full sync has not completed: protected routes answer 503"}),
+        );
+    };
+    // A static directory is never stale: the configuration is the truth.
+    let (staleness_ms, fresh) = match ctx.directory {
+        Directory::Static => (0, true),
+        Directory::Etcd(etcd) => {
+            let staleness_ms = ctx.now_ms.saturating_sub(state.synced_at_ms);
+            (staleness_ms, staleness_ms <= etcd.sync_interval_ms + 1000)
+        }
+    };
+    answer(
+        200,
+        json!({
+            "status": if fresh { "ok" } else { "stale" },
+            "source": source,
+            "revision": state.revision,
+            "synced_at": rfc3339(state.synced_at_ms),
+            "staleness_ms": staleness_ms,
+            "syncer": syncer.map(|(worker, heartbeat)| json!({"worker": worker, "heartbeat": rfc3339(heartbeat)})),
+        }),
+    )
+}

@@ -120,7 +120,7 @@ fn routing() {
 #[test]
 fn static_directory_serves_reads_and_refuses_writes() {
     let store = MemoryStore::default();
-    replica::seed_static(
+    crate::directory::seed::static_directory(
         &store,
         "ns",
         &[

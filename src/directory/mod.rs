@@ -15,11 +15,11 @@ pub mod developer;
 pub mod keys;
 pub mod registration;
 pub mod replica;
-mod seed;
+pub mod seed;
 mod status;
 mod store;
 
-pub use seed::{seed, SeedReport};
+pub use seed::SeedReport;
 pub use status::{Status, StatusInput};
 pub use store::{
     write_if_different, write_unless, KeyChecked, MemoryStore, SharedStore, SlotStore, StoreError, WriteError,
@@ -137,14 +137,14 @@ mod tests {
         let alice = devs(&[("alice@example.com", Status::Approved)]);
         // Without the check, the host's confusion decides access.
         let raw = SlotStore::new(byte_sum);
-        seed(&raw, "devportal", &alice).unwrap();
+        seed::records(&raw, "devportal", &alice).unwrap();
         assert_eq!(
             lookup(&raw, "devportal", "ecila@example.com"),
             Lookup::Found(Status::Approved)
         );
 
         let store = KeyChecked(SlotStore::new(byte_sum));
-        seed(&store, "devportal", &alice).unwrap();
+        seed::records(&store, "devportal", &alice).unwrap();
         assert_eq!(lookup(&store, "devportal", "ecila@example.com"), Lookup::Unknown);
         assert_eq!(
             lookup(&store, "devportal", "alice@example.com"),
@@ -258,7 +258,7 @@ mod tests {
             ("alice@example.com", Status::Approved),
             ("bob@example.com", Status::Requested),
         ]);
-        let first = seed(&store, "devportal", &list).unwrap();
+        let first = seed::records(&store, "devportal", &list).unwrap();
         assert_eq!(
             first,
             SeedReport {
@@ -268,7 +268,7 @@ mod tests {
             }
         );
         // A second worker with the same configuration writes nothing.
-        let second = seed(&store, "devportal", &list).unwrap();
+        let second = seed::records(&store, "devportal", &list).unwrap();
         assert_eq!(
             second,
             SeedReport {
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn reconfiguration_changes_and_removes_developers() {
         let store = MemoryStore::default();
-        seed(
+        seed::records(
             &store,
             "devportal",
             &devs(&[
@@ -301,7 +301,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        let report = seed(&store, "devportal", &devs(&[("alice@example.com", Status::Revoked)])).unwrap();
+        let report = seed::records(&store, "devportal", &devs(&[("alice@example.com", Status::Revoked)])).unwrap();
         assert_eq!(
             report,
             SeedReport {
@@ -316,7 +316,7 @@ mod tests {
         );
         assert_eq!(lookup(&store, "devportal", "bob@example.com"), Lookup::Unknown);
         // Re-adding a removed developer overwrites the tombstone.
-        seed(&store, "devportal", &devs(&[("bob@example.com", Status::Rejected)])).unwrap();
+        seed::records(&store, "devportal", &devs(&[("bob@example.com", Status::Rejected)])).unwrap();
         assert_eq!(
             lookup(&store, "devportal", "bob@example.com"),
             Lookup::Found(Status::Rejected)

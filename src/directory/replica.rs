@@ -284,41 +284,6 @@ pub fn write_sync_state(store: &dyn SharedStore, namespace: &str, state: SyncSta
     crate::directory::write_if_different(store, &keys::sync_state(namespace), &state.encode()).map(|_| ())
 }
 
-/// A static directory: the configuration's developers become the replica, with
-/// documents and tabs for the (read-only) admin API, at revision 0.
-pub fn seed_static(
-    store: &dyn SharedStore,
-    namespace: &str,
-    developers: &[(String, Status)],
-    now_ms: u64,
-) -> Result<crate::directory::SeedReport, WriteError> {
-    let report = crate::directory::seed(store, namespace, developers)?;
-    let mut listed = BTreeMap::new();
-    for (email, status) in developers {
-        let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", 0);
-        let mut stored = b"0\n".to_vec();
-        stored.extend_from_slice(&developer.to_stored());
-        crate::directory::write_if_different(store, &keys::doc(namespace, email), &stored)?;
-        listed.insert(
-            email.clone(),
-            Listed {
-                status: Some(*status),
-                updated_ms: 0,
-            },
-        );
-    }
-    write_lists(store, namespace, &listed, Tabs::ALL)?;
-    write_sync_state(
-        store,
-        namespace,
-        SyncState {
-            revision: 0,
-            synced_at_ms: now_ms,
-        },
-    )?;
-    Ok(report)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,7 +373,7 @@ mod tests {
     #[test]
     fn static_seed_serves_the_admin_reads() {
         let store = MemoryStore::default();
-        seed_static(
+        crate::directory::seed::static_directory(
             &store,
             "ns",
             &[

@@ -1,10 +1,17 @@
-//! Seeding a static directory (the configuration's `developers`) into shared
-//! data, idempotently, on every worker.
+//! Every seeding of the configuration's `developers`, in one place:
+//! - a static directory: `records` (the hot-path records, idempotently, on every
+//!   worker) and `static_directory` (those plus the documents, tabs and sync
+//!   state the read-only admin API reads);
+//! - an etcd directory: `etcd_once`, the transaction that creates them in etcd
+//!   once (a marker key records it).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::developer::Developer;
+use super::replica::{write_lists, write_sync_state, Listed, SyncState, Tabs};
 use super::store::{write_if_different, SharedStore, WriteError, WriteOutcome};
 use super::{keys, Record, Status};
+use crate::etcd::{self, EtcdRequest};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SeedReport {
@@ -20,7 +27,7 @@ pub struct SeedReport {
 /// Order matters for a worker that stops half-way: records first, then tombstones
 /// for developers the previous seeding had and this one has not, and the index
 /// last, so a later run still knows what to remove.
-pub fn seed(
+pub fn records(
     store: &dyn SharedStore,
     namespace: &str,
     developers: &[(String, Status)],
@@ -56,4 +63,54 @@ pub fn seed(
     let index = current.into_iter().collect::<Vec<_>>().join("\n");
     write_if_different(store, &index_key, index.as_bytes())?;
     Ok(report)
+}
+
+/// A static directory: the configuration's developers become the replica, with
+/// documents and tabs for the (read-only) admin API, at revision 0.
+pub fn static_directory(
+    store: &dyn SharedStore,
+    namespace: &str,
+    developers: &[(String, Status)],
+    now_ms: u64,
+) -> Result<SeedReport, WriteError> {
+    let report = records(store, namespace, developers)?;
+    let mut listed = BTreeMap::new();
+    for (email, status) in developers {
+        let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", 0);
+        let mut stored = b"0\n".to_vec();
+        stored.extend_from_slice(&developer.to_stored());
+        write_if_different(store, &keys::doc(namespace, email), &stored)?;
+        listed.insert(
+            email.clone(),
+            Listed {
+                status: Some(*status),
+                updated_ms: 0,
+            },
+        );
+    }
+    write_lists(store, namespace, &listed, Tabs::ALL)?;
+    write_sync_state(
+        store,
+        namespace,
+        SyncState {
+            revision: 0,
+            synced_at_ms: now_ms,
+        },
+    )?;
+    Ok(report)
+}
+
+/// The request that seeds `developers` once, `None` when there are none.
+pub fn etcd_once(key_prefix: &str, developers: &[(String, Status)], now_ms: u64) -> Option<EtcdRequest> {
+    if developers.is_empty() {
+        return None;
+    }
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = developers
+        .iter()
+        .map(|(email, status)| {
+            let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", now_ms);
+            (keys::etcd_developer(key_prefix, email), developer.to_stored())
+        })
+        .collect();
+    Some(etcd::seed_once(&keys::etcd_seed_marker(key_prefix), &entries))
 }

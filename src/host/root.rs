@@ -174,8 +174,9 @@ impl GateRoot {
                 true
             }
             Directory::Static => {
-                let report = replica::seed_static(&HostSharedData, &namespace, &config.developers, now_ms())
-                    .map_err(|error| format!("cannot seed the developer directory: {error}"))?;
+                let report =
+                    crate::directory::seed::static_directory(&HostSharedData, &namespace, &config.developers, now_ms())
+                        .map_err(|error| format!("cannot seed the developer directory: {error}"))?;
                 log::info!(
                     "devportal-gate {VERSION} ({GIT_SHA}) configured: static directory of {} developers in namespace {namespace:?} ({} written, {} already current, {} removed)",
                     config.developers.len(),
@@ -189,7 +190,7 @@ impl GateRoot {
             Directory::Etcd(etcd) => {
                 let worker = sync::claim_worker_id(&HostSharedData, &namespace)
                     .map_err(|error| format!("cannot register this worker in shared data: {error:?}"))?;
-                let seed = sync::seed_request(&etcd.key_prefix, &config.developers, now_ms());
+                let seed = crate::directory::seed::etcd_once(&etcd.key_prefix, &config.developers, now_ms());
                 let syncer = Syncer::new(&namespace, &etcd.key_prefix, seed);
                 self.sync = Some(SyncDuty {
                     driver: SyncDriver::new(&namespace, worker, syncer, etcd.sync_interval_ms, etcd.timeout_ms),

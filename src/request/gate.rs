@@ -188,7 +188,7 @@ fn accepts_html(request: &dyn RequestView) -> bool {
 mod tests {
     use super::*;
     use crate::config::compile;
-    use crate::directory::{lookup, seed, MemoryStore};
+    use crate::directory::{lookup, MemoryStore};
     use serde_json::json;
 
     struct Headers(Vec<(&'static str, &'static str)>);
@@ -230,7 +230,7 @@ mod tests {
         )
         .unwrap();
         let store = MemoryStore::default();
-        seed(&store, &config.gate.namespace, &config.developers).unwrap();
+        crate::directory::seed::records(&store, &config.gate.namespace, &config.developers).unwrap();
         (config.gate, store)
     }
 

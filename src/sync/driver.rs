@@ -188,7 +188,7 @@ mod tests {
     use super::*;
     use crate::directory::{lookup, Lookup, MemoryStore, Status};
     use crate::etcd::fake::FakeEtcd;
-    use crate::sync::{claim_worker_id, seed_request};
+    use crate::sync::claim_worker_id;
 
     /// Clock readings are milliseconds since the epoch: far from 0.
     const T: u64 = 1_000_000;
@@ -196,7 +196,7 @@ mod tests {
     fn driver(store: &MemoryStore, seed: bool) -> SyncDriver {
         let worker = claim_worker_id(store, "ns").unwrap();
         let seed = seed
-            .then(|| seed_request("/dp/", &[("a@x.io".into(), Status::Approved)], 1))
+            .then(|| crate::directory::seed::etcd_once("/dp/", &[("a@x.io".into(), Status::Approved)], 1))
             .flatten();
         SyncDriver::new("ns", worker, Syncer::new("ns", "/dp/", seed), 1000, 2000)
     }

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use crate::directory::developer::Developer;
 use crate::directory::replica::{self, Entry, Listed, SyncState, Tabs, WriteMode};
-use crate::directory::{keys, SharedStore, Status, StoreError, WriteError, MAX_CAS_ATTEMPTS};
+use crate::directory::{keys, SharedStore, StoreError, WriteError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
 
 /// Keys per page of a full sync. etcd counts the rest of the range on every page
@@ -599,21 +599,6 @@ fn is_compacted<T>(result: &Result<T, EtcdError>) -> bool {
             ..
         })
     )
-}
-
-/// The request that seeds `developers` once, `None` when there are none.
-pub fn seed_request(key_prefix: &str, developers: &[(String, Status)], now_ms: u64) -> Option<EtcdRequest> {
-    if developers.is_empty() {
-        return None;
-    }
-    let entries: Vec<(Vec<u8>, Vec<u8>)> = developers
-        .iter()
-        .map(|(email, status)| {
-            let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", now_ms);
-            (keys::etcd_developer(key_prefix, email), developer.to_stored())
-        })
-        .collect();
-    Some(etcd::seed_once(&keys::etcd_seed_marker(key_prefix), &entries))
 }
 
 /// A developer whose key shares its slot with another key on this host (Kong's

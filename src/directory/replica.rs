@@ -205,12 +205,14 @@ pub fn list_page(
     status: Status,
     offset: usize,
     limit: usize,
+    containing: Option<&str>,
 ) -> Result<(usize, Vec<String>), WriteError> {
     let bytes = read_value(store, &keys::list(namespace, status))?;
     let text = String::from_utf8_lossy(&bytes);
     let mut total = 0;
     let mut page = Vec::with_capacity(limit);
-    for email in text.lines().filter(|line| !line.is_empty()) {
+    let matches = |email: &str| containing.is_none_or(|part| email.contains(part));
+    for email in text.lines().filter(|line| !line.is_empty() && matches(line)) {
         if total >= offset && page.len() < limit {
             page.push(email.to_string());
         }
@@ -336,14 +338,26 @@ mod tests {
         );
         write_lists(&store, "ns", &listed, Tabs::ALL).unwrap();
         assert_eq!(
-            list_page(&store, "ns", Status::Requested, 0, 2).unwrap(),
+            list_page(&store, "ns", Status::Requested, 0, 2, None).unwrap(),
             (4, vec!["d@x.io".into(), "c@x.io".into()])
         );
         assert_eq!(
-            list_page(&store, "ns", Status::Requested, 2, 5).unwrap(),
+            list_page(&store, "ns", Status::Requested, 2, 5, None).unwrap(),
             (4, vec!["b@x.io".into(), "a@x.io".into()])
         );
-        assert_eq!(list_page(&store, "ns", Status::Requested, 9, 5).unwrap(), (4, vec![]));
+        assert_eq!(
+            list_page(&store, "ns", Status::Requested, 9, 5, None).unwrap(),
+            (4, vec![])
+        );
+        // Search: the matches only, counted and paged among themselves.
+        assert_eq!(
+            list_page(&store, "ns", Status::Requested, 0, 5, Some("c@")).unwrap(),
+            (1, vec!["c@x.io".into()])
+        );
+        assert_eq!(
+            list_page(&store, "ns", Status::Requested, 0, 5, Some("zz")).unwrap(),
+            (0, vec![])
+        );
         assert_eq!(tab_size(&store, "ns", Status::Approved).unwrap(), 1);
         assert_eq!(tab_size(&store, "ns", Status::Revoked).unwrap(), 0);
     }

@@ -170,6 +170,9 @@ impl GateHttp {
         let Some(config) = shared.admin.as_ref() else {
             return respond(&unconfigured());
         };
+        if let Some(page) = admin::console::serve(&config.prefix, method, path) {
+            return respond(&page);
+        }
         let route = match admin::route(&config.prefix, method, path) {
             Ok(route) => route,
             Err(response) => return respond_api(&response),

@@ -57,7 +57,7 @@ fn full_then_incremental_sync_with_changes_and_deletions() {
     assert_eq!(report.changed, 2);
     assert_eq!(lookup(&store, "ns", "user7@x.io"), Lookup::Found(Status::Revoked));
     assert_eq!(
-        replica::list_page(&store, "ns", Status::Requested, 0, 10).unwrap(),
+        replica::list_page(&store, "ns", Status::Requested, 0, 10, None).unwrap(),
         (1, vec!["new@x.io".to_string()])
     );
 

@@ -2,6 +2,7 @@
 //! client (raw so that odd request targets reach Envoy exactly as written).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod delay_proxy;
 pub mod demo;
 pub mod kong;

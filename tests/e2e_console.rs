@@ -52,11 +52,18 @@ fn the_console_manages_developers_end_to_end() {
     browser.open(&url);
     browser.type_into("#token", "not-the-token-at-all");
     browser.click("#sign-in button[type=submit]");
-    browser.wait_until("refusal shown", LIVE, "return document.querySelector('#sign-in-error').textContent.length > 0;");
+    browser.wait_until(
+        "refusal shown",
+        LIVE,
+        "return document.querySelector('#sign-in-error').textContent.length > 0;",
+    );
     sign_in(&browser, &url, &gate.token);
     assert!(browser.text("#actor").contains("demo-admin"));
     assert_eq!(
-        browser.run("return document.cookie + JSON.stringify(Object.keys(localStorage));", json!([])),
+        browser.run(
+            "return document.cookie + JSON.stringify(Object.keys(localStorage));",
+            json!([])
+        ),
         json!("[]"),
         "nothing in cookies or local storage"
     );
@@ -76,7 +83,11 @@ fn the_console_manages_developers_end_to_end() {
     }
     assert_eq!(gate.api_status("bob@example.com"), 403);
     browser.click(&format!("{} button[data-action=accept]", row("bob@example.com")));
-    browser.wait_until("bob leaves Requested Access", LIVE, &row_present("bob@example.com", false));
+    browser.wait_until(
+        "bob leaves Requested Access",
+        LIVE,
+        &row_present("bob@example.com", false),
+    );
     assert_eq!(gate.api_status("bob@example.com"), 200);
     browser.wait_until("counts change", LIVE, &count_is("requested", 0));
     browser.wait_until("counts change", LIVE, &count_is("approved", 2));
@@ -100,7 +111,10 @@ fn the_console_manages_developers_end_to_end() {
     browser.click(&format!("{} button.link", row("alice@example.com")));
     browser.wait_for("#detail");
     let history = browser.text("#detail-history");
-    assert!(history.contains("demo-admin") && history.contains("contract ended"), "{history}");
+    assert!(
+        history.contains("demo-admin") && history.contains("contract ended"),
+        "{history}"
+    );
     browser.click("#detail button[type=submit]");
     browser.click(&format!("{} button[data-action=reapprove]", row("alice@example.com")));
     browser.wait_until("alice back in Approved", LIVE, &row_present("alice@example.com", false));
@@ -117,9 +131,15 @@ fn the_console_manages_developers_end_to_end() {
         LIVE,
         "return (document.querySelector('#invite-link').getAttribute('href') || '').startsWith('mailto:');",
     );
-    let link = browser.run("return document.querySelector('#invite-link').getAttribute('href');", json!([]));
+    let link = browser.run(
+        "return document.querySelector('#invite-link').getAttribute('href');",
+        json!([]),
+    );
     let link = link.as_str().unwrap();
-    assert!(link.starts_with("mailto:?bcc=ann@example.com,ben@example.com&"), "{link}");
+    assert!(
+        link.starts_with("mailto:?bcc=ann@example.com,ben@example.com&"),
+        "{link}"
+    );
     assert!(link.contains("portal%2Fregister"), "{link}");
     assert!(browser.text("#invite-refused").contains("not-an-address"));
     browser.click("#invite button[value=cancel]");
@@ -127,9 +147,15 @@ fn the_console_manages_developers_end_to_end() {
     // Live: a registration made elsewhere shows up without a reload.
     browser.open(&format!("{url}#requested"));
     browser.wait_for("#console-view");
-    let response = Request::get("/portal/home").user("newcomer@example.com").send(gate.port);
+    let response = Request::get("/portal/home")
+        .user("newcomer@example.com")
+        .send(gate.port);
     assert_eq!(response.status, 403);
-    let took = browser.wait_until("the registration appears", LIVE, &row_present("newcomer@example.com", true));
+    let took = browser.wait_until(
+        "the registration appears",
+        LIVE,
+        &row_present("newcomer@example.com", true),
+    );
     println!("a self-registration appeared in the open console after {took:?}");
 
     // Bulk: three selected, one changed elsewhere meanwhile; the preview says so,
@@ -157,7 +183,11 @@ fn the_console_manages_developers_end_to_end() {
 
     // A 409: dan changes while the confirmation is open; the console shows his
     // current state, not an error page.
-    assert_eq!(gate.admin("POST", "/developers", Some(r#"{"email":"dan@example.com"}"#)).status, 201);
+    assert_eq!(
+        gate.admin("POST", "/developers", Some(r#"{"email":"dan@example.com"}"#))
+            .status,
+        201
+    );
     browser.wait_until("dan appears", LIVE, &row_present("dan@example.com", true));
     browser.click(&format!("{} button[data-action=reject]", row("dan@example.com")));
     browser.wait_for("#confirm-reason");
@@ -168,16 +198,27 @@ fn the_console_manages_developers_end_to_end() {
         LIVE,
         "return document.querySelector('#message').textContent.includes('approved');",
     );
-    assert_eq!(gate.api_status("dan@example.com"), 200, "the other admin's decision stands");
+    assert_eq!(
+        gate.api_status("dan@example.com"),
+        200,
+        "the other admin's decision stands"
+    );
 
     // Payloads a developer controls are text: no script runs, nothing is injected.
     let evil = r#"<img src=x onerror=alert(1)>"#;
-    let refused = gate.admin("POST", "/developers", Some(&json!({"email": "\"><img src=x onerror=alert(1)>@x.io"}).to_string()));
+    let refused = gate.admin(
+        "POST",
+        "/developers",
+        Some(&json!({"email": "\"><img src=x onerror=alert(1)>@x.io"}).to_string()),
+    );
     assert_eq!(refused.status, 422, "such an address is not even accepted");
     let created = gate.admin(
         "POST",
         "/developers",
-        Some(&json!({"email": "mallory@example.com", "metadata": {"note": evil, "site": "javascript:alert(2)"}}).to_string()),
+        Some(
+            &json!({"email": "mallory@example.com", "metadata": {"note": evil, "site": "javascript:alert(2)"}})
+                .to_string(),
+        ),
     );
     assert_eq!(created.status, 201, "{}", created.body);
     browser.wait_until("mallory appears", LIVE, &row_present("mallory@example.com", true));

@@ -181,6 +181,16 @@ fn the_etcd_workflow_in_kong() {
     assert_eq!(status(kong.port, "/api/orders", "bob@example.com"), 401);
     assert!(etcd.get("/devportal/dev/bob@example.com").is_some(), "seeded into etcd");
 
+    // The console is served there too, locked down like on Envoy.
+    let page = Request::get("/_devportal/").send(kong.admin);
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page
+        .header("content-security-policy")
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert_eq!(Request::get("/_devportal/console/app.js").send(kong.admin).status, 200);
+
     // Admin actions: revoke (enforced at once by the acting gateway's replica).
     let revoked = admin(
         &kong,

@@ -113,7 +113,11 @@ impl Browser {
     }
 
     pub fn run(&self, script: &str, args: Value) -> Value {
-        self.call("POST", &self.session_path("/execute/sync"), Some(json!({"script": script, "args": args})))
+        self.call(
+            "POST",
+            &self.session_path("/execute/sync"),
+            Some(json!({"script": script, "args": args})),
+        )
     }
 
     fn find(&self, css: &str) -> Option<String> {
@@ -159,13 +163,25 @@ impl Browser {
 
     pub fn click(&self, css: &str) {
         let id = self.wait_for(css);
-        self.call("POST", &self.session_path(&format!("/element/{id}/click")), Some(json!({})));
+        self.call(
+            "POST",
+            &self.session_path(&format!("/element/{id}/click")),
+            Some(json!({})),
+        );
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
         let id = self.wait_for(css);
-        self.call("POST", &self.session_path(&format!("/element/{id}/clear")), Some(json!({})));
-        self.call("POST", &self.session_path(&format!("/element/{id}/value")), Some(json!({ "text": text })));
+        self.call(
+            "POST",
+            &self.session_path(&format!("/element/{id}/clear")),
+            Some(json!({})),
+        );
+        self.call(
+            "POST",
+            &self.session_path(&format!("/element/{id}/value")),
+            Some(json!({ "text": text })),
+        );
     }
 
     pub fn text(&self, css: &str) -> String {

@@ -235,8 +235,40 @@ fn the_console_manages_developers_end_to_end() {
         json!(0)
     );
 
-    // Sign out: the token is gone from the tab.
+    // No CORS: a preflight from another origin gets no permission.
+    let preflight = Request::new("OPTIONS", "/_devportal/developers?status=approved")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send(gate.api);
+    assert!(
+        preflight.header("access-control-allow-origin").is_none(),
+        "{preflight:?}"
+    );
+
+    // An etcd outage: a banner says so and the actions are disabled.
     browser.click("#detail button[type=submit]");
+    let mut etcd = etcd;
+    etcd.stop();
+    browser.wait_until(
+        "the outage banner",
+        Duration::from_secs(15),
+        "return document.querySelector('#banner').textContent.includes('cannot be reached');",
+    );
+    assert_eq!(
+        browser.run(
+            "return [...document.querySelectorAll('#rows button[data-action]')].every(b => b.disabled);",
+            json!([])
+        ),
+        json!(true)
+    );
+    etcd.restart();
+    browser.wait_until(
+        "the banner goes once etcd is back",
+        Duration::from_secs(15),
+        "return document.querySelector('#banner').hidden;",
+    );
+
+    // Sign out: the token is gone from the tab.
     browser.click("#sign-out");
     browser.wait_for("#sign-in-view");
     assert_eq!(browser.run("return sessionStorage.length;", json!([])), json!(0));

@@ -159,6 +159,7 @@ fn start_inner(
                 dry_run: request.dry_run,
                 operation: ctx.operation.clone(),
                 phase: ActPhase::Read,
+                read_retried: false,
             };
             Ok(Step::Call(
                 etcd::get(&keys::etcd_developer(prefix, &task.email)),
@@ -201,6 +202,7 @@ fn start_inner(
                 dry_run: request.dry_run,
                 operation: ctx.operation.clone(),
                 phase: ActPhase::Read,
+                read_retried: false,
             };
             let call = etcd::get(&keys::etcd_developer(prefix, &current.email));
             Ok(Step::Call(
@@ -247,6 +249,7 @@ pub fn resume(ctx: &AdminContext<'_>, task: Task, etcd_answer: Result<(u32, Vec<
                         let call = etcd::get(&keys::etcd_developer(prefix, &email));
                         bulk.current.email = email;
                         bulk.current.phase = ActPhase::Read;
+                        bulk.current.read_retried = false;
                         // One operation id per developer of the bulk request.
                         bulk.current.operation = format!("{}.{}", ctx.operation, bulk.results.len());
                         Step::Call(call, Box::new(Task::Bulk(bulk)))

@@ -305,6 +305,8 @@ enum Fate {
     Answered,
     AppliedAnswerLost,
     Lost,
+    /// Refused on the way (no member reachable): etcd never saw it.
+    NotSent,
 }
 
 /// Runs `step` to its answer; `fates[n]` decides the n-th call (answered after
@@ -324,6 +326,7 @@ fn drive(ctx: &AdminContext<'_>, etcd: &mut FakeEtcd, mut step: Step, fates: &[F
                         Err(EtcdError::Unreachable("timed out".into()))
                     }
                     Fate::Lost => Err(EtcdError::Unreachable("timed out".into())),
+                    Fate::NotSent => Err(EtcdError::NotSent("connection refused".into())),
                 };
                 step = resume(ctx, *task, answer);
             }
@@ -418,6 +421,43 @@ fn a_write_lost_before_etcd_saw_it_is_sent_again_once() {
         Status::Revoked,
         "it did commit"
     );
+}
+
+#[test]
+fn calls_that_never_reached_etcd_are_sent_again_at_once() {
+    let (config, directory, store) = (config(), etcd_directory(), MemoryStore::default());
+    let ctx = context(&config, &directory, &store);
+    // The read, then the write, each refused once on the way (a dead member).
+    let mut etcd = seeded_etcd();
+    let ((status, body), calls) = revoke_alice(&ctx, &mut etcd, &[Fate::NotSent, Fate::Answered, Fate::NotSent]);
+    assert_eq!(
+        (status, calls),
+        (200, 4),
+        "read twice, write twice, no read-back: {body}"
+    );
+    assert!(body.get("confirmed_by_read_back").is_none());
+    assert_eq!(
+        stored(&etcd, "/dp/dev/alice@x.io").unwrap().history.len(),
+        2,
+        "applied once"
+    );
+    // Refused twice: nothing was sent, and the answer may say so.
+    let mut etcd = seeded_etcd();
+    let ((status, body), _) = revoke_alice(&ctx, &mut etcd, &[Fate::NotSent, Fate::NotSent]);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("nothing was changed"),
+        "{body}"
+    );
+    // A registration too.
+    let mut etcd = FakeEtcd::default();
+    let ((status, _), calls) = drive(
+        &ctx,
+        &mut etcd,
+        register(&ctx, "bob@x.io"),
+        &[Fate::NotSent, Fate::Answered, Fate::NotSent],
+    );
+    assert_eq!((status, calls), (201, 4));
 }
 
 #[test]

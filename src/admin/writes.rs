@@ -28,6 +28,8 @@ pub struct CreateTask {
     pub(super) developer: Developer,
     pub(super) operation: String,
     pub(super) phase: CreatePhase,
+    /// See `ActTask::read_retried`.
+    pub(super) read_retried: bool,
 }
 
 pub(super) enum CreatePhase {
@@ -47,6 +49,9 @@ pub struct ActTask {
     pub(super) dry_run: bool,
     pub(super) operation: String,
     pub(super) phase: ActPhase,
+    /// Whether the current read was already sent again after a failure on the
+    /// way to etcd (reads are idempotent: once more reaches another member).
+    pub(super) read_retried: bool,
 }
 
 pub(super) enum ActPhase {
@@ -95,6 +100,10 @@ pub(super) fn act(
         ActPhase::Read => {
             let range = match etcd_answer.and_then(|(status, body)| etcd::parse_range(status, &body)) {
                 Ok(range) => range,
+                Err(why) if why.transport() && !task.read_retried => {
+                    task.read_retried = true;
+                    return ActOutcome::Call(etcd::get(&key));
+                }
                 Err(why) => return unavailable(&why),
             };
             let Some(kv) = range.kvs.into_iter().next() else {
@@ -153,7 +162,18 @@ pub(super) fn act(
             match etcd_answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
                 Ok(txn) if txn.succeeded => committed(ctx, task, pending.from, pending.to, txn.revision, false),
                 Ok(txn) => conflict(ctx, &task.email, txn.current),
-                // The write was sent: it may have committed. Never guess; read it back.
+                // Never sent (no member could be reached): send it again, once;
+                // the next attempt reaches another member.
+                Err(why) if why.not_sent() && !pending.resent => {
+                    let request = pending.request.clone();
+                    task.phase = ActPhase::Write(Pending {
+                        resent: true,
+                        ..pending
+                    });
+                    ActOutcome::Call(request)
+                }
+                // The write may have been sent: it may have committed. Never
+                // guess; read it back.
                 Err(why) => {
                     log::warn!(
                         "devportal-gate admin: the answer to operation {} on {} was lost ({why}); reading it back",
@@ -312,6 +332,7 @@ pub(super) fn create_step(ctx: &AdminContext<'_>, prefix: &str, developer: Devel
             developer: developer.with_operation(&ctx.operation),
             operation: ctx.operation.clone(),
             phase: CreatePhase::ReadArchive,
+            read_retried: false,
         })),
     )
 }
@@ -335,9 +356,20 @@ pub(super) fn create(
     let key = keys::etcd_developer(prefix, &task.developer.email);
     match std::mem::replace(&mut task.phase, CreatePhase::ReadArchive) {
         CreatePhase::ReadArchive => {
-            let range = etcd_answer
-                .and_then(|(status, body)| etcd::parse_range(status, &body))
-                .map_err(|why| error(503, "directory_unavailable", format!("nothing was changed: {why}")))?;
+            let range = match etcd_answer.and_then(|(status, body)| etcd::parse_range(status, &body)) {
+                Ok(range) => range,
+                Err(why) if why.transport() && !task.read_retried => {
+                    task.read_retried = true;
+                    return Ok(etcd::get(&keys::etcd_archive(prefix, &task.developer.email)));
+                }
+                Err(why) => {
+                    return Err(error(
+                        503,
+                        "directory_unavailable",
+                        format!("nothing was changed: {why}"),
+                    ))
+                }
+            };
             // An unreadable archive is not a reason to refuse a registration.
             let archived = range
                 .kvs
@@ -356,6 +388,13 @@ pub(super) fn create(
             match etcd_answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
                 Ok(txn) if txn.succeeded => Err(registered(ctx, &task.developer, &task.operation, txn.revision, false)),
                 Ok(txn) => Err(already_exists(ctx, &task.developer.email, txn.current)),
+                Err(why) if why.not_sent() && !resent => {
+                    task.phase = CreatePhase::Write {
+                        request: request.clone(),
+                        resent: true,
+                    };
+                    Ok(request)
+                }
                 Err(why) => {
                     log::warn!(
                         "devportal-gate admin: the answer to operation {} (create {}) was lost ({why}); reading it back",

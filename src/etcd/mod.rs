@@ -237,7 +237,11 @@ pub struct TxnAnswer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EtcdError {
-    /// No answer: connection refused, timeout, etcd down.
+    /// The call never reached etcd (no connection could be made to any member):
+    /// nothing was sent, so it may be sent again, to another member.
+    NotSent(String),
+    /// No answer: a timeout, a reset, or a host that does not say which; a write
+    /// may or may not have been applied.
     Unreachable(String),
     /// etcd answered with an error (e.g. a compacted revision).
     Server { code: i64, message: String },
@@ -248,10 +252,42 @@ pub enum EtcdError {
 impl std::fmt::Display for EtcdError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            EtcdError::NotSent(why) => write!(f, "etcd not reached: {why}"),
             EtcdError::Unreachable(why) => write!(f, "etcd unreachable: {why}"),
             EtcdError::Server { code, message } => write!(f, "etcd error {code}: {message}"),
             EtcdError::Malformed(why) => write!(f, "unexpected answer from etcd: {why}"),
         }
+    }
+}
+
+impl EtcdError {
+    /// Whether a call that failed this way was certainly never applied.
+    pub fn not_sent(&self) -> bool {
+        matches!(self, EtcdError::NotSent(_))
+    }
+
+    /// A failure of the way to etcd (not an answer of etcd's), after which an
+    /// idempotent call (a read) may simply be sent again.
+    pub fn transport(&self) -> bool {
+        matches!(self, EtcdError::NotSent(_) | EtcdError::Unreachable(_))
+    }
+}
+
+/// What the proxy itself answered instead of etcd, if anything: Envoy's local
+/// replies to a call (503 "upstream connect error ... connection failure" or "no
+/// healthy upstream": nothing was sent; 504 "upstream request timeout": sent,
+/// outcome unknown). etcd's own errors are JSON and are left to the parsers.
+pub fn proxy_failure(status: u32, body: &[u8]) -> Option<EtcdError> {
+    let text = String::from_utf8_lossy(body);
+    match status {
+        503 if text.contains("connection failure") || text.contains("no healthy upstream") => {
+            Some(EtcdError::NotSent(text.trim().to_string()))
+        }
+        503 | 504 if !text.trim_start().starts_with('{') => Some(EtcdError::Unreachable(format!(
+            "HTTP status {status} from the proxy: {}",
+            text.trim()
+        ))),
+        _ => None,
     }
 }
 
@@ -395,6 +431,19 @@ pub fn parse_txn(status: u32, body: &[u8]) -> Result<TxnAnswer, EtcdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proxy_s_own_failures_are_told_apart() {
+        let refused = b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused";
+        assert!(proxy_failure(503, refused).unwrap().not_sent());
+        assert!(proxy_failure(503, b"no healthy upstream").unwrap().not_sent());
+        let timeout = proxy_failure(504, b"upstream request timeout").unwrap();
+        assert!(!timeout.not_sent() && timeout.transport());
+        let reset = b"upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+        assert!(!proxy_failure(503, reset).unwrap().not_sent(), "may have been sent");
+        assert!(proxy_failure(503, br#"{"error":"etcdserver: leader changed","code":14}"#).is_none());
+        assert!(proxy_failure(200, b"{}").is_none());
+    }
 
     #[test]
     fn prefix_ends() {

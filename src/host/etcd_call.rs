@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 
 use super::abi::{self, Buffer, Map};
 use crate::etcd::EtcdConfig;
-use crate::etcd::{EtcdError, EtcdRequest};
+use crate::etcd::{self, EtcdError, EtcdRequest};
 
 /// Sends `request`; the answer arrives at the calling context's
 /// `on_http_call_response` with the returned token. (The SDK's wrapper is used
@@ -26,7 +26,7 @@ pub fn dispatch(etcd: &EtcdConfig, request: &EtcdRequest) -> Result<u32, EtcdErr
         vec![],
         Duration::from_millis(etcd.timeout_ms),
     )
-    .map_err(|status| EtcdError::Unreachable(format!("dispatch_http_call to {:?} failed: {status:?}", etcd.upstream)))
+    .map_err(|status| EtcdError::NotSent(format!("dispatch_http_call to {:?} failed: {status:?}", etcd.upstream)))
 }
 
 /// The HTTP status and body of the call that just answered. A call that failed
@@ -39,7 +39,11 @@ pub fn read_answer(body_size: usize) -> Result<(u32, Vec<u8>), EtcdError> {
         .ok_or_else(|| EtcdError::Unreachable("no answer (connection failed or timed out)".to_string()))?;
     let body = abi::buffer(Buffer::CallResponseBody, 0, body_size)
         .map_err(|status| EtcdError::Unreachable(format!("cannot read the answer: {status}")))?;
-    Ok((status, body))
+    // The proxy's own answer (a refused connection, a timeout) is not etcd's.
+    match etcd::proxy_failure(status, &body) {
+        Some(failure) => Err(failure),
+        None => Ok((status, body)),
+    }
 }
 
 pub fn now_ms() -> u64 {

@@ -5,6 +5,11 @@
 //! answer (never from inside the answer's callback: Kong's engine crashes
 //! there, docs/hosts.md), gives up on a call the host lost, and seeds from a
 //! worker that does not hold the role.
+//!
+//! Every call the syncer makes is idempotent (reads, and the create-once seed),
+//! so a call that fails on the way to etcd (refused, reset, timed out) is sent
+//! again at the next tick, up to `RETRIES` times, before the cycle fails: with
+//! several etcd members behind the upstream, the next attempt reaches another.
 
 use super::{elect, Next, SyncError, Syncer};
 use crate::directory::SharedStore;
@@ -14,6 +19,9 @@ use crate::etcd::{EtcdError, EtcdRequest};
 /// interval is checked at this granularity.
 pub const ELECTION_PERIOD_MS: u64 = 200;
 
+/// How many times one call is sent again after a failure on the way to etcd.
+pub const RETRIES: u8 = 2;
+
 pub struct SyncDriver {
     namespace: String,
     worker: u64,
@@ -21,15 +29,19 @@ pub struct SyncDriver {
     sync_interval_ms: u64,
     timeout_ms: u64,
     in_flight: Option<InFlight>,
-    /// The cycle's next call, to send at the next tick; and when the cycle began.
-    next_call: Option<(EtcdRequest, u64)>,
+    /// The cycle's next call, to send at the next tick; when the cycle began;
+    /// how many times this call was already sent.
+    next_call: Option<(EtcdRequest, u64, u8)>,
     last_cycle_ms: u64,
     last_election_ms: u64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct InFlight {
     token: u32,
+    /// The call, to send again after a failure on the way; and how often it was.
+    request: EtcdRequest,
+    retries: u8,
     /// When the cycle began (a full sync of a large directory takes many calls).
     cycle_started_ms: u64,
     /// When this call was sent: the host's timeout applies to it alone.
@@ -78,7 +90,7 @@ impl SyncDriver {
     /// timeout) ends its cycle here, reported as `Some(Outcome::Failed)`.
     pub fn tick(&mut self, store: &dyn SharedStore, now: u64) -> (Tick, Option<Outcome>) {
         let election_due = now.saturating_sub(self.last_election_ms) >= ELECTION_PERIOD_MS;
-        if let Some(call) = self.in_flight {
+        if let Some(call) = self.in_flight.as_ref() {
             let mut lost = None;
             if now.saturating_sub(call.call_started_ms) > self.timeout_ms.saturating_mul(4) {
                 lost = Some(self.fail(
@@ -93,9 +105,11 @@ impl SyncDriver {
             }
             return (Tick::Nothing, lost);
         }
-        if let Some((request, cycle_started_ms)) = self.next_call.take() {
+        if let Some((request, cycle_started_ms, retries)) = self.next_call.take() {
             self.in_flight = Some(InFlight {
                 token: 0,
+                request: request.clone(),
+                retries,
                 cycle_started_ms,
                 call_started_ms: now,
             });
@@ -109,7 +123,7 @@ impl SyncDriver {
             // Not the syncer: still send this configuration's seed, once.
             return match self.syncer.seed_only() {
                 Some(seed) => {
-                    self.pending(now, now);
+                    self.pending(&seed, now, now);
                     (Tick::Send(seed), None)
                 }
                 None => (Tick::Nothing, None),
@@ -119,16 +133,27 @@ impl SyncDriver {
             return (Tick::Nothing, None);
         }
         let request = self.syncer.begin();
-        self.pending(now, now);
+        self.pending(&request, now, now);
         (Tick::Send(request), None)
     }
 
-    fn pending(&mut self, cycle_started_ms: u64, now: u64) {
+    fn pending(&mut self, request: &EtcdRequest, cycle_started_ms: u64, now: u64) {
         self.in_flight = Some(InFlight {
             token: 0,
+            request: request.clone(),
+            retries: 0,
             cycle_started_ms,
             call_started_ms: now,
         });
+    }
+
+    /// Sends `call` again at the next tick, if it has retries left.
+    fn retry(&mut self, call: InFlight) -> bool {
+        if call.retries >= RETRIES {
+            return false;
+        }
+        self.next_call = Some((call.request, call.cycle_started_ms, call.retries + 1));
+        true
     }
 
     /// The host sent the call that `tick` asked for.
@@ -140,6 +165,11 @@ impl SyncDriver {
 
     /// The host could not send it.
     pub fn not_sent(&mut self, error: EtcdError, now: u64) -> Outcome {
+        if let Some(call) = self.in_flight.take() {
+            if self.retry(call) {
+                return Outcome::Continues;
+            }
+        }
         self.fail(SyncError::Etcd(error), now)
     }
 
@@ -152,22 +182,28 @@ impl SyncDriver {
         answer: Result<(u32, Vec<u8>), EtcdError>,
         now: u64,
     ) -> Option<Outcome> {
-        let call = self.in_flight.filter(|call| call.token == token)?;
-        self.in_flight = None;
+        if self.in_flight.as_ref().is_none_or(|call| call.token != token) {
+            return None;
+        }
+        let call = self.in_flight.take()?;
+        let cycle_started_ms = call.cycle_started_ms;
+        if answer.as_ref().is_err_and(EtcdError::transport) && self.retry(call) {
+            return Some(Outcome::Continues);
+        }
         let result = match answer {
             Ok((status, body)) => self.syncer.on_answer(store, status, &body, now),
             Err(error) => Err(SyncError::Etcd(error)),
         };
         Some(match result {
             Ok(Next::Call(request)) => {
-                self.next_call = Some((request, call.cycle_started_ms));
+                self.next_call = Some((request, cycle_started_ms, 0));
                 Outcome::Continues
             }
             Ok(Next::Done(report)) => {
                 self.last_cycle_ms = now;
                 Outcome::Done {
                     report,
-                    took_ms: now.saturating_sub(call.cycle_started_ms),
+                    took_ms: now.saturating_sub(cycle_started_ms),
                 }
             }
             Err(error) => self.fail(error, now),
@@ -255,6 +291,54 @@ mod tests {
             .on_answer(&store, 7, Err(EtcdError::Unreachable("late".into())), T + 8400)
             .is_none());
         assert!(run(&mut driver, &store, &mut etcd, T + 9400, T + 9700) >= 1);
+    }
+
+    #[test]
+    fn a_call_that_fails_on_the_way_is_sent_again_before_the_cycle_fails() {
+        let store = MemoryStore::default();
+        let mut etcd = FakeEtcd::default();
+        etcd.put("/dp/dev/a@x.io", br#"{"status":"approved"}"#);
+        let mut driver = driver(&store, false);
+        // Two failures on the way (say, two dead members), then an answer.
+        let mut failures = 2;
+        let mut calls = 0;
+        let mut now = T + 200;
+        while lookup(&store, "ns", "a@x.io") != Lookup::Found(Status::Approved) && now < T + 1000 {
+            if let (Tick::Send(request), _) = driver.tick(&store, now) {
+                calls += 1;
+                driver.sent(calls);
+                let answer = if failures > 0 {
+                    failures -= 1;
+                    Err(EtcdError::NotSent("connection refused".into()))
+                } else {
+                    Ok(etcd.answer(&request))
+                };
+                assert!(!matches!(
+                    driver.on_answer(&store, calls, answer, now),
+                    Some(Outcome::Failed(_))
+                ));
+            }
+            now += 20;
+        }
+        assert_eq!(calls, 3, "the same read, sent three times");
+        assert!(now < T + 300, "at once: on the next ticks, not the next cycle");
+        // Past the retries, the cycle fails (and the next one starts later).
+        let store = MemoryStore::default();
+        let mut driver = super::tests::driver(&store, false);
+        let mut outcomes = Vec::new();
+        for i in 0..10 {
+            if let (Tick::Send(_), _) = driver.tick(&store, T + 2000 + i * 20) {
+                driver.sent(100 + i as u32);
+                outcomes.push(driver.on_answer(
+                    &store,
+                    100 + i as u32,
+                    Err(EtcdError::NotSent("down".into())),
+                    T + 2000 + i * 20,
+                ));
+            }
+        }
+        assert_eq!(outcomes.len(), 3);
+        assert!(matches!(outcomes.last(), Some(Some(Outcome::Failed(_)))));
     }
 
     #[test]

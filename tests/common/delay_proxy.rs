@@ -35,7 +35,7 @@ impl DelayProxy {
                     Some((armed_in.clone(), delay_in.clone(), hold.clone())),
                     None,
                 );
-                pipe(server, client, None, Some(hold));
+                pipe(server, client, None, Some((hold, armed_in.clone())));
             }
         });
         DelayProxy { port, armed, delay_ms }
@@ -58,7 +58,7 @@ fn pipe(
     mut from: TcpStream,
     mut to: TcpStream,
     watch: Option<(Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicU64>)>,
-    hold: Option<Arc<AtomicU64>>,
+    hold: Option<(Arc<AtomicU64>, Arc<AtomicBool>)>,
 ) {
     thread::spawn(move || {
         let mut buffer = [0u8; 64 * 1024];
@@ -68,20 +68,35 @@ fn pipe(
                 Ok(read) => read,
             };
             let chunk = &buffer[..read];
+            let mut holding = false;
             if let Some((armed, delay, hold)) = &watch {
                 let is_txn = chunk.windows(15).any(|w| w == b"POST /v3/kv/txn");
                 if is_txn && armed.swap(false, Ordering::SeqCst) {
                     hold.store(delay.load(Ordering::SeqCst), Ordering::SeqCst);
+                    holding = true;
                 }
             }
-            if let Some(hold) = &hold {
+            if let Some((hold, _)) = &hold {
                 let ms = hold.swap(0, Ordering::SeqCst);
                 if ms > 0 {
                     thread::sleep(Duration::from_millis(ms));
                 }
             }
             if to.write_all(chunk).is_err() {
+                // The transaction never reached etcd (a connection etcd had
+                // closed): hold the next one instead.
+                if let (true, Some((armed, _, hold))) = (holding, &watch) {
+                    hold.store(0, Ordering::SeqCst);
+                    armed.store(true, Ordering::SeqCst);
+                }
                 break;
+            }
+        }
+        // etcd closed the connection before answering a held transaction: it
+        // may never have arrived, so hold the next one instead.
+        if let Some((hold, armed)) = &hold {
+            if hold.swap(0, Ordering::SeqCst) > 0 {
+                armed.store(true, Ordering::SeqCst);
             }
         }
         let _ = to.shutdown(Shutdown::Both);

@@ -19,7 +19,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ETCD_DATA := .run/etcd
 DEMO_TOKEN := demo-admin-token-change-me
 
-.PHONY: all setup build run test lint unit e2e bench clean
+.PHONY: all setup build run test lint unit e2e bench soak clean
 
 all: build
 
@@ -95,12 +95,21 @@ unit:
 # Every suite on Envoy 1.40, Kong's engine (tests/e2e_kong.rs, when
 # ../shared/kong-engine is there) and the host; then the Envoy suites again on
 # the oldest Envoy claimed.
-ENVOY_SUITES := --test e2e_demo --test e2e_etcd --test e2e_jwt --test e2e_variants --test e2e_hostile --test config_files
+ENVOY_SUITES := --test e2e_demo --test e2e_etcd --test e2e_jwt --test e2e_variants --test e2e_hostile --test e2e_faults --test config_files
 test: setup $(ENVOY_OLDEST) $(CHROMEDRIVER) build lint
 	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test
 	@echo "== the Envoy suites again, on Envoy $(ENVOY_OLDEST_VERSION) =="
 	ENVOY_BIN=$(abspath $(ENVOY_OLDEST)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test $(ENVOY_SUITES)
 	$(MAKE) --no-print-directory bench-smoke
+
+# Faults (issue 15): three etcd members, two gateways, scripted faults; prints a
+# table per fault and fails on a wrong decision or a lost/misreported write.
+# SOAK_SECONDS=300 by default; writes bench/SOAK.md.
+SOAK_SECONDS ?= 300
+soak: setup build
+	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) \
+	  SOAK_SECONDS=$(SOAK_SECONDS) SOAK_REPORT=$(abspath bench/SOAK.md) \
+	  cargo test --test soak -- --ignored --nocapture
 
 # Benchmark (issue 4): real Envoy, one worker on core 0, the load on core 1.
 # Writes bench/RESULTS.md. Not part of `make test`, except for its smoke run.

@@ -85,8 +85,13 @@ pub(super) enum ActOutcome {
     Done { status: u32, body: Value },
 }
 
-pub(super) fn unavailable(why: &EtcdError) -> ActOutcome {
-    refused(503, "directory_unavailable", format!("nothing was changed: {why}"))
+/// Nothing was sent (or nothing could be), so nothing changed; the operation
+/// id is given anyway, so a caller can check that it appears nowhere.
+pub(super) fn unavailable(why: &EtcdError, operation: &str) -> ActOutcome {
+    ActOutcome::Done {
+        status: 503,
+        body: json!({"error": "directory_unavailable", "message": format!("nothing was changed: {why}"), "operation": operation}),
+    }
 }
 
 pub(super) fn act(
@@ -104,7 +109,7 @@ pub(super) fn act(
                     task.read_retried = true;
                     return ActOutcome::Call(etcd::get(&key));
                 }
-                Err(why) => return unavailable(&why),
+                Err(why) => return unavailable(&why, &task.operation),
             };
             let Some(kv) = range.kvs.into_iter().next() else {
                 return refused(404, "not_found", format!("no developer {:?}", task.email));

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod delay_proxy;
 pub mod demo;
+pub mod etcd_cluster;
 pub mod kong;
 pub mod raw;
 

@@ -151,16 +151,7 @@ fn start_inner(
                 parse_body(body)?
             };
             let reason = check_reason(request.reason)?;
-            let task = ActTask {
-                email,
-                action,
-                reason,
-                actor: actor.to_string(),
-                dry_run: request.dry_run,
-                operation: ctx.operation.clone(),
-                phase: ActPhase::Read,
-                read_retried: false,
-            };
+            let task = ActTask::new(email, action, reason, actor, request.dry_run, ctx.operation.clone());
             Ok(Step::Call(
                 etcd::get(&keys::etcd_developer(prefix, &task.email)),
                 Box::new(Task::Act(task)),
@@ -194,16 +185,7 @@ fn start_inner(
             let Some(first) = pending.pop_front() else {
                 return Err(error(422, "invalid_emails", "no addresses"));
             };
-            let current = ActTask {
-                email: first,
-                action,
-                reason,
-                actor: actor.to_string(),
-                dry_run: request.dry_run,
-                operation: ctx.operation.clone(),
-                phase: ActPhase::Read,
-                read_retried: false,
-            };
+            let current = ActTask::new(first, action, reason, actor, request.dry_run, ctx.operation.clone());
             let call = etcd::get(&keys::etcd_developer(prefix, &current.email));
             Ok(Step::Call(
                 call,

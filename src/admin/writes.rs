@@ -54,6 +54,29 @@ pub struct ActTask {
     pub(super) read_retried: bool,
 }
 
+impl ActTask {
+    /// An action on one developer, starting with the read of its record.
+    pub(super) fn new(
+        email: String,
+        action: DeveloperAction,
+        reason: Option<String>,
+        actor: &str,
+        dry_run: bool,
+        operation: String,
+    ) -> ActTask {
+        ActTask {
+            email,
+            action,
+            reason,
+            actor: actor.to_string(),
+            dry_run,
+            operation,
+            phase: ActPhase::Read,
+            read_retried: false,
+        }
+    }
+}
+
 pub(super) enum ActPhase {
     /// Reading the developer's current record and revision.
     Read,

@@ -47,17 +47,19 @@ enum Slot {
 
 impl<S: SharedStore> KeyChecked<S> {
     fn slot(&self, key: &str) -> Result<Slot, StoreError> {
-        let Some((stored, cas)) = self.0.get(key)? else {
+        let Some((mut stored, cas)) = self.0.get(key)? else {
             return Ok(Slot::Empty);
         };
         let Some(split) = stored.iter().position(|&b| b == 0) else {
             return Ok(Slot::Foreign(String::new(), cas));
         };
-        let (holder, value) = stored.split_at(split);
-        if holder == key.as_bytes() {
-            Ok(Slot::Own(value.get(1..).unwrap_or_default().to_vec(), cas))
+        if stored.get(..split) == Some(key.as_bytes()) {
+            // The hot path: drop the envelope in place, no second allocation.
+            stored.drain(..=split);
+            Ok(Slot::Own(stored, cas))
         } else {
-            Ok(Slot::Foreign(String::from_utf8_lossy(holder).into_owned(), cas))
+            let holder = String::from_utf8_lossy(stored.get(..split).unwrap_or_default()).into_owned();
+            Ok(Slot::Foreign(holder, cas))
         }
     }
 }

@@ -129,12 +129,15 @@ impl Browser {
         (status == 200).then(|| answer["value"][ELEMENT].as_str().unwrap_or_default().to_string())
     }
 
-    /// Waits (5 s at most) for `css` to exist and be displayed.
+    /// Waits (5 s at most) for `css` to exist and be displayed. The console
+    /// re-renders its rows every second, so an element found may be replaced
+    /// ("stale") before it is used: every use looks it up again.
     pub fn wait_for(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Some(id) = self.find(css) {
-                if self.call("GET", &self.session_path(&format!("/element/{id}/displayed")), None) == json!(true) {
+                let (status, answer) = self.raw("GET", &self.session_path(&format!("/element/{id}/displayed")), None);
+                if status == 200 && answer["value"] == json!(true) {
                     return id;
                 }
             }
@@ -143,6 +146,23 @@ impl Browser {
                 panic!("{css} did not appear");
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Does `act` on the element `css`, looking it up again while it goes stale.
+    fn on_element(&self, css: &str, act: impl Fn(&str) -> (u16, Value)) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let id = self.wait_for(css);
+            let (status, answer) = act(&id);
+            if status < 400 {
+                return answer["value"].clone();
+            }
+            let stale = answer["value"]["error"] == "stale element reference";
+            if !stale || Instant::now() > deadline {
+                self.save_evidence();
+                panic!("WebDriver on {css}: {status} {answer}");
+            }
         }
     }
 
@@ -162,34 +182,40 @@ impl Browser {
     }
 
     pub fn click(&self, css: &str) {
-        let id = self.wait_for(css);
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{id}/click")),
-            Some(json!({})),
-        );
+        self.on_element(css, |id| {
+            self.raw(
+                "POST",
+                &self.session_path(&format!("/element/{id}/click")),
+                Some(json!({})),
+            )
+        });
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.wait_for(css);
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{id}/clear")),
-            Some(json!({})),
-        );
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{id}/value")),
-            Some(json!({ "text": text })),
-        );
+        self.on_element(css, |id| {
+            let cleared = self.raw(
+                "POST",
+                &self.session_path(&format!("/element/{id}/clear")),
+                Some(json!({})),
+            );
+            if cleared.0 >= 400 {
+                return cleared;
+            }
+            self.raw(
+                "POST",
+                &self.session_path(&format!("/element/{id}/value")),
+                Some(json!({ "text": text })),
+            )
+        });
     }
 
     pub fn text(&self, css: &str) -> String {
-        let id = self.wait_for(css);
-        self.call("GET", &self.session_path(&format!("/element/{id}/text")), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.on_element(css, |id| {
+            self.raw("GET", &self.session_path(&format!("/element/{id}/text")), None)
+        })
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     /// The text of an open alert, if a script managed to raise one.

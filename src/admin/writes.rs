@@ -270,6 +270,14 @@ pub(super) fn committed(
     if let Err(why) = replica::apply(ctx.store, ctx.namespace, &task.email, revision, entry) {
         return refused(500, "replica", format!("committed to etcd, but this gateway's replica could not be updated ({why}); it will be within one sync interval"));
     }
+    // Shown in this gateway's tabs at once (the syncer agrees later).
+    let _ = replica::retab(
+        ctx.store,
+        ctx.namespace,
+        &task.email,
+        Some(from),
+        to.as_ref().map(|d| d.status),
+    );
     // One line per committed change, for the gateway's logs (the history in
     // etcd has the same, with the reason).
     log::info!(
@@ -498,6 +506,7 @@ pub(super) fn registered(
             format!("committed, but this gateway's replica could not be updated: {why}"),
         );
     }
+    let _ = replica::retab(ctx.store, ctx.namespace, &developer.email, None, Some(developer.status));
     let actor = developer.history.last().map_or("", |t| t.actor.as_str());
     log::info!(
         "devportal-gate admin: {actor} registered {} as {} at etcd revision {revision}, operation {operation}",

@@ -172,6 +172,59 @@ impl Tabs {
     }
 }
 
+/// Moves `email` from the `from` tab to the front of the `to` tab (either may be
+/// `None`: a registration, a deletion), so a change this gateway made shows in
+/// its tabs at once instead of after the next sync. The syncer's next rewrite
+/// of the tabs agrees with it (or, if it raced, restores the move a cycle later).
+pub fn retab(
+    store: &dyn SharedStore,
+    namespace: &str,
+    email: &str,
+    from: Option<Status>,
+    to: Option<Status>,
+) -> Result<(), WriteError> {
+    if let Some(from) = from.filter(|&from| Some(from) != to) {
+        edit_tab(store, &keys::list(namespace, from), |lines| {
+            lines.retain(|line| line != email)
+        })?;
+    }
+    if let Some(to) = to {
+        edit_tab(store, &keys::list(namespace, to), |lines| {
+            lines.retain(|line| line != email);
+            lines.insert(0, email.to_string());
+        })?;
+    }
+    Ok(())
+}
+
+/// Read, change, write back with the CAS that was read; retried on contention.
+fn edit_tab(store: &dyn SharedStore, key: &str, change: impl Fn(&mut Vec<String>)) -> Result<(), WriteError> {
+    for _ in 0..crate::directory::MAX_CAS_ATTEMPTS {
+        let current = store.get(key).map_err(|e| WriteError::host(key, e))?;
+        let text = current
+            .as_ref()
+            .map(|(bytes, _)| String::from_utf8_lossy(bytes).into_owned())
+            .unwrap_or_default();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(str::to_string)
+            .collect();
+        change(&mut lines);
+        let mut next = String::with_capacity(text.len() + 64);
+        for line in lines {
+            next.push_str(&line);
+            next.push('\n');
+        }
+        match store.set(key, next.as_bytes(), current.map(|(_, cas)| cas)) {
+            Ok(()) => return Ok(()),
+            Err(crate::directory::StoreError::CasMismatch) => continue,
+            Err(error) => return Err(WriteError::host(key, error)),
+        }
+    }
+    Err(WriteError::host(key, crate::directory::StoreError::CasMismatch))
+}
+
 /// Rewrites the tab lists of `tabs` (each only if it changed): newest status
 /// change first, ties by e-mail. Building a tab sorts it, so only the tabs a
 /// change touched are rebuilt (at 1M developers each costs a noticeable time).
@@ -348,6 +401,19 @@ mod tests {
         assert_eq!(
             list_page(&store, "ns", Status::Requested, 9, 5, None).unwrap(),
             (4, vec![])
+        );
+        // A change made here moves between tabs at once.
+        retab(&store, "ns", "c@x.io", Some(Status::Requested), Some(Status::Approved)).unwrap();
+        assert_eq!(
+            list_page(&store, "ns", Status::Approved, 0, 5, None).unwrap().1[0],
+            "c@x.io"
+        );
+        assert_eq!(tab_size(&store, "ns", Status::Requested).unwrap(), 3);
+        retab(&store, "ns", "c@x.io", Some(Status::Approved), Some(Status::Requested)).unwrap();
+        retab(&store, "ns", "new@x.io", None, Some(Status::Requested)).unwrap();
+        assert_eq!(
+            list_page(&store, "ns", Status::Requested, 0, 2, None).unwrap(),
+            (5, vec!["new@x.io".into(), "c@x.io".into()])
         );
         // Search: the matches only, counted and paged among themselves.
         assert_eq!(

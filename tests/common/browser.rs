@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,9 @@ pub struct Browser {
 impl Browser {
     pub fn start(name: &str) -> Browser {
         let port = free_port();
+        // Its own process group, so the browser it starts goes with it (Drop).
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -254,6 +257,10 @@ impl Drop for Browser {
         if !self.session.is_empty() {
             let _ = self.raw("DELETE", &self.session_path(""), None);
         }
+        // chromedriver and every Chromium process it started: one process group.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

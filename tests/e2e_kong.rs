@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::etcd_cluster::EtcdCluster;
 use common::kong::{colliding_address, crc32, Engine, Kong};
 use common::raw::{http1, http1_status};
 use common::{embedded_filter_configs, repo_root, wait_until, Etcd, Request};
@@ -401,4 +402,66 @@ fn a_bad_configuration_names_its_field_in_kongs_log() {
     kong.wait_log("the worker stays down", "cannot be respawned");
     let _ = script.kill();
     let _ = script.wait();
+}
+
+/// Kong has no load balancing for `dispatch_http_call`: the filter fails over
+/// itself between the members listed in `directory.etcd.upstream`. The member
+/// every worker starts with is killed; syncing and admin writes go on through
+/// the others.
+#[test]
+#[cfg_attr(
+    not(kong_engine),
+    ignore = "Kong's engine (../shared/kong-engine) is not on this machine"
+)]
+fn kong_fails_over_between_etcd_members() {
+    let mut cluster = EtcdCluster::start("kong-failover");
+    let members: Vec<String> = cluster
+        .members
+        .iter()
+        .map(|m| format!("127.0.0.1:{}", m.client))
+        .collect();
+    let (mut gate, mut admin_config, token) = etcd_configs(cluster.members[0].client);
+    for config in [&mut gate, &mut admin_config] {
+        config["directory"]["etcd"]["upstream"] = json!(members);
+        config["directory"]["etcd"]["timeout_ms"] = json!(1000);
+    }
+    let kong = Kong::start("failover", &gate, Some(&admin_config), 2);
+    wait_until("first sync in Kong", Duration::from_secs(20), || {
+        status(kong.port, "/api/orders", "alice@example.com") == 200
+    });
+
+    // The first member, which every worker calls, dies (it may be the leader).
+    cluster.kill(0);
+    let mut failed = Vec::new();
+    let revoked_after = wait_until("a revocation through another member", Duration::from_secs(15), || {
+        let answer = admin(
+            &kong,
+            &token,
+            "POST",
+            "/developers/alice@example.com/revoke",
+            Some("{}"),
+        );
+        if answer.status != 200 {
+            failed.push(format!("{} {}", answer.status, answer.body));
+        }
+        answer.status == 200
+    });
+    println!("revoked {revoked_after:?} after the kill; failed before: {failed:?}");
+    assert!(
+        failed.len() <= 2,
+        "at most the writes caught by the leader election fail: {failed:?}"
+    );
+    assert_eq!(status(kong.port, "/api/orders", "alice@example.com"), 401);
+
+    // A change written straight into a surviving member reaches both workers.
+    let survivor = Etcd::attach(cluster.members[2].client);
+    survivor.put(
+        "/devportal/dev/dave@example.com",
+        &json!({"status": "approved"}).to_string(),
+    );
+    let synced = wait_until("a direct write synced after the failover", CEILING, || {
+        (0..4).all(|_| status(kong.port, "/api/orders", "dave@example.com") == 200)
+    });
+    println!("a direct write reached the gate {synced:?} after it was made");
+    kong.assert_no_crash();
 }

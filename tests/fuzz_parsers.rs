@@ -131,7 +131,7 @@ proptest! {
             invitation_body: "b {registration_url}".into(),
         };
         let directory = Directory::Etcd(EtcdConfig {
-            upstream: "etcd".into(),
+            members: devportal_gate::etcd::members::Members::new(vec!["etcd".into()]),
             authority: "etcd".into(),
             key_prefix: "/dp/".into(),
             timeout_ms: 1000,

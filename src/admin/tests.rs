@@ -26,7 +26,7 @@ fn config() -> AdminConfig {
 
 fn etcd_directory() -> Directory {
     Directory::Etcd(EtcdConfig {
-        upstream: "etcd".into(),
+        members: crate::etcd::members::Members::new(vec!["etcd".into()]),
         authority: "etcd".into(),
         key_prefix: "/dp/".into(),
         timeout_ms: 1000,

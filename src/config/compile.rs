@@ -7,6 +7,7 @@ use super::v1::*;
 use super::*;
 use crate::admin::AdminConfig;
 use crate::directory::{Directory, Status};
+use crate::etcd::members::Members;
 use crate::etcd::EtcdConfig;
 use crate::request::email::canonical_email;
 use crate::request::gate::{Gate, DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
@@ -132,14 +133,8 @@ fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError
             "is required when directory.source is \"etcd\"",
         )),
         (RawSource::Etcd, Some(etcd)) => {
-            let upstream = etcd.upstream.trim().to_string();
-            if upstream.is_empty() || upstream.contains(char::is_whitespace) {
-                return Err(ConfigError::new(
-                    "directory.etcd.upstream",
-                    "must name the Envoy cluster (or, in Kong, the host:port) of etcd's client URL",
-                ));
-            }
-            let authority = etcd.authority.unwrap_or_else(|| upstream.clone());
+            let members = compile_members(etcd.upstream)?;
+            let authority = etcd.authority.unwrap_or_else(|| members.pick().1.to_string());
             if authority.is_empty()
                 || !authority
                     .bytes()
@@ -176,7 +171,7 @@ fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError
                 60_000,
             )?;
             Ok(Directory::Etcd(EtcdConfig {
-                upstream,
+                members,
                 authority,
                 key_prefix,
                 timeout_ms,
@@ -184,6 +179,41 @@ fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError
             }))
         }
     }
+}
+
+const MAX_MEMBERS: usize = 16;
+
+fn compile_members(raw: RawUpstream) -> Result<Members, ConfigError> {
+    const FIELD: &str = "directory.etcd.upstream";
+    let (names, listed) = match raw {
+        RawUpstream::One(name) => (vec![name], false),
+        RawUpstream::Members(names) => (names, true),
+    };
+    let field = |i: usize| {
+        if listed {
+            format!("{FIELD}[{i}]")
+        } else {
+            FIELD.to_string()
+        }
+    };
+    if names.is_empty() || names.len() > MAX_MEMBERS {
+        return Err(ConfigError::new(FIELD, format!("lists 1 to {MAX_MEMBERS} members")));
+    }
+    let mut compiled: Vec<String> = Vec::with_capacity(names.len());
+    for (i, name) in names.into_iter().enumerate() {
+        let name = name.trim().to_string();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                field(i),
+                "must name the Envoy cluster (or, in Kong, the host:port) of etcd's client URL",
+            ));
+        }
+        if compiled.contains(&name) {
+            return Err(ConfigError::new(field(i), format!("{name:?} is listed twice")));
+        }
+        compiled.push(name);
+    }
+    Ok(Members::new(compiled))
 }
 
 fn bounded(field: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {

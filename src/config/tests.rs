@@ -226,6 +226,18 @@ fn not_json_at_all() {
 }
 
 #[test]
+fn etcd_members_for_a_host_without_load_balancing() {
+    let mut value = base();
+    value["directory"] = json!({"source": "etcd", "etcd": {"upstream": [" 10.0.0.1:2379", "10.0.0.2:2379"]}});
+    let config = compile_value(&value).unwrap();
+    let Directory::Etcd(etcd) = &config.directory else {
+        panic!("etcd expected")
+    };
+    assert_eq!(etcd.members.names(), ["10.0.0.1:2379", "10.0.0.2:2379"]);
+    assert_eq!(etcd.authority, "10.0.0.1:2379", "the first member's address by default");
+}
+
+#[test]
 fn etcd_directory_admin_and_self_service() {
     let mut value = base();
     value["directory"] = json!({"source": "etcd", "etcd": {"upstream": "etcd"}});
@@ -239,6 +251,7 @@ fn etcd_directory_admin_and_self_service() {
         (etcd.authority.as_str(), etcd.key_prefix.as_str(), etcd.sync_interval_ms),
         ("etcd", "/devportal/", 1000)
     );
+    assert_eq!(etcd.members.names(), ["etcd"]);
     assert!(config.gate.self_service);
     assert_eq!(
         config.admin.unwrap().tokens,
@@ -259,6 +272,26 @@ fn etcd_directory_admin_and_self_service() {
         (
             json!({"directory": {"source": "static", "sync_interval_ms": 500}}),
             "directory.sync_interval_ms",
+        ),
+        (
+            json!({"directory": {"source": "etcd", "etcd": {"upstream": ""}}}),
+            "directory.etcd.upstream",
+        ),
+        (
+            json!({"directory": {"source": "etcd", "etcd": {"upstream": []}}}),
+            "directory.etcd.upstream",
+        ),
+        (
+            json!({"directory": {"source": "etcd", "etcd": {"upstream": 2379}}}),
+            "directory.etcd.upstream",
+        ),
+        (
+            json!({"directory": {"source": "etcd", "etcd": {"upstream": ["a:1", "b:2", "a:1"]}}}),
+            "directory.etcd.upstream[2]",
+        ),
+        (
+            json!({"directory": {"source": "etcd", "etcd": {"upstream": ["a:1", "b 2"]}}}),
+            "directory.etcd.upstream[1]",
         ),
         (
             json!({"admin": {"prefix": "/_dp", "registration_url": "https://x.io", "tokens": [{"name": "a", "token": "short"}]}}),

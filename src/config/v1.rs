@@ -63,13 +63,22 @@ pub(super) enum RawSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEtcd {
-    pub(super) upstream: String,
+    pub(super) upstream: RawUpstream,
     #[serde(default)]
     pub(super) authority: Option<String>,
     #[serde(default)]
     pub(super) key_prefix: Option<String>,
     #[serde(default)]
     pub(super) timeout_ms: Option<u64>,
+}
+
+/// One Envoy cluster (or Kong host:port), or several members to fail over
+/// between (what Kong needs, as it has no load balancing of its own).
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a string, or a list of strings")]
+pub(super) enum RawUpstream {
+    One(String),
+    Members(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]

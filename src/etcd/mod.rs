@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 pub mod fake;
+pub mod members;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,8 +19,9 @@ use crate::encoding::base64::{self, Alphabet};
 /// the configuration's `directory.etcd`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdConfig {
-    /// Envoy: a cluster name. Kong: host:port.
-    pub upstream: String,
+    /// Envoy: a cluster name (usually one, whose endpoints are the members).
+    /// Kong: each member's host:port.
+    pub members: members::Members,
     /// The `:authority` of calls to etcd.
     pub authority: String,
     /// Every key of this directory starts with it, e.g. `/devportal/`.

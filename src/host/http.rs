@@ -18,6 +18,7 @@ use crate::admin::{self, ApiResponse, Route, Step, Task};
 use crate::directory::registration::{self, Admission};
 use crate::directory::replica;
 use crate::directory::{self, Directory, Lookup, Status};
+use crate::etcd::members::MemberIndex;
 use crate::request::framing::{self, Body, Framing};
 use crate::request::gate::{self, RequestView, DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
 use crate::request::metrics::Counter;
@@ -41,6 +42,7 @@ enum Waiting {
     /// The answer to an etcd call of a step machine.
     Etcd {
         token: u32,
+        member: MemberIndex,
         task: Box<Task>,
         then: Then,
     },
@@ -68,8 +70,16 @@ impl Context for GateHttp {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(shared) = self.shared.clone() else { return };
         match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
-            Waiting::Etcd { token, task, then } if token == token_id => {
-                let answer = etcd_call::read_answer(body_size);
+            Waiting::Etcd {
+                token,
+                member,
+                task,
+                then,
+            } if token == token_id => {
+                let Directory::Etcd(etcd) = &shared.directory else {
+                    return;
+                };
+                let answer = etcd_call::read_answer(etcd, member, body_size);
                 let step = match then {
                     Then::Admin => match shared.admin_context() {
                         Some(ctx) => admin::resume(&ctx, *task, answer),
@@ -260,8 +270,13 @@ impl GateHttp {
                     return finish(shared, &admin::no_etcd(), then);
                 };
                 match etcd_call::dispatch(etcd, &request) {
-                    Ok(token) => {
-                        self.waiting = Waiting::Etcd { token, task, then };
+                    Ok((token, member)) => {
+                        self.waiting = Waiting::Etcd {
+                            token,
+                            member,
+                            task,
+                            then,
+                        };
                         Action::Pause
                     }
                     // Not sent: the machine hears it as a failed call and says

@@ -19,6 +19,7 @@ use crate::admin::AdminConfig;
 use crate::config;
 use crate::directory::replica;
 use crate::directory::Directory;
+use crate::etcd::members::MemberIndex;
 use crate::etcd::EtcdConfig;
 use crate::request::metrics::Counter;
 use crate::sync::driver::{Outcome, SyncDriver, Tick, ELECTION_PERIOD_MS};
@@ -44,6 +45,8 @@ pub struct GateRoot {
 struct SyncDuty {
     driver: SyncDriver,
     etcd: EtcdConfig,
+    /// The member the call in flight went to (one call at a time).
+    member: MemberIndex,
     ok_counter: Option<u32>,
     failed_counter: Option<u32>,
 }
@@ -51,7 +54,7 @@ struct SyncDuty {
 impl Context for GateRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(duty) = self.sync.as_mut() else { return };
-        let answer = etcd_call::read_answer(body_size);
+        let answer = etcd_call::read_answer(&duty.etcd, duty.member, body_size);
         if let Some(outcome) = duty.driver.on_answer(&HostSharedData, token_id, answer, now_ms()) {
             duty.report(outcome);
         }
@@ -66,7 +69,10 @@ impl SyncDuty {
         }
         if let Tick::Send(request) = tick {
             match etcd_call::dispatch(&self.etcd, &request) {
-                Ok(token) => self.driver.sent(token),
+                Ok((token, member)) => {
+                    self.member = member;
+                    self.driver.sent(token);
+                }
                 Err(error) => {
                     let outcome = self.driver.not_sent(error, now);
                     self.report(outcome);
@@ -195,13 +201,14 @@ impl GateRoot {
                 self.sync = Some(SyncDuty {
                     driver: SyncDriver::new(&namespace, worker, syncer, etcd.sync_interval_ms, etcd.timeout_ms),
                     etcd: etcd.clone(),
+                    member: 0,
                     ok_counter: define_if(metrics, "devportal_gate.sync.ok", MetricKind::Counter)?,
                     failed_counter: define_if(metrics, "devportal_gate.sync.failed", MetricKind::Counter)?,
                 });
                 log::info!(
                     "devportal-gate {VERSION} ({GIT_SHA}) configured: etcd directory {:?} at {:?}, namespace {namespace:?}, worker {worker}, sync every {} ms",
                     etcd.key_prefix,
-                    etcd.upstream,
+                    etcd.members.names(),
                     etcd.sync_interval_ms,
                 );
                 replica::read_sync_state(&HostSharedData, &namespace).is_some()

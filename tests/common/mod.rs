@@ -165,6 +165,17 @@ impl Etcd {
         etcd
     }
 
+    /// A handle on a member this test did not start (one of an `EtcdCluster`):
+    /// its client API only; dropping it stops nothing.
+    pub fn attach(port: u16) -> Etcd {
+        Etcd {
+            child: None,
+            port,
+            peer: 0,
+            scratch: Scratch::new("etcd-attached"),
+        }
+    }
+
     fn run(&mut self) {
         let client = format!("http://127.0.0.1:{}", self.port);
         let peer = format!("http://127.0.0.1:{}", self.peer);

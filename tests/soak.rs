@@ -3,8 +3,11 @@
 //! etcd members, two gateways (`--concurrency 2` each, the shipped
 //! `etcd-three-node.yaml`), steady traffic, admin actions and self-registrations
 //! throughout, and scripted faults: the etcd leader killed and restarted, a
-//! follower paused (SIGSTOP) and resumed, gateway B killed and restarted, a
-//! follower stopped (standing in for a cut network) and restarted.
+//! follower paused (SIGSTOP) and resumed, gateway B killed and restarted, the
+//! network between the gateways and one member cut and healed (a proxy on that
+//! path stops passing bytes: calls hang until their timeout, nothing is
+//! refused), and gateway B's portal listener reconfigured over LDS (its filter
+//! configuration replaced, then put back; the old one drains).
 //!
 //! It prints a table per fault and fails on what must never happen: a wrong
 //! decision (an allowed request after a confirmed revocation, on the acting
@@ -13,7 +16,8 @@
 //! write reported as failed that committed.
 //!
 //! `SOAK_SECONDS` sets the length (default 300); `SOAK_REPORT=<file>` writes the
-//! table there (bench/SOAK.md). Ignored by `cargo test`: run by `make soak`.
+//! table there (bench/SOAK.md). Ignored by `cargo test`: `make soak` runs it for
+//! five minutes, `make test` for 60 s (`SOAK_SECONDS=60`).
 
 mod common;
 
@@ -22,8 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::cut_proxy::CutProxy;
 use common::etcd_cluster::EtcdCluster;
-use common::{adapt_shipped_config, Envoy, Ports, Request};
+use common::{adapt_shipped_config, Envoy, LdsGateway, Ports, Request};
 use serde_json::Value;
 
 /// The bound the README promises for another gateway: sync interval + 1 s.
@@ -74,15 +79,23 @@ struct Log {
 
 const DEVELOPERS: [&str; 2] = ["fast@example.com", "slow@example.com"];
 
-fn gateway_config(cluster: &EtcdCluster, ports: &Ports) -> String {
+/// The member whose network to the gateways is cut (its endpoint in both
+/// gateways' etcd cluster is the proxy).
+const CUT_MEMBER: usize = 0;
+
+fn gateway_config(cluster: &EtcdCluster, cut: &CutProxy, ports: &Ports) -> String {
     let mut config = adapt_shipped_config("filter-config/envoy/etcd-three-node.yaml", ports);
-    for (member, shipped) in cluster.members.iter().zip(["12379", "22379", "32379"]) {
-        config = config.replace(
-            &format!("port_value: {shipped}"),
-            &format!("port_value: {}", member.client),
-        );
+    for (i, (member, shipped)) in cluster.members.iter().zip(["12379", "22379", "32379"]).enumerate() {
+        let port = if i == CUT_MEMBER { cut.port } else { member.client };
+        config = config.replace(&format!("port_value: {shipped}"), &format!("port_value: {port}"));
     }
     config
+}
+
+/// Gateway B: its portal listener over LDS (so the run can reconfigure it), a
+/// short drain so a replaced filter configuration goes soon.
+fn gateway_b(name: &str, config: &str, ports: &Ports) -> LdsGateway {
+    LdsGateway::from_config(name, config, ports, &["--drain-time-s", "2"], true)
 }
 
 fn admin(api: u16, method: &str, path: &str, body: &str) -> Option<common::Response> {
@@ -110,12 +123,14 @@ fn the_fleet_under_faults() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
     let mut cluster = EtcdCluster::start("soak");
+    let network = CutProxy::start(cluster.members[CUT_MEMBER].client);
     let ports = [Ports::new(), Ports::new()];
-    let configs = [gateway_config(&cluster, &ports[0]), gateway_config(&cluster, &ports[1])];
-    let mut envoys = vec![
-        Some(Envoy::start("soak-a", &configs[0], ports[0].admin, 2)),
-        Some(Envoy::start("soak-b", &configs[1], ports[1].admin, 2)),
+    let configs = [
+        gateway_config(&cluster, &network, &ports[0]),
+        gateway_config(&cluster, &network, &ports[1]),
     ];
+    let gateway_a = Envoy::start("soak-a", &configs[0], ports[0].admin, 2);
+    let mut gateway_b_now = Some(gateway_b("soak-b", &configs[1], &ports[1]));
     let apis = [ports[0].api, ports[1].api];
     let gates = [ports[0].listener, ports[1].listener];
     for api in apis {
@@ -271,23 +286,33 @@ fn the_fleet_under_faults() {
     wait_until_fraction(0.55);
     let start = clock.ms();
     b_down.store(true, Ordering::SeqCst);
-    envoys[1] = None;
+    drop(gateway_b_now.take());
     wait_until_fraction(0.60);
-    envoys[1] = Some(Envoy::start("soak-b2", &configs[1], ports[1].admin, 2));
+    gateway_b_now = Some(gateway_b("soak-b2", &configs[1], &ports[1]));
     b_down.store(false, Ordering::SeqCst);
     let b_down_window = Some((start, clock.ms()));
     phases.push(("gateway B killed, restarted".into(), start, clock.ms()));
     wait_until_fraction(0.70);
-    let cut = (cluster.leader().unwrap_or(0) + 2) % 3;
+    let role = if cluster.leader() == Some(CUT_MEMBER) { "leader" } else { "follower" };
     let start = clock.ms();
-    cluster.kill(cut);
+    network.cut();
     wait_until_fraction(0.80);
-    cluster.restart(cut);
+    network.heal();
     phases.push((
-        format!("etcd member (m{}) stopped (network cut), restarted", cut + 1),
+        format!("network to etcd m{} ({role}) cut, healed", CUT_MEMBER + 1),
         start,
         clock.ms(),
     ));
+    wait_until_fraction(0.85);
+    let start = clock.ms();
+    let b = gateway_b_now.as_ref().unwrap();
+    let original = b.listener.clone();
+    let changed = original.replace(r#""sync_interval_ms": 1000"#, r#""sync_interval_ms": 900"#);
+    assert_ne!(changed, original, "the LDS change must change the filter configuration");
+    b.publish(&changed);
+    wait_until_fraction(0.90);
+    b.publish(&original);
+    phases.push(("gateway B reconfigured over LDS, twice".into(), start, clock.ms()));
     wait_until_fraction(1.0);
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
@@ -432,7 +457,7 @@ fn the_fleet_under_faults() {
         "reported failed, committed:\n{}",
         failed_but_committed.join("\n")
     );
-    drop(envoys);
+    drop((gateway_a, gateway_b_now));
 }
 
 /// The requests decided wrongly, and how many were answered 503 (failing

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cut_proxy;
 pub mod delay_proxy;
 pub mod demo;
 pub mod etcd_cluster;
@@ -296,7 +297,7 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
 
 /// A shipped configuration split in two: its portal listener served over LDS from
 /// a file (so a test can replace it), the rest static. Its admin listener, if
-/// any, is left out.
+/// any, is left out (`start`) or kept static (`from_config` with `keep_admin`).
 pub struct LdsGateway {
     pub envoy: Envoy,
     pub port: u16,
@@ -308,6 +309,12 @@ pub struct LdsGateway {
 impl LdsGateway {
     pub fn start(name: &str, file: &str, ports: &Ports, extra: &[&str]) -> LdsGateway {
         let config = adapt_shipped_config(file, ports);
+        LdsGateway::from_config(name, &config, ports, extra, false)
+    }
+
+    /// `config` is a whole Envoy configuration laid out as the shipped ones:
+    /// listeners `portal`, then `devportal_admin` (optional), then `echo`.
+    pub fn from_config(name: &str, config: &str, ports: &Ports, extra: &[&str], keep_admin: bool) -> LdsGateway {
         let start = config.find("  - name: portal\n").unwrap();
         let end = config.find("  - name: echo\n").unwrap();
         let portal_end = config.find("  - name: devportal_admin\n").unwrap_or(end);
@@ -321,13 +328,14 @@ impl LdsGateway {
                 "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: portal",
                 1,
             );
+        let admin = if keep_admin { &config[portal_end..end] } else { "" };
         let scratch = Scratch::new(name);
         let lds_dir = scratch.0.join("lds");
         std::fs::create_dir_all(&lds_dir).unwrap();
         let bootstrap = format!(
             "node: {{ id: test, cluster: test }}\n\
              dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      \
-             path: {lds}/lds.yaml\n      watched_directory: {{ path: {lds} }}\n{before}{after}",
+             path: {lds}/lds.yaml\n      watched_directory: {{ path: {lds} }}\n{before}{admin}{after}",
             lds = lds_dir.display(),
             before = &config[..start],
             after = &config[end..],

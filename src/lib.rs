@@ -14,6 +14,9 @@
 //! - `etcd`: requests to etcd's v3 JSON gateway and its answers (and, for unit
 //!   tests, an in-memory etcd).
 //! - `sync`: keeping a gateway's replica in step with etcd; the syncer election.
+//! - `events`: status-change events: the change log written with every
+//!   change, CloudEvents bodies, Standard Webhooks signatures, and the
+//!   fleet's one deliverer.
 //! - `admin`: the admin API: authentication, routes, reads, the step machine of
 //!   writes (shared with self-service registration), mailto links.
 //! - `encoding`: base64, RFC 3339 times, the ABI's header-map encoding.
@@ -26,6 +29,7 @@ pub mod config;
 pub mod directory;
 pub mod encoding;
 pub mod etcd;
+pub mod events;
 pub mod request;
 pub mod sync;
 

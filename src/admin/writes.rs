@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::events::Change;
 
 pub enum Step {
     Respond(ApiResponse),
@@ -162,8 +163,15 @@ pub(super) fn act(
                     body: json!({"dry_run": true, "action": task.action.as_str(), "from": current.status, "to": to.as_ref().map(|d| d.status), "deletes": to.is_none()}),
                 };
             }
+            // Every change commits with its entry in the change log (events).
+            let log = |developer: &Developer| {
+                Change::last_of(developer)
+                    .map(|change| change.log_entry(prefix, &task.operation))
+                    .into_iter()
+                    .collect::<Vec<_>>()
+            };
             let request = match &to {
-                Some(developer) => etcd::replace(&key, Some(&developer.to_stored()), kv.mod_revision),
+                Some(developer) => etcd::replace(&key, &developer.to_stored(), kv.mod_revision, &log(developer)),
                 // A deletion keeps the history (with the deletion) in the archive.
                 None => {
                     let archived = current
@@ -174,6 +182,7 @@ pub(super) fn act(
                         kv.mod_revision,
                         &keys::etcd_archive(prefix, &task.email),
                         &archived.to_stored(),
+                        &log(&archived),
                     )
                 }
             };
@@ -413,7 +422,11 @@ pub(super) fn create(
                 .next()
                 .and_then(|kv| Developer::from_stored(&task.developer.email, &kv.value).ok());
             task.developer = task.developer.clone().after_archive(archived);
-            let request = etcd::create(&key, &task.developer.to_stored());
+            let log: Vec<_> = Change::last_of(&task.developer)
+                .map(|change| change.log_entry(prefix, &task.operation))
+                .into_iter()
+                .collect();
+            let request = etcd::create(&key, &task.developer.to_stored(), &log);
             task.phase = CreatePhase::Write {
                 request: request.clone(),
                 resent: false,

@@ -143,11 +143,26 @@ fn read_back(key: &[u8]) -> Value {
     json!([{"request_range": {"key": b64(key)}}])
 }
 
-/// Writes `value` only if `key` does not exist.
-pub fn create(key: &[u8], value: &[u8]) -> EtcdRequest {
+/// Puts of other keys that commit with a change, or not at all (the change
+/// log's entry, `events::Change::log_entry`).
+pub type Also<'a> = &'a [(Vec<u8>, Vec<u8>)];
+
+fn put_op(key: &[u8], value: &[u8]) -> Value {
+    json!({"request_put": {"key": b64(key), "value": b64(value)}})
+}
+
+/// `first`, then a put of each of `also`.
+fn with_also(first: Vec<Value>, also: Also<'_>) -> Value {
+    let mut ops = first;
+    ops.extend(also.iter().map(|(key, value)| put_op(key, value)));
+    Value::Array(ops)
+}
+
+/// Writes `value` (and `also`) only if `key` does not exist.
+pub fn create(key: &[u8], value: &[u8], also: Also<'_>) -> EtcdRequest {
     let body = json!({
         "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-        "success": [{"request_put": {"key": b64(key), "value": b64(value)}}],
+        "success": with_also(vec![put_op(key, value)], also),
         "failure": read_back(key),
     });
     EtcdRequest {
@@ -158,13 +173,23 @@ pub fn create(key: &[u8], value: &[u8]) -> EtcdRequest {
 
 /// Deletes `key` if it is still at `mod_revision`, and in the same transaction
 /// keeps `archived` (its history, with the deletion) under `archive_key`.
-pub fn delete_and_archive(key: &[u8], mod_revision: u64, archive_key: &[u8], archived: &[u8]) -> EtcdRequest {
+pub fn delete_and_archive(
+    key: &[u8],
+    mod_revision: u64,
+    archive_key: &[u8],
+    archived: &[u8],
+    also: Also<'_>,
+) -> EtcdRequest {
+    let success = with_also(
+        vec![
+            json!({"request_delete_range": {"key": b64(key)}}),
+            put_op(archive_key, archived),
+        ],
+        also,
+    );
     let body = json!({
         "compare": [{"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision.to_string()}],
-        "success": [
-            {"request_delete_range": {"key": b64(key)}},
-            {"request_put": {"key": b64(archive_key), "value": b64(archived)}},
-        ],
+        "success": success,
         "failure": read_back(key),
     });
     EtcdRequest {
@@ -173,15 +198,11 @@ pub fn delete_and_archive(key: &[u8], mod_revision: u64, archive_key: &[u8], arc
     }
 }
 
-/// Replaces `key` with `value` (or deletes it) only if it is still at `mod_revision`.
-pub fn replace(key: &[u8], value: Option<&[u8]>, mod_revision: u64) -> EtcdRequest {
-    let operation = match value {
-        Some(value) => json!({"request_put": {"key": b64(key), "value": b64(value)}}),
-        None => json!({"request_delete_range": {"key": b64(key)}}),
-    };
+/// Replaces `key` with `value` (and writes `also`) only if it is still at `mod_revision`.
+pub fn replace(key: &[u8], value: &[u8], mod_revision: u64, also: Also<'_>) -> EtcdRequest {
     let body = json!({
         "compare": [{"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision.to_string()}],
-        "success": [operation],
+        "success": with_also(vec![put_op(key, value)], also),
         "failure": read_back(key),
     });
     EtcdRequest {
@@ -529,12 +550,12 @@ mod tests {
 
     #[test]
     fn requests_carry_conditions() {
-        let request = replace(b"/p/dev/a", Some(b"v"), 7);
+        let request = replace(b"/p/dev/a", b"v", 7, &[(b"/p/events/1".to_vec(), b"e".to_vec())]);
         assert_eq!(request.path, TXN);
         let body: Value = serde_json::from_str(&request.body).unwrap();
         assert_eq!(body["compare"][0]["mod_revision"], "7");
         assert_eq!(body["compare"][0]["target"], "MOD");
-        assert!(replace(b"/p/dev/a", None, 7).body.contains("request_delete_range"));
+        assert!(request.body.contains(&b64(b"/p/events/1")), "the log entry commits with the change");
         let body: Value = serde_json::from_str(&range_changed_since(b"/p/dev/", 10).body).unwrap();
         assert_eq!(body["min_mod_revision"], "11");
     }

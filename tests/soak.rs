@@ -293,7 +293,11 @@ fn the_fleet_under_faults() {
     let b_down_window = Some((start, clock.ms()));
     phases.push(("gateway B killed, restarted".into(), start, clock.ms()));
     wait_until_fraction(0.70);
-    let role = if cluster.leader() == Some(CUT_MEMBER) { "leader" } else { "follower" };
+    let role = if cluster.leader() == Some(CUT_MEMBER) {
+        "leader"
+    } else {
+        "follower"
+    };
     let start = clock.ms();
     network.cut();
     wait_until_fraction(0.80);

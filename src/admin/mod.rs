@@ -137,6 +137,7 @@ fn start_inner(
             )))
         }
         Route::Invite => invite(ctx, body).map(Step::Respond),
+        Route::Events => events(ctx).map(Step::Respond),
         Route::Create => {
             let prefix = writable(ctx)?;
             let request: CreateRequest = parse_body(body)?;

@@ -132,6 +132,39 @@ pub(super) fn health(ctx: &AdminContext<'_>) -> ApiResponse {
             "synced_at": rfc3339(state.synced_at_ms),
             "staleness_ms": staleness_ms,
             "syncer": syncer.map(|(worker, heartbeat)| json!({"worker": worker, "heartbeat": rfc3339(heartbeat)})),
+            "events": events_view(ctx).map(|view| json!({
+                "delivering_here": view.get("delivering"),
+                "backlog": view.get("sinks").and_then(Value::as_array).map(|sinks| sinks
+                    .iter()
+                    .map(|sink| (
+                        sink.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        sink.get("backlog").cloned().unwrap_or_default(),
+                    ))
+                    .collect::<serde_json::Map<_, _>>()),
+            })),
         }),
     )
+}
+
+/// What this gateway's event candidates last published (none: no
+/// configuration on this gateway has `events`).
+fn events_view(ctx: &AdminContext<'_>) -> Option<Value> {
+    let (bytes, _) = ctx.store.get(&keys::events_view(ctx.namespace)).ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// `GET <prefix>/events`: each sink's position, backlog and last error, and
+/// the newest events of the change log.
+pub(super) fn events(ctx: &AdminContext<'_>) -> Result<ApiResponse, ApiResponse> {
+    let mut view = events_view(ctx).ok_or_else(|| {
+        error(
+            404,
+            "events_not_configured",
+            "no configuration on this gateway has \"events\"",
+        )
+    })?;
+    if let (Some(at), Some(fields)) = (view.get("at_ms").and_then(Value::as_u64), view.as_object_mut()) {
+        fields.insert("as_of".into(), rfc3339(at).into());
+    }
+    Ok(answer(200, view))
 }

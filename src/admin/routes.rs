@@ -14,6 +14,8 @@ pub enum Route {
     Mailto(String),
     Act(String, DeveloperAction),
     Invite,
+    /// The event deliverer's view: sinks, positions, backlog, newest events.
+    Events,
 }
 
 impl Route {
@@ -87,6 +89,7 @@ pub fn route(prefix: &str, method: &str, path: &str) -> Result<Route, ApiRespons
             only("POST", Route::Act(path_email(email)?, action))
         }
         ["invitations"] => only("POST", Route::Invite),
+        ["events"] => only("GET", Route::Events),
         _ => Err(error(404, "not_found", format!("no admin resource at {path:?}"))),
     }
 }

@@ -85,6 +85,16 @@ pub(super) fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
     let registration = compile_registration(raw.registration, self_service)?;
+    let events = match raw.events {
+        None => None,
+        Some(_) if !matches!(directory, Directory::Etcd(_)) => {
+            return Err(ConfigError::new(
+                "events",
+                "needs directory.source \"etcd\": events come from etcd's change log",
+            ))
+        }
+        Some(events) => Some(compile_events(events)?),
+    };
     let routes = compile_routes(raw.routes, raw.unmatched)?;
     let (responses, has_browser_answers) = compile_denials(raw.denials.unwrap_or_default(), &routes)?;
     let developers = compile_developers(raw.developers)?;
@@ -109,6 +119,103 @@ pub(super) fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         admin,
         admin_only,
         metrics: raw.metrics.unwrap_or(true),
+        events,
+    })
+}
+
+fn compile_events(raw: RawEvents) -> Result<crate::events::EventsConfig, ConfigError> {
+    use crate::events::{sign::Secret, EventsConfig, SinkConfig, ALL_TYPES};
+    if raw.sinks.is_empty() || raw.sinks.len() > 16 {
+        return Err(ConfigError::new("events.sinks", "lists 1 to 16 sinks"));
+    }
+    if raw.secrets.is_empty() {
+        return Err(ConfigError::new(
+            "events.secrets",
+            "is required: every event is signed (Standard Webhooks), so a sink needs at least one \"whsec_...\" secret",
+        ));
+    }
+    let secrets = raw
+        .secrets
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            Secret::parse(text.trim()).map_err(|why| ConfigError::new(format!("events.secrets[{i}]"), why))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sinks: Vec<SinkConfig> = Vec::new();
+    for (i, sink) in raw.sinks.into_iter().enumerate() {
+        let field = |name: &str| format!("events.sinks[{i}].{name}");
+        let name = sink.name.trim().to_string();
+        let valid_name =
+            (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid_name {
+            return Err(ConfigError::new(
+                field("name"),
+                "1 to 64 of letters, digits, '-', '_', '.'",
+            ));
+        }
+        if sinks.iter().any(|s| s.name == name) {
+            return Err(ConfigError::new(field("name"), format!("{name:?} is used twice")));
+        }
+        let upstream = sink.upstream.trim().to_string();
+        if upstream.is_empty() || upstream.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                field("upstream"),
+                "must name the Envoy cluster (or, in Kong, the host:port) of the receiver",
+            ));
+        }
+        let authority = sink.authority.unwrap_or_else(|| upstream.clone());
+        if authority.is_empty()
+            || !authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        {
+            return Err(ConfigError::new(
+                field("authority"),
+                format!("{authority:?} is not a host[:port]"),
+            ));
+        }
+        let path = sink.path;
+        if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) || path.len() > 1024 {
+            return Err(ConfigError::new(
+                field("path"),
+                "must start with '/' and hold printable ASCII only",
+            ));
+        }
+        let types = sink.types.unwrap_or_default();
+        for (t, kind) in types.iter().enumerate() {
+            if !ALL_TYPES.contains(&kind.as_str()) {
+                return Err(ConfigError::new(
+                    format!("events.sinks[{i}].types[{t}]"),
+                    format!("{kind:?} is not one of {}", ALL_TYPES.join(", ")),
+                ));
+            }
+        }
+        let timeout_ms = bounded(&field("timeout_ms"), sink.timeout_ms, 5000, 100, 60_000)?;
+        sinks.push(SinkConfig {
+            name,
+            upstream,
+            authority,
+            path,
+            types,
+            timeout_ms,
+        });
+    }
+    let retry_initial_ms = bounded("events.retry_initial_ms", raw.retry_initial_ms, 500, 10, 60_000)?;
+    let retry_max_ms = bounded(
+        "events.retry_max_ms",
+        raw.retry_max_ms,
+        60_000,
+        retry_initial_ms,
+        3_600_000,
+    )?;
+    let retention_hours = bounded("events.retention_hours", raw.retention_hours, 168, 1, 24 * 366)?;
+    Ok(EventsConfig {
+        secrets,
+        sinks,
+        retry_initial_ms,
+        retry_max_ms,
+        retention_ms: retention_hours * 3_600_000,
     })
 }
 

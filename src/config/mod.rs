@@ -72,6 +72,8 @@ pub struct Config {
     /// Define and update the decision counters and sync metrics. Off for Kong
     /// 3.4-3.7, whose engine traps on every metric call.
     pub metrics: bool,
+    /// Status-change events: this worker is a candidate to deliver them.
+    pub events: Option<crate::events::EventsConfig>,
 }
 
 /// Parses and validates a configuration.

@@ -32,6 +32,36 @@ pub(super) struct RawConfig {
     pub(super) metrics: Option<bool>,
     #[serde(default)]
     pub(super) registration: Option<RawRegistration>,
+    #[serde(default)]
+    pub(super) events: Option<RawEvents>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    #[serde(default)]
+    pub(super) secrets: Vec<String>,
+    pub(super) sinks: Vec<RawSink>,
+    #[serde(default)]
+    pub(super) retry_initial_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) retry_max_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) retention_hours: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSink {
+    pub(super) name: String,
+    pub(super) upstream: String,
+    #[serde(default)]
+    pub(super) authority: Option<String>,
+    pub(super) path: String,
+    #[serde(default)]
+    pub(super) types: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

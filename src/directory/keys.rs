@@ -16,6 +16,7 @@
 //! | `<ns>/syncer` | the syncer role: worker id and heartbeat | election |
 //! | `<ns>/workers` | the last worker id handed out | every worker at start |
 //! | `<ns>/registrations` | this minute's self-service registrations | self-service |
+//! | `<ns>/events` | the event deliverer's view: sinks, backlog, newest events | event candidates |
 //!
 //! etcd, under the configuration's `key_prefix`:
 //!
@@ -24,6 +25,9 @@
 //! | `<prefix>dev/<email>` | a developer's stored JSON (`developer::Developer`) |
 //! | `<prefix>deleted/<email>` | a deleted developer's last record and history |
 //! | `<prefix>seeded` | present once the configuration's developers were created |
+//! | `<prefix>events/<time>-<operation>-<email>` | the change log: one entry per change, same transaction |
+//! | `<prefix>delivery/holder` | which candidate delivers events, and its lease |
+//! | `<prefix>delivery/sinks/<name>` | a sink's position, last error, count delivered |
 
 use super::Status;
 
@@ -70,6 +74,10 @@ pub fn syncer(namespace: &str) -> String {
 
 pub fn workers(namespace: &str) -> String {
     format!("{namespace}/workers")
+}
+
+pub fn events_view(namespace: &str) -> String {
+    format!("{namespace}/events")
 }
 
 pub fn registrations(namespace: &str) -> String {

@@ -105,11 +105,18 @@ pub fn etcd_once(key_prefix: &str, developers: &[(String, Status)], now_ms: u64)
     if developers.is_empty() {
         return None;
     }
-    let entries: Vec<(Vec<u8>, Vec<u8>)> = developers
+    // A seeded developer is a registration like any other: one change log
+    // entry each (events), under one operation id for the seed.
+    let operation = format!("seed{now_ms:x}");
+    let entries: Vec<_> = developers
         .iter()
         .map(|(email, status)| {
             let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", now_ms);
-            (keys::etcd_developer(key_prefix, email), developer.to_stored())
+            let log = crate::events::Change::last_of(&developer)
+                .map(|change| change.log_entry(key_prefix, &operation))
+                .into_iter()
+                .collect();
+            (keys::etcd_developer(key_prefix, email), developer.to_stored(), log)
         })
         .collect();
     Some(etcd::seed_once(&keys::etcd_seed_marker(key_prefix), &entries))

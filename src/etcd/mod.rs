@@ -213,12 +213,16 @@ pub fn replace(key: &[u8], value: &[u8], mod_revision: u64, also: Also<'_>) -> E
 
 /// Writes `marker` and every absent key of `entries` in one transaction, unless
 /// `marker` exists: seeding from configuration happens once per directory.
-pub fn seed_once(marker: &[u8], entries: &[(Vec<u8>, Vec<u8>)]) -> EtcdRequest {
+/// A key to create, its value, and what to write with it (its change log entry).
+pub type SeedEntry = (Vec<u8>, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Each entry's `also` (its change log entry) is written with it, only if it is.
+pub fn seed_once(marker: &[u8], entries: &[SeedEntry]) -> EtcdRequest {
     let mut success = vec![json!({"request_put": {"key": b64(marker), "value": b64(b"1")}})];
-    for (key, value) in entries {
+    for (key, value, also) in entries {
         success.push(json!({"request_txn": {
             "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-            "success": [{"request_put": {"key": b64(key), "value": b64(value)}}],
+            "success": with_also(vec![put_op(key, value)], also),
         }}));
     }
     let body = json!({
@@ -383,6 +387,8 @@ struct RawRangeInTxn {
     kvs: Vec<RawKv>,
     #[serde(default)]
     count: Int,
+    #[serde(default)]
+    more: bool,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +454,111 @@ pub fn parse_txn(status: u32, body: &[u8]) -> Result<TxnAnswer, EtcdError> {
         revision: raw.header.revision.0,
         succeeded: raw.succeeded,
         current,
+    })
+}
+
+// ---- General transactions (the event deliverer's) -------------------------------
+
+/// A transaction of `compare`, `success` and `failure` operations.
+pub fn txn(compare: Vec<Value>, success: Vec<Value>, failure: Vec<Value>) -> EtcdRequest {
+    EtcdRequest {
+        path: TXN,
+        body: json!({"compare": compare, "success": success, "failure": failure}).to_string(),
+    }
+}
+
+pub fn compare_mod_revision(key: &[u8], mod_revision: u64) -> Value {
+    json!({"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision.to_string()})
+}
+
+pub fn compare_absent(key: &[u8]) -> Value {
+    json!({"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
+}
+
+pub fn op_put(key: &[u8], value: &[u8]) -> Value {
+    put_op(key, value)
+}
+
+pub fn op_get(key: &[u8]) -> Value {
+    json!({"request_range": {"key": b64(key)}})
+}
+
+/// `key` as it was at `revision` (etcd keeps old revisions until compaction).
+pub fn op_get_at(key: &[u8], revision: u64) -> Value {
+    json!({"request_range": {"key": b64(key), "revision": revision.to_string()}})
+}
+
+pub fn op_delete_range(start: &[u8], end: &[u8]) -> Value {
+    json!({"request_delete_range": {"key": b64(start), "range_end": b64(end)}})
+}
+
+/// Which keys under a prefix a range reads, in which order.
+pub enum Order {
+    /// Created after a revision, oldest first.
+    CreatedAfter(u64),
+    /// Last modified after a revision, oldest change first.
+    ModifiedAfter(u64),
+    /// Newest first (by creation).
+    Newest,
+}
+
+/// Up to `limit` keys under `prefix`. etcd sorts before it applies the limit.
+pub fn op_range_prefix(prefix: &[u8], order: Order, limit: u32) -> Value {
+    let (target, ascending, filter) = match order {
+        Order::CreatedAfter(revision) => ("CREATE", true, Some(("min_create_revision", revision + 1))),
+        Order::ModifiedAfter(revision) => ("MOD", true, Some(("min_mod_revision", revision + 1))),
+        Order::Newest => ("CREATE", false, None),
+    };
+    let mut range = serde_json::Map::new();
+    range.insert("key".into(), b64(prefix).into());
+    range.insert("range_end".into(), b64(&prefix_end(prefix)).into());
+    range.insert("limit".into(), limit.to_string().into());
+    range.insert("sort_target".into(), target.into());
+    range.insert(
+        "sort_order".into(),
+        (if ascending { "ASCEND" } else { "DESCEND" }).into(),
+    );
+    if let Some((field, revision)) = filter {
+        range.insert(field.into(), revision.to_string().into());
+    }
+    json!({ "request_range": range })
+}
+
+/// How many keys are in `[start, end of prefix)` (etcd's `count`, before any
+/// revision filter).
+pub fn op_count_from(prefix: &[u8], start: &[u8]) -> Value {
+    json!({"request_range": {"key": b64(start), "range_end": b64(&prefix_end(prefix)), "count_only": true}})
+}
+
+/// A transaction's outcome and the answers of its range operations, in order.
+#[derive(Debug)]
+pub struct TxnReads {
+    pub revision: u64,
+    pub succeeded: bool,
+    pub ranges: Vec<RangeAnswer>,
+}
+
+pub fn parse_txn_reads(status: u32, body: &[u8]) -> Result<TxnReads, EtcdError> {
+    let raw: RawTxn =
+        serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
+    let revision = raw.header.revision.0;
+    let ranges = raw
+        .responses
+        .into_iter()
+        .filter_map(|r| r.response_range)
+        .map(|range| {
+            Ok(RangeAnswer {
+                revision,
+                kvs: range.kvs.into_iter().map(decode_kv).collect::<Result<Vec<_>, _>>()?,
+                count: range.count.0,
+                more: range.more,
+            })
+        })
+        .collect::<Result<Vec<_>, EtcdError>>()?;
+    Ok(TxnReads {
+        revision,
+        succeeded: raw.succeeded,
+        ranges,
     })
 }
 
@@ -555,7 +666,10 @@ mod tests {
         let body: Value = serde_json::from_str(&request.body).unwrap();
         assert_eq!(body["compare"][0]["mod_revision"], "7");
         assert_eq!(body["compare"][0]["target"], "MOD");
-        assert!(request.body.contains(&b64(b"/p/events/1")), "the log entry commits with the change");
+        assert!(
+            request.body.contains(&b64(b"/p/events/1")),
+            "the log entry commits with the change"
+        );
         let body: Value = serde_json::from_str(&range_changed_since(b"/p/dev/", 10).body).unwrap();
         assert_eq!(body["min_mod_revision"], "11");
     }

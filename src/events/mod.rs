@@ -28,6 +28,32 @@ use crate::directory::developer::Developer;
 use crate::directory::Status;
 use crate::encoding::clock::rfc3339;
 
+/// The configuration's `events`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// Every event is signed with each (Standard Webhooks' rotation).
+    pub secrets: Vec<sign::Secret>,
+    pub sinks: Vec<SinkConfig>,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Log entries older than this are deleted.
+    pub retention_ms: u64,
+}
+
+/// Where one receiver is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// Names its position in etcd: `<prefix>delivery/sinks/<name>`.
+    pub name: String,
+    /// Envoy: a cluster. Kong: host:port.
+    pub upstream: String,
+    pub authority: String,
+    pub path: String,
+    /// The event types it gets; empty: all.
+    pub types: Vec<String>,
+    pub timeout_ms: u64,
+}
+
 /// One status change as the log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
@@ -207,6 +233,9 @@ mod tests {
         let (start, end) = prunable("/p/", 1_700_000_000_001);
         assert!(start.as_slice() <= key.as_slice() && key.as_slice() < end.as_slice());
         let (_, end) = prunable("/p/", 1_700_000_000_000);
-        assert!(key.as_slice() >= end.as_slice(), "an entry of the cut-off instant stays");
+        assert!(
+            key.as_slice() >= end.as_slice(),
+            "an entry of the cut-off instant stays"
+        );
     }
 }

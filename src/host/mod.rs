@@ -7,6 +7,7 @@
 
 mod abi;
 mod etcd_call;
+mod events;
 mod http;
 mod respond;
 mod root;

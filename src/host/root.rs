@@ -12,6 +12,7 @@ use proxy_wasm::types::ContextType;
 
 use super::abi::{self, Buffer, MetricKind};
 use super::etcd_call::{self, now_ms};
+use super::events::EventsDuty;
 use super::http::GateHttp;
 use super::shared::Shared;
 use super::store::HostSharedData;
@@ -21,6 +22,7 @@ use crate::directory::replica;
 use crate::directory::Directory;
 use crate::etcd::members::MemberIndex;
 use crate::etcd::EtcdConfig;
+use crate::events::deliverer::Deliverer;
 use crate::request::metrics::Counter;
 use crate::sync::driver::{Outcome, SyncDriver, Tick, ELECTION_PERIOD_MS};
 use crate::sync::{self, Syncer};
@@ -37,6 +39,7 @@ const TICK: Duration = Duration::from_millis(20);
 pub struct GateRoot {
     shared: Option<Rc<Shared>>,
     sync: Option<SyncDuty>,
+    events: Option<EventsDuty>,
     staleness_gauge: Option<u32>,
     last_gauge_ms: u64,
 }
@@ -53,6 +56,9 @@ struct SyncDuty {
 
 impl Context for GateRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if let Some(events) = self.events.as_mut().filter(|events| events.owns(token_id)) {
+            return events.on_answer(token_id, body_size, now_ms());
+        }
         let Some(duty) = self.sync.as_mut() else { return };
         let answer = etcd_call::read_answer(&duty.etcd, duty.member, body_size);
         if let Some(outcome) = duty.driver.on_answer(&HostSharedData, token_id, answer, now_ms()) {
@@ -134,6 +140,9 @@ impl RootContext for GateRoot {
         if let Some(duty) = self.sync.as_mut() {
             duty.tick(now);
         }
+        if let Some(events) = self.events.as_mut() {
+            events.tick(now);
+        }
         if now.saturating_sub(self.last_gauge_ms) < ELECTION_PERIOD_MS {
             return;
         }
@@ -213,6 +222,23 @@ impl GateRoot {
                 );
                 replica::read_sync_state(&HostSharedData, &namespace).is_some()
             }
+        };
+        self.events = match (&config.events, &config.directory) {
+            (Some(events), Directory::Etcd(etcd)) => {
+                let me = format!("{namespace}/{}", super::shared::operation_id(now_ms()));
+                let seed = me.bytes().fold(now_ms(), |h, b| h.rotate_left(5) ^ u64::from(b));
+                log::info!(
+                    "devportal-gate: events to {} sink(s); this worker is a candidate to deliver them ({me})",
+                    events.sinks.len()
+                );
+                Some(EventsDuty::new(
+                    Deliverer::new(&etcd.key_prefix, events.clone(), me, seed, etcd.timeout_ms),
+                    etcd.clone(),
+                    &namespace,
+                    define_if(metrics, "devportal_gate.events.backlog", MetricKind::Gauge)?,
+                ))
+            }
+            _ => None,
         };
         if self.sync.is_some() {
             abi::set_tick_period(TICK).map_err(|status| format!("cannot set the tick period: {status}"))?;

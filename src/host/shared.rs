@@ -59,7 +59,7 @@ impl Shared {
 
 /// A unique id for one write: the time and 64 random bits (WASI's random
 /// source seeds std's `RandomState`, which both hosts provide).
-fn operation_id(now_ms: u64) -> String {
+pub fn operation_id(now_ms: u64) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(now_ms);

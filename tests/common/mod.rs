@@ -9,6 +9,7 @@ pub mod demo;
 pub mod etcd_cluster;
 pub mod kong;
 pub mod raw;
+pub mod receiver;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -198,6 +198,16 @@ fn schema_and_filter_refuse_the_same_bad_configurations() {
             "registration cap too large",
             Box::new(|c| c["registration"] = json!({"max_pending": 2_000_000})),
         ),
+        (
+            "events without a secret",
+            Box::new(|c| c["events"] = json!({"sinks": [{"name": "a", "upstream": "a:1", "path": "/h"}]})),
+        ),
+        (
+            "events to a sink of an unknown type",
+            Box::new(
+                |c| c["events"] = json!({"secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "sinks": [{"name": "a", "upstream": "a:1", "path": "/h", "types": ["devportal.developer.created"]}]}),
+            ),
+        ),
     ];
     for (what, mutate) in mutations {
         let mut config = good.clone();

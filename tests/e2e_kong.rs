@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::etcd_cluster::EtcdCluster;
 use common::kong::{colliding_address, crc32, Engine, Kong};
 use common::raw::{http1, http1_status};
+use common::receiver::Receiver;
 use common::{embedded_filter_configs, repo_root, wait_until, Etcd, Request};
 use serde_json::{json, Value};
 
@@ -463,5 +464,73 @@ fn kong_fails_over_between_etcd_members() {
         (0..4).all(|_| status(kong.port, "/api/orders", "dave@example.com") == 200)
     });
     println!("a direct write reached the gate {synced:?} after it was made");
+    kong.assert_no_crash();
+}
+
+/// Events from Kong's engine: the sink is a host:port there. A change through
+/// the admin API and a self-registration reach a receiver that checks the
+/// signatures itself; the workers do not crash delivering from ticks.
+#[test]
+#[cfg_attr(
+    not(kong_engine),
+    ignore = "Kong's engine (../shared/kong-engine) is not on this machine"
+)]
+fn kong_delivers_signed_events() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let etcd = Etcd::start("kong-events", common::free_port());
+    let receiver = Receiver::start(secret);
+    let (mut gate, mut admin_config, token) = etcd_configs(etcd.port);
+    for config in [&mut gate, &mut admin_config] {
+        config["events"] = json!({
+            "secrets": [secret],
+            "retry_initial_ms": 200,
+            "sinks": [{"name": "receiver", "upstream": format!("127.0.0.1:{}", receiver.port), "path": "/hooks"}]
+        });
+    }
+    let kong = Kong::start("events", &gate, Some(&admin_config), 2);
+    wait_until("first sync in Kong", Duration::from_secs(20), || {
+        status(kong.port, "/api/orders", "alice@example.com") == 200
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // (Kong Enterprise's style: a developer waiting for approval gets 401.)
+    assert_eq!(status(kong.port, "/portal/home", "kim@example.com"), 401);
+    assert_eq!(
+        admin(&kong, &token, "POST", "/developers/bob@example.com/accept", Some("{}")).status,
+        200
+    );
+    let subjects = |receiver: &Receiver| -> Vec<(String, String)> {
+        receiver
+            .accepted()
+            .iter()
+            .filter(|d| d.event["data"]["actor"] != "configuration")
+            .map(|d| {
+                (
+                    d.event["subject"].as_str().unwrap().to_string(),
+                    d.event["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    wait_until("two events from Kong", Duration::from_secs(15), || {
+        subjects(&receiver).len() >= 2
+    });
+    let mut got = subjects(&receiver);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "bob@example.com".to_string(),
+                "devportal.developer.approved".to_string()
+            ),
+            (
+                "kim@example.com".to_string(),
+                "devportal.developer.requested".to_string()
+            ),
+        ]
+    );
+    assert!(receiver.rejected_signatures().is_empty());
+    let view = admin(&kong, &token, "GET", "/events", None).json();
+    assert_eq!(view["sinks"][0]["name"], "receiver", "{view}");
     kong.assert_no_crash();
 }

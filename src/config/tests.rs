@@ -331,3 +331,48 @@ fn etcd_directory_admin_and_self_service() {
     let config = compile_value(&admin_only).unwrap();
     assert!(config.admin_only);
 }
+
+#[test]
+fn events_are_validated_and_name_the_field() {
+    let mut value = base();
+    value["directory"] = json!({"source": "etcd", "etcd": {"upstream": "etcd"}});
+    let sink = json!({"name": "mailer", "upstream": "mailer:8080", "path": "/hooks"});
+    value["events"] = json!({"secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "sinks": [sink]});
+    let events = compile_value(&value).unwrap().events.unwrap();
+    assert_eq!(events.sinks[0].authority, "mailer:8080");
+    assert_eq!((events.retry_initial_ms, events.retry_max_ms), (500, 60_000));
+    assert_eq!(events.retention_ms, 168 * 3_600_000);
+
+    let cases = [
+        (json!({"sinks": [sink]}), "events.secrets"),
+        (json!({"secrets": ["secret"], "sinks": [sink]}), "events.secrets[0]"),
+        (
+            json!({"secrets": ["whsec_c2hvcnQ="], "sinks": [sink]}),
+            "events.secrets[0]",
+        ),
+        (
+            json!({"secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "sinks": []}),
+            "events.sinks",
+        ),
+        (
+            json!({"secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "sinks": [sink, sink]}),
+            "events.sinks[1].name",
+        ),
+        (
+            json!({"secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "sinks": [{"name": "a", "upstream": "a", "path": "hooks"}]}),
+            "events.sinks[0].path",
+        ),
+        (
+            json!({"secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "sinks": [{"name": "a", "upstream": "a", "path": "/h", "types": ["devportal.developer.created"]}]}),
+            "events.sinks[0].types[0]",
+        ),
+    ];
+    for (events, field) in cases {
+        let mut value = value.clone();
+        value["events"] = events;
+        assert_eq!(compile_value(&value).unwrap_err().field, field);
+    }
+    let mut static_directory = value.clone();
+    static_directory["directory"] = json!({"source": "static"});
+    assert_eq!(compile_value(&static_directory).unwrap_err().field, "events");
+}

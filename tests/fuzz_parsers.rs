@@ -136,6 +136,7 @@ proptest! {
             key_prefix: "/dp/".into(),
             timeout_ms: 1000,
             sync_interval_ms: 1000,
+            change_log_retention_ms: 3_600_000,
         });
         let store = MemoryStore::default();
         let ctx = AdminContext { config: &admin, directory: &directory, namespace: "ns", store: &store, now_ms: 1, operation: "op".into() };

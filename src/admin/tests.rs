@@ -31,6 +31,7 @@ fn etcd_directory() -> Directory {
         key_prefix: "/dp/".into(),
         timeout_ms: 1000,
         sync_interval_ms: 1000,
+        change_log_retention_ms: 3_600_000,
     })
 }
 

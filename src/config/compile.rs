@@ -209,13 +209,11 @@ fn compile_events(raw: RawEvents) -> Result<crate::events::EventsConfig, ConfigE
         retry_initial_ms,
         3_600_000,
     )?;
-    let retention_hours = bounded("events.retention_hours", raw.retention_hours, 168, 1, 24 * 366)?;
     Ok(EventsConfig {
         secrets,
         sinks,
         retry_initial_ms,
         retry_max_ms,
-        retention_ms: retention_hours * 3_600_000,
     })
 }
 
@@ -277,12 +275,20 @@ fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError
                 100,
                 60_000,
             )?;
+            let retention_hours = bounded(
+                "directory.etcd.change_log_retention_hours",
+                etcd.change_log_retention_hours,
+                168,
+                1,
+                24 * 366,
+            )?;
             Ok(Directory::Etcd(EtcdConfig {
                 members,
                 authority,
                 key_prefix,
                 timeout_ms,
                 sync_interval_ms,
+                change_log_retention_ms: retention_hours * 3_600_000,
             }))
         }
     }

@@ -341,7 +341,6 @@ fn events_are_validated_and_name_the_field() {
     let events = compile_value(&value).unwrap().events.unwrap();
     assert_eq!(events.sinks[0].authority, "mailer:8080");
     assert_eq!((events.retry_initial_ms, events.retry_max_ms), (500, 60_000));
-    assert_eq!(events.retention_ms, 168 * 3_600_000);
 
     let cases = [
         (json!({"sinks": [sink]}), "events.secrets"),

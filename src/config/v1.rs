@@ -46,8 +46,6 @@ pub(super) struct RawEvents {
     pub(super) retry_initial_ms: Option<u64>,
     #[serde(default)]
     pub(super) retry_max_ms: Option<u64>,
-    #[serde(default)]
-    pub(super) retention_hours: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +98,8 @@ pub(super) struct RawEtcd {
     pub(super) key_prefix: Option<String>,
     #[serde(default)]
     pub(super) timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) change_log_retention_hours: Option<u64>,
 }
 
 /// One Envoy cluster (or Kong host:port), or several members to fail over

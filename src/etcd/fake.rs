@@ -129,7 +129,14 @@ impl FakeEtcd {
                 wrote = true;
                 responses.push(json!({"response_put": {}}));
             } else if let Some(delete) = op.get("request_delete_range") {
-                wrote |= self.kvs.remove(&unb64(&delete["key"])).is_some();
+                let start = unb64(&delete["key"]);
+                let doomed: Vec<Vec<u8>> = match delete.get("range_end") {
+                    Some(end) => self.kvs.range(start..unb64(end)).map(|(k, _)| k.clone()).collect(),
+                    None => vec![start],
+                };
+                for key in doomed {
+                    wrote |= self.kvs.remove(&key).is_some();
+                }
                 responses.push(json!({"response_delete_range": {}}));
             } else if let Some(range) = op.get("request_range") {
                 if range["count_only"] == true {

@@ -28,6 +28,8 @@ pub struct EtcdConfig {
     pub key_prefix: String,
     pub timeout_ms: u64,
     pub sync_interval_ms: u64,
+    /// Change log entries (events) older than this are deleted by the syncer.
+    pub change_log_retention_ms: u64,
 }
 
 /// A POST to the gateway.

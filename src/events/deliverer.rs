@@ -163,7 +163,6 @@ pub struct Deliverer {
     sinks: Vec<SinkState>,
     recent: Vec<Value>,
     timeout_ms: u64,
-    last_prune_ms: u64,
 }
 
 impl Deliverer {
@@ -185,7 +184,6 @@ impl Deliverer {
             sinks,
             recent: Vec::new(),
             timeout_ms,
-            last_prune_ms: 0,
         }
     }
 
@@ -343,12 +341,6 @@ impl Deliverer {
                     ));
                     saving.push((index, record));
                 }
-            }
-            // The log is kept `retention`: older entries go, once an hour.
-            if now.saturating_sub(self.last_prune_ms) >= 3_600_000 {
-                self.last_prune_ms = now;
-                let (start, end) = super::prunable(&self.key_prefix, now.saturating_sub(self.config.retention_ms));
-                success.push(etcd::op_delete_range(&start, &end));
             }
         }
         let log_prefix = super::log_prefix(&self.key_prefix).into_bytes();

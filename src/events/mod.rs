@@ -15,8 +15,9 @@
 //! receiver can drop a repeat. Signed as Standard Webhooks 1.0 asks (`sign`).
 //!
 //! **Retention.** Every gateway's syncer deletes log entries older than
-//! `directory.etcd.event_retention_hours` (`prune`), so the log stays bounded
-//! whether or not anyone delivers it.
+//! `directory.etcd.change_log_retention_hours` (`prunable`), once an hour, so
+//! the log stays bounded whether or not anyone delivers it. A sink down for
+//! longer than that misses the events that were deleted.
 
 pub mod deliverer;
 pub mod sign;
@@ -36,8 +37,6 @@ pub struct EventsConfig {
     pub sinks: Vec<SinkConfig>,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
-    /// Log entries older than this are deleted.
-    pub retention_ms: u64,
 }
 
 /// Where one receiver is.

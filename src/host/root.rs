@@ -208,7 +208,8 @@ impl GateRoot {
                 let seed = crate::directory::seed::etcd_once(&etcd.key_prefix, &config.developers, now_ms());
                 let syncer = Syncer::new(&namespace, &etcd.key_prefix, seed);
                 self.sync = Some(SyncDuty {
-                    driver: SyncDriver::new(&namespace, worker, syncer, etcd.sync_interval_ms, etcd.timeout_ms),
+                    driver: SyncDriver::new(&namespace, worker, syncer, etcd.sync_interval_ms, etcd.timeout_ms)
+                        .with_pruning(&etcd.key_prefix, etcd.change_log_retention_ms),
                     etcd: etcd.clone(),
                     member: 0,
                     ok_counter: define_if(metrics, "devportal_gate.sync.ok", MetricKind::Counter)?,

@@ -34,7 +34,19 @@ pub struct SyncDriver {
     next_call: Option<(EtcdRequest, u64, u8)>,
     last_cycle_ms: u64,
     last_election_ms: u64,
+    /// The change log (events) is kept this long; the syncer deletes what is
+    /// older once an hour (`None`: never, as in tests of syncing alone).
+    pruning: Option<Pruning>,
 }
+
+struct Pruning {
+    key_prefix: String,
+    retention_ms: u64,
+    last_ms: u64,
+}
+
+/// How often the syncer deletes expired change log entries.
+pub const PRUNE_PERIOD_MS: u64 = 3_600_000;
 
 #[derive(Clone)]
 struct InFlight {
@@ -46,6 +58,8 @@ struct InFlight {
     cycle_started_ms: u64,
     /// When this call was sent: the host's timeout applies to it alone.
     call_started_ms: u64,
+    /// A deletion of expired change log entries, not part of a cycle.
+    prune: bool,
 }
 
 /// What a tick asks the host to do.
@@ -78,7 +92,18 @@ impl SyncDriver {
             next_call: None,
             last_cycle_ms: 0,
             last_election_ms: 0,
+            pruning: None,
         }
+    }
+
+    /// Also keep etcd's change log to `retention_ms` (see `events`).
+    pub fn with_pruning(mut self, key_prefix: &str, retention_ms: u64) -> SyncDriver {
+        self.pruning = Some(Pruning {
+            key_prefix: key_prefix.to_string(),
+            retention_ms,
+            last_ms: 0,
+        });
+        self
     }
 
     /// A syncer whose heartbeat is older than this is replaced.
@@ -112,6 +137,7 @@ impl SyncDriver {
                 retries,
                 cycle_started_ms,
                 call_started_ms: now,
+                prune: false,
             });
             return (Tick::Send(request), None);
         }
@@ -132,6 +158,21 @@ impl SyncDriver {
         if now.saturating_sub(self.last_cycle_ms) < self.sync_interval_ms {
             return (Tick::Nothing, None);
         }
+        // Between two cycles, once an hour: expired change log entries go.
+        if let Some(pruning) = self
+            .pruning
+            .as_mut()
+            .filter(|p| now.saturating_sub(p.last_ms) >= PRUNE_PERIOD_MS)
+        {
+            pruning.last_ms = now;
+            let (start, end) = crate::events::prunable(&pruning.key_prefix, now.saturating_sub(pruning.retention_ms));
+            let request = crate::etcd::txn(vec![], vec![crate::etcd::op_delete_range(&start, &end)], vec![]);
+            self.pending(&request, now, now);
+            if let Some(call) = self.in_flight.as_mut() {
+                call.prune = true;
+            }
+            return (Tick::Send(request), None);
+        }
         let request = self.syncer.begin();
         self.pending(&request, now, now);
         (Tick::Send(request), None)
@@ -144,6 +185,7 @@ impl SyncDriver {
             retries: 0,
             cycle_started_ms,
             call_started_ms: now,
+            prune: false,
         });
     }
 
@@ -186,6 +228,13 @@ impl SyncDriver {
             return None;
         }
         let call = self.in_flight.take()?;
+        if call.prune {
+            // Not a cycle: a failure is tried again at the next hour.
+            if let Err(error) = answer.and_then(|(status, body)| crate::etcd::parse_txn_reads(status, &body)) {
+                log::warn!("devportal-gate: could not delete expired change log entries: {error}");
+            }
+            return Some(Outcome::Continues);
+        }
         let cycle_started_ms = call.cycle_started_ms;
         if answer.as_ref().is_err_and(EtcdError::transport) && self.retry(call) {
             return Some(Outcome::Continues);
@@ -253,6 +302,31 @@ mod tests {
             now += 20;
         }
         calls
+    }
+
+    #[test]
+    fn the_syncer_deletes_expired_change_log_entries_once_an_hour() {
+        let store = MemoryStore::default();
+        let mut etcd = FakeEtcd::default();
+        let now = 10 * PRUNE_PERIOD_MS;
+        let old = crate::events::log_key("/dp/", now - 3 * PRUNE_PERIOD_MS, "op", "a@x.io");
+        let recent = crate::events::log_key("/dp/", now - PRUNE_PERIOD_MS / 2, "op", "b@x.io");
+        for key in [&old, &recent] {
+            etcd.put(std::str::from_utf8(key).unwrap(), b"{}");
+        }
+        let mut driver = driver(&store, false).with_pruning("/dp/", 2 * PRUNE_PERIOD_MS);
+        run(&mut driver, &store, &mut etcd, now, now + 3000);
+        assert!(!etcd.kvs.contains_key(&old), "older than the retention: deleted");
+        assert!(etcd.kvs.contains_key(&recent), "within the retention: kept");
+        // And the cycles went on.
+        assert!(crate::directory::replica::read_sync_state(&store, "ns").is_some());
+        let expired = crate::events::log_key("/dp/", now - 3 * PRUNE_PERIOD_MS, "op2", "c@x.io");
+        etcd.put(std::str::from_utf8(&expired).unwrap(), b"{}");
+        run(&mut driver, &store, &mut etcd, now + 3000, now + 6000);
+        assert!(etcd.kvs.contains_key(&expired), "not pruned again within the hour");
+        let next_hour = now + PRUNE_PERIOD_MS;
+        run(&mut driver, &store, &mut etcd, next_hour, next_hour + 3000);
+        assert!(!etcd.kvs.contains_key(&expired), "pruned the next hour");
     }
 
     #[test]

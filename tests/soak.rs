@@ -9,6 +9,9 @@
 //! refused), and gateway B's portal listener reconfigured over LDS (its filter
 //! configuration replaced, then put back; the old one drains).
 //!
+//! The shipped configuration's events go to a receiver in the test; every
+//! change after the start must arrive, signed, in order per developer.
+//!
 //! It prints a table per fault and fails on what must never happen: a wrong
 //! decision (an allowed request after a confirmed revocation, on the acting
 //! gateway at once or on the other within the bound; a refusal of a developer
@@ -28,12 +31,15 @@ use std::time::{Duration, Instant};
 
 use common::cut_proxy::CutProxy;
 use common::etcd_cluster::EtcdCluster;
-use common::{adapt_shipped_config, Envoy, LdsGateway, Ports, Request};
+use common::receiver::Receiver;
+use common::{adapt_shipped_config, Envoy, Etcd, LdsGateway, Ports, Request};
 use serde_json::Value;
 
 /// The bound the README promises for another gateway: sync interval + 1 s.
 const BOUND_MS: u64 = 2000;
 const TOKEN: &str = "demo-admin-token-change-me";
+/// etcd-three-node.yaml's events secret.
+const EVENTS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 struct Clock(Instant);
 impl Clock {
@@ -83,8 +89,9 @@ const DEVELOPERS: [&str; 2] = ["fast@example.com", "slow@example.com"];
 /// gateways' etcd cluster is the proxy).
 const CUT_MEMBER: usize = 0;
 
-fn gateway_config(cluster: &EtcdCluster, cut: &CutProxy, ports: &Ports) -> String {
-    let mut config = adapt_shipped_config("filter-config/envoy/etcd-three-node.yaml", ports);
+fn gateway_config(cluster: &EtcdCluster, cut: &CutProxy, receiver: &Receiver, ports: &Ports) -> String {
+    let mut config = adapt_shipped_config("filter-config/envoy/etcd-three-node.yaml", ports)
+        .replace("port_value: 18090", &format!("port_value: {}", receiver.port));
     for (i, (member, shipped)) in cluster.members.iter().zip(["12379", "22379", "32379"]).enumerate() {
         let port = if i == CUT_MEMBER { cut.port } else { member.client };
         config = config.replace(&format!("port_value: {shipped}"), &format!("port_value: {port}"));
@@ -124,10 +131,12 @@ fn the_fleet_under_faults() {
         .unwrap_or(300);
     let mut cluster = EtcdCluster::start("soak");
     let network = CutProxy::start(cluster.members[CUT_MEMBER].client);
+    // The shipped configuration's events go to a receiver that checks signatures.
+    let receiver = Receiver::start(EVENTS_SECRET);
     let ports = [Ports::new(), Ports::new()];
     let configs = [
-        gateway_config(&cluster, &network, &ports[0]),
-        gateway_config(&cluster, &network, &ports[1]),
+        gateway_config(&cluster, &network, &receiver, &ports[0]),
+        gateway_config(&cluster, &network, &receiver, &ports[1]),
     ];
     let gateway_a = Envoy::start("soak-a", &configs[0], ports[0].admin, 2);
     let mut gateway_b_now = Some(gateway_b("soak-b", &configs[1], &ports[1]));
@@ -151,6 +160,8 @@ fn the_fleet_under_faults() {
         assert_eq!(created.status, 201, "{}", created.body);
     }
     std::thread::sleep(Duration::from_millis(BOUND_MS));
+    // Every change after this revision must reach the receiver.
+    let (_, events_from) = Etcd::attach(cluster.members[1].client).list("/devportal/events/");
 
     let clock = Arc::new(Clock(Instant::now()));
     let log = Arc::new(Mutex::new(Log::default()));
@@ -356,6 +367,49 @@ fn the_fleet_under_faults() {
         }
     }
 
+    // ---- Events: every change delivered, in order per developer --------------------
+    let (expected, events_missing, events_repeated, events_out_of_order) = {
+        // (Every member runs again by now; the cut one is m1.)
+        let (log, _) = Etcd::attach(cluster.members[1].client).list("/devportal/events/");
+        let expected: Vec<String> = log
+            .iter()
+            .filter(|(_, _, revision)| *revision > events_from)
+            .map(|(_, value, revision)| {
+                let change: Value = serde_json::from_str(value).unwrap();
+                format!("{revision}-{}", change["email"].as_str().unwrap())
+            })
+            .collect();
+        let received = || -> Vec<String> { receiver.accepted().into_iter().map(|d| d.id).collect() };
+        let _ = common::try_wait_until(Duration::from_secs(30), || {
+            let got = received();
+            expected.iter().all(|id| got.contains(id))
+        });
+        let got = received();
+        let missing: Vec<&String> = expected.iter().filter(|id| !got.contains(id)).collect();
+        let mut counts: std::collections::HashMap<&String, usize> = std::collections::HashMap::new();
+        for id in &got {
+            *counts.entry(id).or_default() += 1;
+        }
+        let repeated = counts.values().filter(|n| **n > 1).count();
+        // Per developer, first arrivals in revision order.
+        let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        let mut out_of_order = 0;
+        let mut first_seen = std::collections::HashSet::new();
+        for id in &got {
+            if !first_seen.insert(id.clone()) {
+                continue;
+            }
+            let (revision, email) = id.split_once('-').unwrap();
+            let revision: u64 = revision.parse().unwrap();
+            if last.get(email).is_some_and(|previous| *previous > revision) {
+                out_of_order += 1;
+            }
+            last.insert(email.to_string(), revision);
+        }
+        (expected.len(), missing.len(), repeated, out_of_order)
+    };
+    let bad_signatures = receiver.rejected_signatures().len();
+
     // ---- The table -----------------------------------------------------------------
     let mut table = format!(
         "Soak run: {seconds} s, three etcd members, two gateways (2 workers each); `make soak`.\n\n\
@@ -449,12 +503,18 @@ fn the_fleet_under_faults() {
         log.registrations.len(),
         log.writes.len(),
     ));
+    table.push_str(&format!(
+        "Events: {expected} changes after the start; missing at the receiver **{events_missing}**, out of order for a developer **{events_out_of_order}**, bad signatures **{bad_signatures}** (must be 0); delivered more than once: {events_repeated} (allowed after a takeover: positions are saved once a second).\n"
+    ));
     println!("\n{table}");
     if let Some(path) = std::env::var_os("SOAK_REPORT") {
         let report = format!("# Soak (`make soak`)\n\n{table}\nThe run is described at the top of `tests/soak.rs`. Figures from one run on the build machine (2 cores, shared); rerun with `make soak` (`SOAK_SECONDS` to change the length).\n");
         std::fs::write(path, report).unwrap();
     }
     assert!(wrong.is_empty(), "wrong decisions:\n{}", wrong.join("\n"));
+    assert_eq!(events_missing, 0, "events never delivered");
+    assert_eq!(events_out_of_order, 0, "events out of order for a developer");
+    assert_eq!(bad_signatures, 0, "events whose signature failed");
     assert!(lost.is_empty(), "acknowledged then lost:\n{}", lost.join("\n"));
     assert!(
         failed_but_committed.is_empty(),

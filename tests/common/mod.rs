@@ -245,6 +245,39 @@ impl Etcd {
         self.call("/v3/kv/deleterange", serde_json::json!({"key": b64(key.as_bytes())}));
     }
 
+    /// Every key under `prefix`: (key, value, create_revision), and the store's revision.
+    pub fn list(&self, prefix: &str) -> (Vec<(String, String, u64)>, u64) {
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().unwrap() += 1;
+        let answer = self.call(
+            "/v3/kv/range",
+            serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}),
+        );
+        let decode = |text: &serde_json::Value| {
+            let bytes = devportal_gate::encoding::base64::decode(
+                devportal_gate::encoding::base64::Alphabet::Standard,
+                text.as_str().unwrap_or_default(),
+            )
+            .unwrap_or_default();
+            String::from_utf8(bytes).unwrap()
+        };
+        let kvs = answer["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| {
+                        (
+                            decode(&kv["key"]),
+                            decode(&kv["value"]),
+                            kv["create_revision"].as_str().unwrap().parse().unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (kvs, answer["header"]["revision"].as_str().unwrap().parse().unwrap())
+    }
+
     /// The value at `key` and its mod_revision.
     pub fn get(&self, key: &str) -> Option<(String, u64)> {
         let answer = self.call("/v3/kv/range", serde_json::json!({"key": b64(key.as_bytes())}));
@@ -294,6 +327,18 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `check` until it holds or `limit` passes; whether it held.
+pub fn try_wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
 }
 
 /// A shipped configuration split in two: its portal listener served over LDS from

@@ -116,15 +116,20 @@ soak: setup build
 
 # Benchmark (issue 4): real Envoy, one worker on core 0, the load on core 1.
 # Writes bench/RESULTS.md. Not part of `make test`, except for its smoke run.
-bench: bench-tools
+bench: bench-tools bench-events
 	ENVOY_BIN=$(abspath $(ENVOY)) $(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# Events (issue 12): delivery rate and lag; writes bench/EVENTS.md.
+bench-events: setup build
+	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) \
+	  EVENTS_REPORT=$(abspath bench/EVENTS.md) cargo test --release --test bench_events -- --ignored --nocapture
 
 # One short round of every scenario, checking each answers what it claims: keeps
 # the benchmark from rotting; measures nothing worth reading.
 bench-smoke: bench-tools
 	ENVOY_BIN=$(abspath $(ENVOY)) $(PYTHON) bench/run.py --smoke
 
-.PHONY: bench-tools bench-smoke
+.PHONY: bench-tools bench-smoke bench-events
 bench-tools: setup build
 	@command -v wrk >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk)
 	@command -v taskset >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q util-linux)

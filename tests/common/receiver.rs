@@ -25,6 +25,7 @@ pub struct Delivery {
     /// The answer given (2xx: accepted).
     pub answered: u16,
     pub content_type: String,
+    pub arrived: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -225,6 +226,7 @@ fn serve(stream: TcpStream, key: &[u8], state: &Mutex<State>, down: &AtomicBool)
                     event: serde_json::from_slice(&body).unwrap_or(Value::Null),
                     answered: status,
                     content_type: get("content-type"),
+                    arrived: std::time::Instant::now(),
                 });
                 status
             }

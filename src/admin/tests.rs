@@ -140,7 +140,7 @@ fn static_directory_serves_reads_and_refuses_writes() {
     assert_eq!(body["developers"][0]["email"], "a@x.io");
     assert_eq!(
         body["developers"][0]["actions"],
-        serde_json::json!(["revoke", "delete"])
+        serde_json::json!(["revoke", "delete", "extend"])
     );
     let (status, body) = respond(start(&ctx, Route::Get("b@x.io".into()), None, b"", "ops"));
     assert_eq!((status, body["developer"]["status"].as_str()), (200, Some("requested")));

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use super::v1::*;
 use super::*;
 use crate::admin::AdminConfig;
+use crate::directory::expiry::Approvals;
+use crate::directory::rules::{valid_domain, DomainMatch, Rule};
 use crate::directory::{Directory, Status};
+use crate::encoding::clock::parse_duration;
 use crate::etcd::members::Members;
 use crate::etcd::EtcdConfig;
 use crate::request::email::canonical_email;
@@ -16,12 +19,41 @@ use crate::request::path;
 use crate::request::responses::{BrowserAnswer, DenialStyle, Refusal, Responses};
 use crate::request::routes::{Classification, PathMatch, Route, RouteClass, RouteTable, Unmatched};
 
+/// How long approvals last: a default for approvals given without an expiry,
+/// and a maximum no expiry may pass.
+fn compile_approvals(raw: Option<RawApprovals>) -> Result<Approvals, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Approvals::default());
+    };
+    let duration = |field: &str, text: Option<String>| -> Result<Option<u64>, ConfigError> {
+        text.map(|text| match parse_duration(&text) {
+            Ok(0) => Err(ConfigError::new(field, "must be longer than 0")),
+            Ok(ms) => Ok(ms),
+            Err(why) => Err(ConfigError::new(field, why)),
+        })
+        .transpose()
+    };
+    let default_ms = duration("approvals.default_expires_in", raw.default_expires_in)?;
+    let max_ms = duration("approvals.max_expires_in", raw.max_expires_in)?;
+    if let (Some(default_ms), Some(max_ms)) = (default_ms, max_ms) {
+        if default_ms > max_ms {
+            return Err(ConfigError::new(
+                "approvals.default_expires_in",
+                "is longer than approvals.max_expires_in",
+            ));
+        }
+    }
+    Ok(Approvals { default_ms, max_ms })
+}
+
 fn compile_registration(
     raw: Option<RawRegistration>,
     self_service: bool,
-) -> Result<crate::directory::registration::Limits, ConfigError> {
+    identity: &IdentitySource,
+    approvals: Approvals,
+) -> Result<(crate::directory::registration::Limits, Vec<Rule>), ConfigError> {
     let Some(raw) = raw else {
-        return Ok(crate::directory::registration::Limits::default());
+        return Ok((crate::directory::registration::Limits::default(), Vec::new()));
     };
     if !self_service {
         return Err(ConfigError::new(
@@ -44,10 +76,108 @@ fn compile_registration(
             format!("must be 1 to 1000000 (developers waiting in Requested Access), got {max_pending}"),
         ));
     }
-    Ok(crate::directory::registration::Limits {
-        per_minute,
-        max_pending,
-    })
+    let mut rules: Vec<Rule> = Vec::new();
+    for (i, raw) in raw.rules.into_iter().enumerate() {
+        let field = |name: &str| format!("registration.rules[{i}].{name}");
+        let name = raw.name.trim().to_string();
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(ConfigError::new(
+                field("name"),
+                "1 to 64 of letters, digits, '-', '_', '.'",
+            ));
+        }
+        if rules.iter().any(|rule| rule.name == name) {
+            return Err(ConfigError::new(
+                field("name"),
+                format!("{name:?} is used by an earlier rule"),
+            ));
+        }
+        let domain = match raw.matching.domain {
+            Some(domain) => {
+                let domain = domain.trim().to_ascii_lowercase();
+                if !valid_domain(&domain) {
+                    return Err(ConfigError::new(
+                        field("match.domain"),
+                        format!("{domain:?} is not a domain (letters, digits, hyphens in dot-separated labels; IDNs as xn--)"),
+                    ));
+                }
+                Some(DomainMatch {
+                    domain,
+                    subdomains: raw.matching.include_subdomains,
+                })
+            }
+            None if raw.matching.include_subdomains => {
+                return Err(ConfigError::new(
+                    field("match.include_subdomains"),
+                    "needs match.domain",
+                ))
+            }
+            None => None,
+        };
+        if !raw.matching.claims.is_empty() && !matches!(identity, IdentitySource::JwtPayload { .. }) {
+            return Err(ConfigError::new(
+                field("match.claims"),
+                "needs identity.source \"jwt_payload\": there is no token to read claims from",
+            ));
+        }
+        for (claim, value) in &raw.matching.claims {
+            if value.is_object() || value.is_array() || value.is_null() {
+                return Err(ConfigError::new(
+                    format!("registration.rules[{i}].match.claims.{claim}"),
+                    "must be a string, number or boolean",
+                ));
+            }
+        }
+        if domain.is_none() && raw.matching.claims.is_empty() {
+            return Err(ConfigError::new(
+                field("match"),
+                "is empty: name a domain, claims, or both (a rule that matches everyone is the default)",
+            ));
+        }
+        let outcome = raw.outcome.0;
+        if outcome == Status::Revoked {
+            return Err(ConfigError::new(
+                field("outcome"),
+                "must be approved, requested or rejected",
+            ));
+        }
+        let expires_in_ms = match raw.expires_in {
+            None => None,
+            Some(_) if outcome != Status::Approved => {
+                return Err(ConfigError::new(field("expires_in"), "only an approval expires"))
+            }
+            Some(text) => {
+                let ms = parse_duration(&text).map_err(|why| ConfigError::new(field("expires_in"), why))?;
+                if ms == 0 || approvals.max_ms.is_some_and(|max| ms > max) {
+                    return Err(ConfigError::new(
+                        field("expires_in"),
+                        "must be longer than 0 and at most approvals.max_expires_in",
+                    ));
+                }
+                Some(ms)
+            }
+        };
+        rules.push(Rule {
+            name,
+            domain,
+            claims: raw.matching.claims.into_iter().collect(),
+            outcome,
+            // An approval by rule without its own expiry gets the default.
+            expires_in_ms: expires_in_ms.or(if outcome == Status::Approved {
+                approvals.default_ms
+            } else {
+                None
+            }),
+        });
+    }
+    Ok((
+        crate::directory::registration::Limits {
+            per_minute,
+            max_pending,
+        },
+        rules,
+    ))
 }
 
 pub(super) fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -84,7 +214,8 @@ pub(super) fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
             "\"request\" registers developers, which needs directory.source \"etcd\" (a static directory is read-only)",
         ));
     }
-    let registration = compile_registration(raw.registration, self_service)?;
+    let approvals = compile_approvals(raw.approvals)?;
+    let (registration, rules) = compile_registration(raw.registration, self_service, &identity, approvals)?;
     let events = match raw.events {
         None => None,
         Some(_) if !matches!(directory, Directory::Etcd(_)) => {
@@ -113,6 +244,7 @@ pub(super) fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
             has_browser_answers,
             self_service,
             registration,
+            rules,
         },
         developers,
         directory,
@@ -120,6 +252,7 @@ pub(super) fn compile_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         admin_only,
         metrics: raw.metrics.unwrap_or(true),
         events,
+        approvals,
     })
 }
 
@@ -577,7 +710,7 @@ fn compile_denials(raw: RawDenials, routes: &RouteTable) -> Result<(Responses, b
         }
         let developer_facing = matches!(
             refusal,
-            Refusal::Unauthenticated | Refusal::NotApproved(_) | Refusal::UnknownDeveloper
+            Refusal::Unauthenticated | Refusal::NotApproved(_) | Refusal::UnknownDeveloper | Refusal::Expired
         );
         (html && developer_facing).then_some(BrowserAnswer::Html)
     });

@@ -74,6 +74,8 @@ pub struct Config {
     pub metrics: bool,
     /// Status-change events: this worker is a candidate to deliver them.
     pub events: Option<crate::events::EventsConfig>,
+    /// How long approvals last (admin API; registration rules).
+    pub approvals: crate::directory::expiry::Approvals,
 }
 
 /// Parses and validates a configuration.

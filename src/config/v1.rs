@@ -34,6 +34,8 @@ pub(super) struct RawConfig {
     pub(super) registration: Option<RawRegistration>,
     #[serde(default)]
     pub(super) events: Option<RawEvents>,
+    #[serde(default)]
+    pub(super) approvals: Option<RawApprovals>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +71,39 @@ pub(super) struct RawRegistration {
     pub(super) per_minute: Option<u32>,
     #[serde(default)]
     pub(super) max_pending: Option<u32>,
+    #[serde(default)]
+    pub(super) rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) name: String,
+    #[serde(rename = "match")]
+    pub(super) matching: RawMatch,
+    pub(super) outcome: StatusInput,
+    #[serde(default)]
+    pub(super) expires_in: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMatch {
+    #[serde(default)]
+    pub(super) domain: Option<String>,
+    #[serde(default)]
+    pub(super) include_subdomains: bool,
+    #[serde(default)]
+    pub(super) claims: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApprovals {
+    #[serde(default)]
+    pub(super) default_expires_in: Option<String>,
+    #[serde(default)]
+    pub(super) max_expires_in: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

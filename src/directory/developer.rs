@@ -28,6 +28,10 @@ pub struct Developer {
     pub metadata: Map<String, Value>,
     #[serde(default)]
     pub history: Vec<Transition>,
+    /// When an approval ends (Unix ms): from then on the gate refuses, and the
+    /// fleet records the revocation once (actor `expiry`). Approved only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_expires_ms: Option<u64>,
     /// Fields written by other tools, preserved.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -47,6 +51,9 @@ pub struct Transition {
     /// lost, a read-back finds out whether it committed by this id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// The approval's end this change gave (an approval or an extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 impl Developer {
@@ -65,7 +72,9 @@ impl Developer {
                 reason: None,
                 at_ms: now_ms,
                 operation: None,
+                expires_ms: None,
             }],
+            approval_expires_ms: None,
             other: Map::new(),
         }
     }
@@ -97,6 +106,8 @@ impl Developer {
         let mut next = self.clone();
         next.status = to;
         next.updated_ms = now_ms;
+        // Only an approval has an end; `with_expiry` gives a new one.
+        next.approval_expires_ms = None;
         next.history.push(Transition {
             actor: actor.to_string(),
             from: Some(self.status),
@@ -104,8 +115,21 @@ impl Developer {
             reason: reason.map(str::to_string),
             at_ms: now_ms,
             operation: None,
+            expires_ms: None,
         });
         Ok(Some(next))
+    }
+
+    /// An approval that ends at `expires_ms` (`None`: never), recorded in the
+    /// last history entry too. Ignored unless the developer is Approved.
+    pub fn with_expiry(mut self, expires_ms: Option<u64>) -> Developer {
+        if self.status == Status::Approved {
+            self.approval_expires_ms = expires_ms;
+            if let Some(last) = self.history.last_mut() {
+                last.expires_ms = expires_ms;
+            }
+        }
+        self
     }
 
     /// What the archive of deleted developers keeps: this record with the
@@ -120,7 +144,9 @@ impl Developer {
             reason: reason.map(str::to_string),
             at_ms: now_ms,
             operation: None,
+            expires_ms: None,
         });
+        archived.approval_expires_ms = None;
         archived
     }
 
@@ -153,11 +179,12 @@ impl Developer {
         let history: Vec<Value> = self
             .history
             .iter()
-            .map(|t| json!({"actor": t.actor, "from": t.from, "to": t.to.map_or("deleted", Status::as_str), "reason": t.reason, "at": rfc3339(t.at_ms), "operation": t.operation}))
+            .map(|t| json!({"actor": t.actor, "from": t.from, "to": t.to.map_or("deleted", Status::as_str), "reason": t.reason, "at": rfc3339(t.at_ms), "operation": t.operation, "expires_at": t.expires_ms.map(rfc3339)}))
             .collect();
         json!({
             "email": self.email,
             "status": self.status,
+            "expires_at": self.approval_expires_ms.map(rfc3339),
             "actions": DeveloperAction::offered_by(self.status).iter().map(|a| a.as_str()).collect::<Vec<_>>(),
             "created_at": (self.created_ms > 0).then(|| rfc3339(self.created_ms)),
             "updated_at": (self.updated_ms > 0).then(|| rfc3339(self.updated_ms)),
@@ -177,6 +204,8 @@ pub enum DeveloperAction {
     Reapprove,
     Approve,
     Delete,
+    /// An approved developer's approval gets a new end (a recorded change).
+    Extend,
 }
 
 /// `action` is not one the developer's current status offers.
@@ -204,13 +233,14 @@ impl fmt::Display for NotOffered {
 }
 
 impl DeveloperAction {
-    pub const ALL: [DeveloperAction; 6] = [
+    pub const ALL: [DeveloperAction; 7] = [
         DeveloperAction::Accept,
         DeveloperAction::Reject,
         DeveloperAction::Revoke,
         DeveloperAction::Reapprove,
         DeveloperAction::Approve,
         DeveloperAction::Delete,
+        DeveloperAction::Extend,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -221,6 +251,7 @@ impl DeveloperAction {
             DeveloperAction::Reapprove => "reapprove",
             DeveloperAction::Approve => "approve",
             DeveloperAction::Delete => "delete",
+            DeveloperAction::Extend => "extend",
         }
     }
 
@@ -228,12 +259,16 @@ impl DeveloperAction {
         DeveloperAction::ALL.into_iter().find(|a| a.as_str() == name)
     }
 
-    /// Requested: accept or reject. Approved: revoke or delete. Revoked:
-    /// reapprove or delete. Rejected: approve or delete.
+    /// Requested: accept or reject. Approved: revoke, delete, or extend its
+    /// approval. Revoked: reapprove or delete. Rejected: approve or delete.
     pub fn offered_by(status: Status) -> &'static [DeveloperAction] {
         match status {
             Status::Requested => &[DeveloperAction::Accept, DeveloperAction::Reject],
-            Status::Approved => &[DeveloperAction::Revoke, DeveloperAction::Delete],
+            Status::Approved => &[
+                DeveloperAction::Revoke,
+                DeveloperAction::Delete,
+                DeveloperAction::Extend,
+            ],
             Status::Revoked => &[DeveloperAction::Reapprove, DeveloperAction::Delete],
             Status::Rejected => &[DeveloperAction::Approve, DeveloperAction::Delete],
         }
@@ -245,7 +280,10 @@ impl DeveloperAction {
             return Err(NotOffered { action: self, current });
         }
         Ok(match self {
-            DeveloperAction::Accept | DeveloperAction::Reapprove | DeveloperAction::Approve => Some(Status::Approved),
+            DeveloperAction::Accept
+            | DeveloperAction::Reapprove
+            | DeveloperAction::Approve
+            | DeveloperAction::Extend => Some(Status::Approved),
             DeveloperAction::Reject => Some(Status::Rejected),
             DeveloperAction::Revoke => Some(Status::Revoked),
             DeveloperAction::Delete => None,
@@ -266,6 +304,7 @@ mod tests {
             (Requested, Reject, Some(Some(Rejected))),
             (Approved, Revoke, Some(Some(Revoked))),
             (Approved, Delete, Some(None)),
+            (Approved, Extend, Some(Some(Approved))),
             (Revoked, Reapprove, Some(Some(Approved))),
             (Revoked, Delete, Some(None)),
             (Rejected, Approve, Some(Some(Approved))),
@@ -283,7 +322,7 @@ mod tests {
         let error = Accept.outcome_from(Approved).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "cannot accept a developer whose status is approved; approved developers offer: revoke, delete"
+            "cannot accept a developer whose status is approved; approved developers offer: revoke, delete, extend"
         );
     }
 

@@ -12,9 +12,11 @@
 //! workflow), `status`, `registration` (self-service bounds).
 
 pub mod developer;
+pub mod expiry;
 pub mod keys;
 pub mod registration;
 pub mod replica;
+pub mod rules;
 pub mod seed;
 mod status;
 mod store;
@@ -40,6 +42,8 @@ pub enum Record {
     Present {
         status: Status,
         revision: u64,
+        /// An approval's end (Unix ms); the gate refuses from then on.
+        expires_ms: Option<u64>,
     },
     Deleted {
         revision: u64,
@@ -65,11 +69,17 @@ impl Record {
 
     pub fn encode(&self) -> Vec<u8> {
         let (status, revision) = match self {
-            Record::Present { status, revision } => (status.as_str(), revision),
+            Record::Present { status, revision, .. } => (status.as_str(), revision),
             Record::Deleted { revision } => (DELETED, revision),
             Record::Unreadable { revision } => (UNREADABLE, revision),
         };
-        format!("{RECORD_FORMAT};{status};{revision}").into_bytes()
+        match self {
+            Record::Present {
+                expires_ms: Some(expires_ms),
+                ..
+            } => format!("{RECORD_FORMAT};{status};{revision};{expires_ms}").into_bytes(),
+            _ => format!("{RECORD_FORMAT};{status};{revision}").into_bytes(),
+        }
     }
 
     /// `None` for anything that is not a well-formed record of a known format.
@@ -81,6 +91,10 @@ impl Record {
         }
         let status = fields.next()?;
         let revision = fields.next()?.parse().ok()?;
+        let expires_ms = match fields.next() {
+            Some(expires) => Some(expires.parse().ok()?),
+            None => None,
+        };
         if fields.next().is_some() {
             return None;
         }
@@ -93,6 +107,7 @@ impl Record {
         Some(Record::Present {
             status: Status::parse(status)?,
             revision,
+            expires_ms,
         })
     }
 }
@@ -101,15 +116,28 @@ impl Record {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     Found(Status),
+    /// Approved until this instant (Unix ms), which has passed.
+    Expired(u64),
     Unknown,
     /// The host failed, or the stored value is unreadable: fail closed.
     Unavailable,
 }
 
 pub fn lookup(store: &dyn SharedStore, namespace: &str, email: &str) -> Lookup {
+    lookup_at(store, namespace, email, 0)
+}
+
+/// `lookup` at `now_ms` by this gateway's clock: an approval whose expiry has
+/// come is `Expired` at once, without waiting for any sync.
+pub fn lookup_at(store: &dyn SharedStore, namespace: &str, email: &str, now_ms: u64) -> Lookup {
     match store.get(&keys::developer(namespace, email)) {
         Ok(None) => Lookup::Unknown,
         Ok(Some((bytes, _))) => match Record::decode(&bytes) {
+            Some(Record::Present {
+                status: Status::Approved,
+                expires_ms: Some(expires_ms),
+                ..
+            }) if now_ms >= expires_ms => Lookup::Expired(expires_ms),
             Some(Record::Present { status, .. }) => Lookup::Found(status),
             Some(Record::Deleted { .. }) => Lookup::Unknown,
             Some(Record::Unreadable { .. }) | None => Lookup::Unavailable,
@@ -152,6 +180,7 @@ mod tests {
         );
         // Writing the colliding developer fails and leaves alice alone.
         let record = Record::Present {
+            expires_ms: None,
             status: Status::Requested,
             revision: 9,
         };
@@ -209,10 +238,12 @@ mod tests {
     fn record_round_trip_and_rejects_garbage() {
         for record in [
             Record::Present {
+                expires_ms: None,
                 status: Status::Approved,
                 revision: 0,
             },
             Record::Present {
+                expires_ms: None,
                 status: Status::Revoked,
                 revision: 12345,
             },
@@ -222,6 +253,7 @@ mod tests {
         }
         assert_eq!(
             Record::Present {
+                expires_ms: None,
                 status: Status::Requested,
                 revision: 3
             }
@@ -362,6 +394,7 @@ mod tests {
             races: Cell::new(3),
         };
         let desired = Record::Present {
+            expires_ms: None,
             status: Status::Approved,
             revision: 0,
         }
@@ -376,5 +409,43 @@ mod tests {
         };
         let error = write_if_different(&store, "devportal/dev/a@x.io", &desired).unwrap_err();
         assert!(error.reason.contains("contended"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_with_an_end_is_expired_from_that_instant_on() {
+        let store = MemoryStore::default();
+        let record = Record::Present {
+            status: Status::Approved,
+            revision: 7,
+            expires_ms: Some(5000),
+        };
+        assert_eq!(Record::decode(&record.encode()), Some(record));
+        assert_eq!(
+            Record::decode(b"1;approved;7"),
+            Some(Record::Present {
+                status: Status::Approved,
+                revision: 7,
+                expires_ms: None
+            })
+        );
+        assert_eq!(Record::decode(b"1;approved;7;soon"), None);
+        store
+            .set(&keys::developer("ns", "a@x.io"), &record.encode(), None)
+            .unwrap();
+        assert_eq!(lookup_at(&store, "ns", "a@x.io", 4999), Lookup::Found(Status::Approved));
+        assert_eq!(lookup_at(&store, "ns", "a@x.io", 5000), Lookup::Expired(5000));
+        // Only an approval expires.
+        let revoked = Record::Present {
+            status: Status::Revoked,
+            revision: 8,
+            expires_ms: Some(5000),
+        };
+        write_if_different(&store, &keys::developer("ns", "a@x.io"), &revoked.encode()).unwrap();
+        assert_eq!(lookup_at(&store, "ns", "a@x.io", 9000), Lookup::Found(Status::Revoked));
     }
 }

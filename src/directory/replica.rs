@@ -98,6 +98,9 @@ pub fn apply_with(
             Record::Present {
                 status: developer.status,
                 revision,
+                expires_ms: developer
+                    .approval_expires_ms
+                    .filter(|_| developer.status == Status::Approved),
             },
             developer.to_stored(),
         ),

@@ -35,6 +35,7 @@ pub fn records(
     let mut report = SeedReport::default();
     for (email, status) in developers {
         let record = Record::Present {
+            expires_ms: None,
             status: *status,
             revision: 0,
         };

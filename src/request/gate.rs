@@ -4,12 +4,14 @@
 
 use std::borrow::Cow;
 
+use crate::directory::rules::{first_status, FirstStatus};
 use crate::directory::{Lookup, Status};
+use crate::encoding::clock::rfc3339;
 use crate::request::identity::IdentitySource;
 use crate::request::metrics::Counter;
 use crate::request::path;
 use crate::request::responses::Responses;
-use crate::request::responses::{bad_path, bad_request, LocalResponse, Refusal};
+use crate::request::responses::{bad_path, bad_request, with_expiry, LocalResponse, Refusal};
 use crate::request::routes::RouteTable;
 use crate::request::routes::{Classification, RouteClass};
 
@@ -31,6 +33,8 @@ pub struct Gate {
     pub self_service: bool,
     /// How many such registrations are admitted (see `registration`).
     pub registration: crate::directory::registration::Limits,
+    /// What a self-registration becomes (`directory::rules`); empty: Requested.
+    pub rules: Vec<crate::directory::rules::Rule>,
 }
 
 /// What the gate needs to know about a request.
@@ -55,11 +59,14 @@ pub enum Action<'g> {
     },
     /// Answer locally.
     Respond(Cow<'g, LocalResponse>),
-    /// Self-service: record this unknown developer as Requested, then answer
-    /// `then` (the Requested answer).
+    /// Self-service: record this unknown developer with the first status the
+    /// registration rules give (Requested without rules), then answer `then`
+    /// (the Requested answer; for another status the host asks the client to
+    /// come again, so the new record decides).
     Register {
         email: String,
         then: Cow<'g, LocalResponse>,
+        first: FirstStatus,
     },
 }
 
@@ -120,7 +127,7 @@ pub fn decide<'g>(
     let values = request.header_values(gate.identity.header_name());
     // One value that is not UTF-8 makes the whole identity unusable.
     let values: Option<Vec<&str>> = values.iter().map(Option::as_deref).collect();
-    let email = match values.map(|values| gate.identity.resolve(&values)) {
+    let email = match values.as_ref().map(|values| gate.identity.resolve(values)) {
         Some(Ok(email)) => email,
         _ => return refuse(gate, Some(class), Refusal::Unauthenticated, request),
     };
@@ -135,6 +142,20 @@ pub fn decide<'g>(
             }
         }
         Lookup::Found(status) => Refusal::NotApproved(status),
+        Lookup::Expired(at_ms) => {
+            let verdict = refuse(gate, Some(class), Refusal::Expired, request);
+            // The JSON answer says when.
+            return match &verdict.action {
+                Action::Respond(response) => match with_expiry(response, &rfc3339(at_ms)) {
+                    Some(dated) => Verdict {
+                        action: Action::Respond(Cow::Owned(dated)),
+                        counter: verdict.counter,
+                    },
+                    None => verdict,
+                },
+                _ => verdict,
+            };
+        }
         Lookup::Unknown if gate.self_service && class == RouteClass::Portal => {
             let pending = refuse(gate, Some(class), Refusal::NotApproved(Status::Requested), request);
             let then = match pending.action {
@@ -145,8 +166,16 @@ pub fn decide<'g>(
                     body: Vec::new(),
                 }),
             };
+            // Claims are read only when a rule needs them.
+            let claims = gate
+                .rules
+                .iter()
+                .any(|rule| !rule.claims.is_empty())
+                .then(|| values.as_ref().and_then(|values| gate.identity.claims(values)))
+                .flatten();
+            let first = first_status(&gate.rules, &email, claims.as_ref());
             return Verdict {
-                action: Action::Register { email, then },
+                action: Action::Register { email, then, first },
                 counter: Counter::Refused(class, Refusal::UnknownDeveloper),
             };
         }
@@ -254,7 +283,7 @@ mod tests {
         gate.self_service = true;
         let eve = || Headers(vec![("x-consumer-username", "Eve@example.com")]);
         let verdict = run(&gate, &store, "/portal/dashboard", "GET", eve());
-        let Action::Register { email, then } = verdict.action else {
+        let Action::Register { email, then, .. } = verdict.action else {
             panic!("expected a registration")
         };
         assert_eq!(email, "eve@example.com");

@@ -51,6 +51,48 @@ impl IdentitySource {
     }
 }
 
+impl IdentitySource {
+    /// The token's claims, for registration rules: `None` for a header
+    /// identity, a payload that is not a JSON object, or one that names any
+    /// claim twice (parsers disagree on which copy wins; no claims, no rule).
+    pub fn claims(&self, values: &[&str]) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let IdentitySource::JwtPayload { .. } = self else {
+            return None;
+        };
+        let [value] = values else { return None };
+        let payload = decode_base64url(value.trim_matches(|c: char| c.is_ascii_whitespace()))?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&payload);
+        let entries = de::Deserializer::deserialize_map(&mut deserializer, Entries).ok()?;
+        deserializer.end().ok()?;
+        let mut claims = serde_json::Map::new();
+        for (name, value) in entries {
+            if claims.insert(name, value).is_some() {
+                return None;
+            }
+        }
+        Some(claims)
+    }
+}
+
+/// Every entry of a JSON object, duplicates kept.
+struct Entries;
+
+impl<'de> Visitor<'de> for Entries {
+    type Value = Vec<(String, serde_json::Value)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityError {
     Missing,

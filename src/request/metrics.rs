@@ -23,13 +23,14 @@ pub enum Counter {
     RegistrationFull,
 }
 
-const PROTECTED_REFUSALS: [Refusal; 6] = [
+const PROTECTED_REFUSALS: [Refusal; 7] = [
     Refusal::Unauthenticated,
     Refusal::NotApproved(Status::Requested),
     Refusal::NotApproved(Status::Rejected),
     Refusal::NotApproved(Status::Revoked),
     Refusal::UnknownDeveloper,
     Refusal::DirectoryUnavailable,
+    Refusal::Expired,
 ];
 
 impl Counter {

@@ -27,6 +27,8 @@ pub enum Refusal {
     Unrouted,
     /// The directory could not be read: fail closed.
     DirectoryUnavailable,
+    /// An approval whose expiry has passed (the gate's clock decides).
+    Expired,
 }
 
 impl Refusal {
@@ -38,10 +40,11 @@ impl Refusal {
             Refusal::UnknownDeveloper => "unknown",
             Refusal::Unrouted => "unrouted",
             Refusal::DirectoryUnavailable => "unavailable",
+            Refusal::Expired => "expired",
         }
     }
 
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Unauthenticated,
         Refusal::NotApproved(Status::Approved),
         Refusal::NotApproved(Status::Requested),
@@ -50,6 +53,7 @@ impl Refusal {
         Refusal::UnknownDeveloper,
         Refusal::Unrouted,
         Refusal::DirectoryUnavailable,
+        Refusal::Expired,
     ];
 
     fn index(self) -> usize {
@@ -59,7 +63,7 @@ impl Refusal {
     fn http_status(self) -> u32 {
         match self {
             Refusal::Unauthenticated => 401,
-            Refusal::NotApproved(_) | Refusal::UnknownDeveloper | Refusal::Unrouted => 403,
+            Refusal::NotApproved(_) | Refusal::UnknownDeveloper | Refusal::Unrouted | Refusal::Expired => 403,
             Refusal::DirectoryUnavailable => 503,
         }
     }
@@ -87,6 +91,9 @@ impl Refusal {
             Refusal::DirectoryUnavailable => {
                 "The developer directory is not available right now. Try again in a moment."
             }
+            Refusal::Expired => {
+                "Your developer approval has expired. Contact the portal's administrators to have it extended."
+            }
         }
     }
 
@@ -100,6 +107,7 @@ impl Refusal {
             Refusal::UnknownDeveloper => "Not registered",
             Refusal::Unrouted => "Not published",
             Refusal::DirectoryUnavailable => "Temporarily unavailable",
+            Refusal::Expired => "Approval expired",
         }
     }
 }
@@ -158,6 +166,22 @@ impl Responses {
     }
 }
 
+/// The expired answer with the instant it expired: the JSON answer gains
+/// `expired_at`; another style or an HTML page or redirect is left as it is.
+pub fn with_expiry(response: &LocalResponse, expired_at: &str) -> Option<LocalResponse> {
+    let mut body: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
+    let fields = body.as_object_mut()?;
+    if fields.get("status").and_then(serde_json::Value::as_str) != Some(Refusal::Expired.label()) {
+        return None;
+    }
+    fields.insert("expired_at".into(), expired_at.into());
+    Some(LocalResponse {
+        status: response.status,
+        headers: response.headers.clone(),
+        body: body.to_string().into_bytes(),
+    })
+}
+
 pub fn no_store_headers(content_type: &str) -> Vec<(&'static str, String)> {
     vec![
         ("content-type", content_type.to_string()),
@@ -168,6 +192,8 @@ pub fn no_store_headers(content_type: &str) -> Vec<(&'static str, String)> {
 fn render_json(refusal: Refusal, style: DenialStyle) -> LocalResponse {
     let kong_status = match (style, refusal) {
         (DenialStyle::KongEnterprise, Refusal::NotApproved(status)) => Some(status),
+        // Kong has no expiry: it answers as for a revoked developer.
+        (DenialStyle::KongEnterprise, Refusal::Expired) => Some(Status::Revoked),
         _ => None,
     };
     let (status, body) = match kong_status {

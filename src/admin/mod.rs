@@ -84,6 +84,8 @@ pub struct AdminContext<'a> {
     /// A fresh, unique id for a write this request may start (recorded in the
     /// developer's history; see `Transition::operation`).
     pub operation: String,
+    /// How long approvals last (the configuration's `approvals`).
+    pub approvals: crate::directory::expiry::Approvals,
 }
 
 impl AdminContext<'_> {

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::directory::rules::FirstStatus;
 use crate::events::Change;
 
 pub enum Step {
@@ -382,13 +383,16 @@ pub(super) fn create_step(ctx: &AdminContext<'_>, prefix: &str, developer: Devel
     )
 }
 
-/// Self-service registration: `email` becomes Requested, once. The answer is the
+/// Self-service registration: `email` gets its first status (Requested, or a
+/// registration rule's, with the rule as the actor), once. The answer is the
 /// create's: 201 (registered now), 409 (someone registered them first), 503.
-pub fn register(ctx: &AdminContext<'_>, email: &str) -> Step {
+pub fn register(ctx: &AdminContext<'_>, email: &str, first: &FirstStatus) -> Step {
     let Some(prefix) = ctx.key_prefix() else {
         return Step::Respond(error(403, "read_only_directory", "the directory is static"));
     };
-    let developer = Developer::register(email, Status::Requested, Map::new(), "self-service", ctx.now_ms);
+    let expires_ms = first.expires_in_ms.map(|ms| ctx.now_ms.saturating_add(ms));
+    let developer =
+        Developer::register(email, first.status, Map::new(), &first.actor, ctx.now_ms).with_expiry(expires_ms);
     create_step(ctx, prefix, developer)
 }
 

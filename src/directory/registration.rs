@@ -125,15 +125,20 @@ pub fn refused(admission: Admission) -> LocalResponse {
 pub fn answer(create_status: u32, then: LocalResponse, target: &str, unavailable: LocalResponse) -> LocalResponse {
     match create_status {
         201 => then,
-        409 => LocalResponse {
-            status: 307,
-            headers: vec![
-                ("location", target.to_string()),
-                ("cache-control", "no-store".to_string()),
-            ],
-            body: Vec::new(),
-        },
+        409 => again(target),
         _ => unavailable,
+    }
+}
+
+/// 307 to the same target: the request is decided again, from the record.
+pub fn again(target: &str) -> LocalResponse {
+    LocalResponse {
+        status: 307,
+        headers: vec![
+            ("location", target.to_string()),
+            ("cache-control", "no-store".to_string()),
+        ],
+        body: Vec::new(),
     }
 }
 

@@ -16,6 +16,7 @@ use super::shared::Shared;
 use super::store::HostSharedData;
 use crate::admin::{self, ApiResponse, Route, Step, Task};
 use crate::directory::registration::{self, Admission};
+use crate::directory::rules::FirstStatus;
 use crate::directory::replica;
 use crate::directory::{self, Directory, Lookup, Status};
 use crate::etcd::members::MemberIndex;
@@ -129,7 +130,7 @@ impl HttpContext for GateHttp {
                 }
                 shared.synced.set(true);
             }
-            directory::lookup(&HostSharedData, &gate.namespace, email)
+            directory::lookup_at(&HostSharedData, &gate.namespace, email, abi::now_ms())
         });
         shared.count(verdict.counter);
         match verdict.action {
@@ -141,7 +142,7 @@ impl HttpContext for GateHttp {
                 Action::Continue
             }
             gate::Action::Respond(response) => respond(&response),
-            gate::Action::Register { email, then } => self.register(&shared, &email, then, &target),
+            gate::Action::Register { email, then, first } => self.register(&shared, &email, then, first, &target),
         }
     }
 
@@ -242,7 +243,14 @@ impl GateHttp {
 
     /// Self-service: record the developer as Requested (once, if admitted by the
     /// registration bounds), then show the Requested answer.
-    fn register(&mut self, shared: &Shared, email: &str, page: Cow<'_, LocalResponse>, target: &str) -> Action {
+    fn register(
+        &mut self,
+        shared: &Shared,
+        email: &str,
+        page: Cow<'_, LocalResponse>,
+        first: FirstStatus,
+        target: &str,
+    ) -> Action {
         let ctx = shared.registration_context();
         let admission = registration::admit(ctx.store, ctx.namespace, shared.gate.registration, ctx.now_ms);
         if admission != Admission::Admit {
@@ -252,9 +260,16 @@ impl GateHttp {
             });
             return respond(&registration::refused(admission));
         }
-        let step = admin::register(&ctx, email);
+        // Requested: the waiting page. Another first status (a rule's): the
+        // client asks again and the new record decides (registration::again).
+        let page = if first.status == Status::Requested {
+            page.into_owned()
+        } else {
+            registration::again(target)
+        };
+        let step = admin::register(&ctx, email, &first);
         let then = Then::Registration {
-            page: page.into_owned(),
+            page,
             target: target.to_string(),
         };
         self.run(shared, step, then)

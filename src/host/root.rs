@@ -251,6 +251,7 @@ impl GateRoot {
             directory: config.directory,
             counters,
             synced: Cell::new(synced),
+            approvals: config.approvals,
         }));
         Ok(())
     }

@@ -24,6 +24,7 @@ pub struct Shared {
     /// Whether this worker has seen the replica complete a first full sync.
     /// Only ever goes from false to true.
     pub synced: Cell<bool>,
+    pub approvals: crate::directory::expiry::Approvals,
 }
 
 impl Shared {
@@ -53,6 +54,7 @@ impl Shared {
             store: &HostSharedData,
             now_ms: now,
             operation: operation_id(now),
+            approvals: self.approvals,
         }
     }
 }

@@ -117,6 +117,25 @@ impl EtcdCluster {
         None
     }
 
+    /// Hands the leadership to member `i` (etcd's transfer-leadership, sent to
+    /// the leader) and waits until it leads.
+    pub fn make_leader(&self, i: usize) {
+        let Some(leader) = self.leader() else { panic!("no leader") };
+        if leader == i {
+            return;
+        }
+        let status = Request::new("POST", "/v3/maintenance/status")
+            .body("{}")
+            .send(self.members[i].client)
+            .json();
+        let target = status["header"]["member_id"].as_str().unwrap().to_string();
+        let answer = Request::new("POST", "/v3/maintenance/transfer-leadership")
+            .body(&format!(r#"{{"targetID":"{target}"}}"#))
+            .send(self.members[leader].client);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        super::wait_until("the new leader", Duration::from_secs(10), || self.leader() == Some(i));
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
             let _ = child.kill();

@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::directory::expiry::Requested;
+
 use super::*;
 
 pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiResponse> {
@@ -96,6 +98,10 @@ pub(super) struct ActRequest {
     pub(super) reason: Option<String>,
     #[serde(default)]
     pub(super) dry_run: bool,
+    #[serde(default)]
+    pub(super) expires_at: Option<String>,
+    #[serde(default)]
+    pub(super) expires_in: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +113,44 @@ pub(super) struct BulkRequest {
     pub(super) reason: Option<String>,
     #[serde(default)]
     pub(super) dry_run: bool,
+    #[serde(default)]
+    pub(super) expires_at: Option<String>,
+    #[serde(default)]
+    pub(super) expires_in: Option<String>,
+}
+
+/// The approval's end an action asks for, as an instant; `None`: never.
+/// Only an action that approves takes one (and gets the configured default);
+/// extending needs one.
+pub(super) fn action_expiry(
+    ctx: &AdminContext<'_>,
+    action: DeveloperAction,
+    expires_at: Option<String>,
+    expires_in: Option<String>,
+) -> Result<Option<u64>, ApiResponse> {
+    let requested = Requested { expires_at, expires_in };
+    let approves = matches!(
+        action,
+        DeveloperAction::Accept | DeveloperAction::Approve | DeveloperAction::Reapprove | DeveloperAction::Extend
+    );
+    if !approves {
+        if requested != Requested::default() {
+            return Err(error(
+                400,
+                "invalid_expiry",
+                "only an approval expires: this action takes no expires_at or expires_in",
+            ));
+        }
+        return Ok(None);
+    }
+    let expiry = ctx
+        .approvals
+        .resolve(&requested, ctx.now_ms)
+        .map_err(|why| error(400, "invalid_expiry", why))?;
+    if action == DeveloperAction::Extend && expiry.is_none() {
+        return Err(error(400, "invalid_expiry", "extend needs expires_at or expires_in"));
+    }
+    Ok(expiry)
 }
 
 #[derive(Deserialize)]

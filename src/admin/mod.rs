@@ -154,7 +154,9 @@ fn start_inner(
                 parse_body(body)?
             };
             let reason = check_reason(request.reason)?;
-            let task = ActTask::new(email, action, reason, actor, request.dry_run, ctx.operation.clone());
+            let expires_ms = action_expiry(ctx, action, request.expires_at, request.expires_in)?;
+            let task = ActTask::new(email, action, reason, actor, request.dry_run, ctx.operation.clone())
+                .with_expiry(expires_ms);
             Ok(Step::Call(
                 etcd::get(&keys::etcd_developer(prefix, &task.email)),
                 Box::new(Task::Act(task)),
@@ -165,6 +167,7 @@ fn start_inner(
             let request: BulkRequest = parse_body(body)?;
             let action = DeveloperAction::parse(&request.action).ok_or_else(|| unknown_action(&request.action))?;
             let reason = check_reason(request.reason)?;
+            let expires_ms = action_expiry(ctx, action, request.expires_at.clone(), request.expires_in.clone())?;
             if request.emails.is_empty() || request.emails.len() > MAX_BULK_EMAILS {
                 return Err(error(
                     422,
@@ -188,7 +191,8 @@ fn start_inner(
             let Some(first) = pending.pop_front() else {
                 return Err(error(422, "invalid_emails", "no addresses"));
             };
-            let current = ActTask::new(first, action, reason, actor, request.dry_run, ctx.operation.clone());
+            let current = ActTask::new(first, action, reason, actor, request.dry_run, ctx.operation.clone())
+                .with_expiry(expires_ms);
             let call = etcd::get(&keys::etcd_developer(prefix, &current.email));
             Ok(Step::Call(
                 call,

@@ -28,8 +28,16 @@ pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiRes
     let mut page = 1usize;
     let mut per_page = DEFAULT_PER_PAGE;
     let mut search: Option<String> = None;
+    let mut expiring_within: Option<u64> = None;
     for (name, value) in query_params(query)? {
         match name.as_str() {
+            // Approvals that end within this long (or already ended, not yet revoked).
+            "expiring_within" => {
+                expiring_within = Some(
+                    crate::encoding::clock::parse_duration(&value)
+                        .map_err(|why| error(400, "invalid_expiring_within", why))?,
+                )
+            }
             // Part of an address, compared as addresses are (ASCII case-insensitively).
             "q" => search = Some(value.trim().to_ascii_lowercase()).filter(|q| !q.is_empty()),
             "status" => {
@@ -65,10 +73,20 @@ pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiRes
                 return Err(error(
                     400,
                     "invalid_query",
-                    format!("unknown parameter {other:?}: use status, q, page, per_page"),
+                    format!("unknown parameter {other:?}: use status, q, page, per_page, expiring_within"),
                 ))
             }
         }
+    }
+    if let Some(within) = expiring_within {
+        if status.is_some_and(|s| s != Status::Approved) {
+            return Err(error(
+                400,
+                "invalid_status",
+                "only approvals expire: expiring_within lists approved developers",
+            ));
+        }
+        return list_expiring(ctx, within, search.as_deref(), page, per_page);
     }
     let status = status.ok_or_else(|| {
         error(
@@ -98,6 +116,35 @@ pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiRes
     Ok(answer(
         200,
         json!({"status": status, "page": page, "per_page": per_page, "total": total, "counts": counts, "developers": developers}),
+    ))
+}
+
+/// `GET <prefix>/developers?expiring_within=30d`: approvals that end within
+/// that long (or have ended and are not revoked yet), soonest first.
+fn list_expiring(
+    ctx: &AdminContext<'_>,
+    within_ms: u64,
+    search: Option<&str>,
+    page: usize,
+    per_page: usize,
+) -> Result<ApiResponse, ApiResponse> {
+    let unavailable = |why: crate::directory::WriteError| error(503, "directory_unavailable", why.to_string());
+    let until = ctx.now_ms.saturating_add(within_ms);
+    let due: Vec<(String, u64)> = replica::expiring(ctx.store, ctx.namespace)
+        .map_err(unavailable)?
+        .into_iter()
+        .filter(|(email, ms)| *ms <= until && search.is_none_or(|part| email.contains(part)))
+        .collect();
+    let developers: Vec<Value> = due
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .filter_map(|(email, _)| replica::read_doc(ctx.store, ctx.namespace, email).ok().flatten())
+        .map(|(revision, developer)| developer.to_api(revision))
+        .collect();
+    Ok(answer(
+        200,
+        json!({"status": "approved", "expiring_before": rfc3339(until), "page": page, "per_page": per_page, "total": due.len(), "developers": developers}),
     ))
 }
 

@@ -44,6 +44,7 @@ fn context<'a>(config: &'a AdminConfig, directory: &'a Directory, store: &'a Mem
         store,
         now_ms: 9,
         operation: "op-1".into(),
+        approvals: Default::default(),
     }
 }
 
@@ -455,7 +456,7 @@ fn calls_that_never_reached_etcd_are_sent_again_at_once() {
     let ((status, _), calls) = drive(
         &ctx,
         &mut etcd,
-        register(&ctx, "bob@x.io"),
+        register(&ctx, "bob@x.io", &self_service()),
         &[Fate::NotSent, Fate::Answered, Fate::NotSent],
     );
     assert_eq!((status, calls), (201, 4));
@@ -501,7 +502,7 @@ fn deleted_developers_keep_their_history_and_show_it_when_they_return() {
     assert_eq!(archived.history[2].reason.as_deref(), Some("gone"));
 
     // Registering again (self-service) brings the past back, newest last.
-    let ((status, body), _) = drive(&ctx, &mut etcd, register(&ctx, "alice@x.io"), &[]);
+    let ((status, body), _) = drive(&ctx, &mut etcd, register(&ctx, "alice@x.io", &self_service()), &[]);
     assert_eq!(status, 201, "{body}");
     let history = body["developer"]["history"].as_array().unwrap().clone();
     let reasons: Vec<&Value> = history.iter().map(|t| &t["reason"]).collect();
@@ -521,7 +522,7 @@ fn creates_survive_lost_answers_too() {
     let ((status, body), calls) = drive(
         &ctx,
         &mut etcd,
-        register(&ctx, "bob@x.io"),
+        register(&ctx, "bob@x.io", &self_service()),
         &[Fate::Answered, Fate::AppliedAnswerLost],
     );
     assert_eq!((status, calls), (201, 3), "{body}");
@@ -531,7 +532,7 @@ fn creates_survive_lost_answers_too() {
     let ((status, _), calls) = drive(
         &ctx,
         &mut etcd,
-        register(&ctx, "bob@x.io"),
+        register(&ctx, "bob@x.io", &self_service()),
         &[Fate::Answered, Fate::Lost],
     );
     assert_eq!((status, calls), (201, 4));
@@ -544,9 +545,13 @@ fn creates_survive_lost_answers_too() {
     let ((status, body), _) = drive(
         &ctx,
         &mut etcd,
-        register(&ctx, "bob@x.io"),
+        register(&ctx, "bob@x.io", &self_service()),
         &[Fate::Answered, Fate::Lost],
     );
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["developer"]["status"], "approved");
+}
+
+fn self_service() -> crate::directory::rules::FirstStatus {
+    crate::directory::rules::first_status(&[], "", None)
 }

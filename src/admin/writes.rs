@@ -54,6 +54,8 @@ pub struct ActTask {
     /// Whether the current read was already sent again after a failure on the
     /// way to etcd (reads are idempotent: once more reaches another member).
     pub(super) read_retried: bool,
+    /// The end of the approval this action gives (approving actions only).
+    pub(super) expires_ms: Option<u64>,
 }
 
 impl ActTask {
@@ -75,7 +77,13 @@ impl ActTask {
             operation,
             phase: ActPhase::Read,
             read_retried: false,
+            expires_ms: None,
         }
+    }
+
+    pub(super) fn with_expiry(mut self, expires_ms: Option<u64>) -> ActTask {
+        self.expires_ms = expires_ms;
+        self
     }
 }
 
@@ -145,7 +153,7 @@ pub(super) fn act(
                 Err(why) => return refused(502, "unreadable_record", why),
             };
             let to = match current.after(task.action, &task.actor, task.reason.as_deref(), ctx.now_ms) {
-                Ok(to) => to.map(|to| to.with_operation(&task.operation)),
+                Ok(to) => to.map(|to| to.with_expiry(task.expires_ms).with_operation(&task.operation)),
                 Err(not_offered) => {
                     return ActOutcome::Done {
                         status: 409,
@@ -161,7 +169,7 @@ pub(super) fn act(
             if task.dry_run {
                 return ActOutcome::Done {
                     status: 200,
-                    body: json!({"dry_run": true, "action": task.action.as_str(), "from": current.status, "to": to.as_ref().map(|d| d.status), "deletes": to.is_none()}),
+                    body: json!({"dry_run": true, "action": task.action.as_str(), "from": current.status, "to": to.as_ref().map(|d| d.status), "deletes": to.is_none(), "expires_at": task.expires_ms.map(rfc3339)}),
                 };
             }
             // Every change commits with its entry in the change log (events).

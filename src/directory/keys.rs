@@ -17,6 +17,7 @@
 //! | `<ns>/workers` | the last worker id handed out | every worker at start |
 //! | `<ns>/registrations` | this minute's self-service registrations | self-service |
 //! | `<ns>/events` | the event deliverer's view: sinks, backlog, newest events | event candidates |
+//! | `<ns>/expiring` | every approval with an end: `email;ms` lines | replica (every write) |
 //!
 //! etcd, under the configuration's `key_prefix`:
 //!
@@ -74,6 +75,10 @@ pub fn syncer(namespace: &str) -> String {
 
 pub fn workers(namespace: &str) -> String {
     format!("{namespace}/workers")
+}
+
+pub fn expiring(namespace: &str) -> String {
+    format!("{namespace}/expiring")
 }
 
 pub fn events_view(namespace: &str) -> String {

@@ -117,7 +117,54 @@ pub fn apply_with(
     let mut stored_doc = format!("{revision}\n").into_bytes();
     stored_doc.extend_from_slice(&doc);
     let doc_written = write_unless_newer(store, &keys::doc(namespace, email), revision, &stored_doc, doc_revision)?;
+    if record_written {
+        let expires_ms = match record {
+            Record::Present { expires_ms, .. } => expires_ms,
+            _ => None,
+        };
+        note_expiry(store, namespace, email, expires_ms)?;
+    }
     Ok(record_written || doc_written)
+}
+
+/// Keeps `<ns>/expiring` (`email;ms` lines: every approval with an end) in
+/// step with one developer. Read first, written only on a change: most
+/// developers have no end and are not in it.
+fn note_expiry(
+    store: &dyn SharedStore,
+    namespace: &str,
+    email: &str,
+    expires_ms: Option<u64>,
+) -> Result<(), WriteError> {
+    let key = keys::expiring(namespace);
+    let line = expires_ms.map(|ms| format!("{email};{ms}"));
+    let prefix = format!("{email};");
+    let current = read_value(store, &key)?;
+    let text = String::from_utf8_lossy(&current);
+    let listed = text.lines().find(|l| l.starts_with(&prefix));
+    if listed == line.as_deref() {
+        return Ok(());
+    }
+    edit_tab(store, &key, |lines| {
+        lines.retain(|l| !l.starts_with(&prefix));
+        if let Some(line) = &line {
+            lines.push(line.clone());
+        }
+    })
+}
+
+/// Every approval with an end: (email, end), soonest first.
+pub fn expiring(store: &dyn SharedStore, namespace: &str) -> Result<Vec<(String, u64)>, WriteError> {
+    let bytes = read_value(store, &keys::expiring(namespace))?;
+    let mut all: Vec<(String, u64)> = String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|line| {
+            let (email, ms) = line.rsplit_once(';')?;
+            Some((email.to_string(), ms.parse().ok()?))
+        })
+        .collect();
+    all.sort_by_key(|(email, ms)| (*ms, email.clone()));
+    Ok(all)
 }
 
 /// The replica's copy of one developer and its revision; `None` when absent,

@@ -11,9 +11,15 @@
 //! again at the next tick, up to `RETRIES` times, before the cycle fails: with
 //! several etcd members behind the upstream, the next attempt reaches another.
 
+use std::collections::HashMap;
+
 use super::{elect, Next, SyncError, Syncer};
-use crate::directory::SharedStore;
-use crate::etcd::{EtcdError, EtcdRequest};
+use crate::directory::developer::{Developer, DeveloperAction};
+use crate::directory::replica::{self, Entry};
+use crate::directory::{keys, SharedStore, Status};
+use crate::encoding::clock::rfc3339;
+use crate::etcd::{self, EtcdError, EtcdRequest};
+use crate::events::Change;
 
 /// How often the election and the replica's age are looked at; the sync
 /// interval is checked at this granularity.
@@ -37,6 +43,8 @@ pub struct SyncDriver {
     /// The change log (events) is kept this long; the syncer deletes what is
     /// older once an hour (`None`: never, as in tests of syncing alone).
     pruning: Option<Pruning>,
+    /// Approvals whose end this worker tried to record, at which revision.
+    expiries_tried: HashMap<String, u64>,
 }
 
 struct Pruning {
@@ -58,8 +66,20 @@ struct InFlight {
     cycle_started_ms: u64,
     /// When this call was sent: the host's timeout applies to it alone.
     call_started_ms: u64,
-    /// A deletion of expired change log entries, not part of a cycle.
-    prune: bool,
+    /// What the call is for: a cycle's, or one of the chores between cycles.
+    kind: CallKind,
+}
+
+#[derive(Clone)]
+enum CallKind {
+    Cycle,
+    /// Deleting expired change log entries.
+    Prune,
+    /// Recording an approval's end as a revocation (actor `expiry`).
+    Expiry {
+        email: String,
+        revoked: Box<Developer>,
+    },
 }
 
 /// What a tick asks the host to do.
@@ -93,6 +113,7 @@ impl SyncDriver {
             last_cycle_ms: 0,
             last_election_ms: 0,
             pruning: None,
+            expiries_tried: HashMap::new(),
         }
     }
 
@@ -137,7 +158,7 @@ impl SyncDriver {
                 retries,
                 cycle_started_ms,
                 call_started_ms: now,
-                prune: false,
+                kind: CallKind::Cycle,
             });
             return (Tick::Send(request), None);
         }
@@ -166,10 +187,18 @@ impl SyncDriver {
         {
             pruning.last_ms = now;
             let (start, end) = crate::events::prunable(&pruning.key_prefix, now.saturating_sub(pruning.retention_ms));
-            let request = crate::etcd::txn(vec![], vec![crate::etcd::op_delete_range(&start, &end)], vec![]);
+            let request = etcd::txn(vec![], vec![etcd::op_delete_range(&start, &end)], vec![]);
             self.pending(&request, now, now);
             if let Some(call) = self.in_flight.as_mut() {
-                call.prune = true;
+                call.kind = CallKind::Prune;
+            }
+            return (Tick::Send(request), None);
+        }
+        // Between two cycles: an approval that has ended is recorded as revoked.
+        if let Some((request, email, revoked)) = self.expiry_due(store, now) {
+            self.pending(&request, now, now);
+            if let Some(call) = self.in_flight.as_mut() {
+                call.kind = CallKind::Expiry { email, revoked };
             }
             return (Tick::Send(request), None);
         }
@@ -185,8 +214,45 @@ impl SyncDriver {
             retries: 0,
             cycle_started_ms,
             call_started_ms: now,
-            prune: false,
+            kind: CallKind::Cycle,
         });
+    }
+
+    /// The first approval in this gateway's replica whose end has come, as the
+    /// conditional write that revokes it (once per record revision: a write
+    /// that lost its race is not tried again until the record changes). Every
+    /// gateway's syncer may try; the revision condition lets one write win, so
+    /// the fleet records each expiry exactly once.
+    fn expiry_due(&mut self, store: &dyn SharedStore, now: u64) -> Option<(EtcdRequest, String, Box<Developer>)> {
+        let key_prefix = self.pruning.as_ref()?.key_prefix.clone();
+        let expiring = replica::expiring(store, &self.namespace).ok()?;
+        for (email, ends_ms) in expiring.into_iter().take_while(|(_, ms)| *ms <= now) {
+            let Ok(Some((revision, developer))) = replica::read_doc(store, &self.namespace, &email) else {
+                continue;
+            };
+            if developer.status != Status::Approved || self.expiries_tried.get(&email) == Some(&revision) {
+                continue;
+            }
+            self.expiries_tried.insert(email.clone(), revision);
+            let reason = format!("approval expired at {}", rfc3339(ends_ms));
+            let Ok(Some(revoked)) = developer.after(DeveloperAction::Revoke, "expiry", Some(&reason), now) else {
+                continue;
+            };
+            let operation = format!("expiry{now:x}");
+            let revoked = revoked.with_operation(&operation);
+            let log: Vec<_> = Change::last_of(&revoked)
+                .map(|change| change.log_entry(&key_prefix, &operation))
+                .into_iter()
+                .collect();
+            let request = etcd::replace(
+                &keys::etcd_developer(&key_prefix, &email),
+                &revoked.to_stored(),
+                revision,
+                &log,
+            );
+            return Some((request, email, Box::new(revoked)));
+        }
+        None
     }
 
     /// Sends `call` again at the next tick, if it has retries left.
@@ -228,12 +294,41 @@ impl SyncDriver {
             return None;
         }
         let call = self.in_flight.take()?;
-        if call.prune {
-            // Not a cycle: a failure is tried again at the next hour.
-            if let Err(error) = answer.and_then(|(status, body)| crate::etcd::parse_txn_reads(status, &body)) {
-                log::warn!("devportal-gate: could not delete expired change log entries: {error}");
+        match call.kind {
+            CallKind::Cycle => {}
+            CallKind::Prune => {
+                // Not a cycle: a failure is tried again at the next hour.
+                if let Err(error) = answer.and_then(|(status, body)| etcd::parse_txn_reads(status, &body)) {
+                    log::warn!("devportal-gate: could not delete expired change log entries: {error}");
+                }
+                return Some(Outcome::Continues);
             }
-            return Some(Outcome::Continues);
+            CallKind::Expiry { email, revoked } => {
+                match answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
+                    Ok(txn) if txn.succeeded => {
+                        log::info!(
+                            "devportal-gate: the approval of {email} ended: recorded as revoked at etcd revision {}",
+                            txn.revision
+                        );
+                        // This gateway knows at once; the others by their sync.
+                        if replica::apply(store, &self.namespace, &email, txn.revision, Entry::Present(&revoked))
+                            .is_ok()
+                        {
+                            let _ = replica::retab(
+                                store,
+                                &self.namespace,
+                                &email,
+                                Some(Status::Approved),
+                                Some(Status::Revoked),
+                            );
+                        }
+                    }
+                    // Another gateway recorded it, or the record changed: the sync brings it.
+                    Ok(_) => {}
+                    Err(error) => log::warn!("devportal-gate: could not record the end of {email}'s approval: {error}"),
+                }
+                return Some(Outcome::Continues);
+            }
         }
         let cycle_started_ms = call.cycle_started_ms;
         if answer.as_ref().is_err_and(EtcdError::transport) && self.retry(call) {
@@ -302,6 +397,46 @@ mod tests {
             now += 20;
         }
         calls
+    }
+
+    #[test]
+    fn an_ended_approval_is_recorded_as_revoked_once_in_the_fleet() {
+        let mut etcd = FakeEtcd::default();
+        let start = 10 * PRUNE_PERIOD_MS;
+        let ends = start + 5000;
+        let approved = Developer::register("a@x.io", Status::Approved, serde_json::Map::new(), "ops", start)
+            .with_expiry(Some(ends));
+        etcd.put("/dp/dev/a@x.io", &approved.to_stored());
+        // Two gateways, each its own shared data and syncer.
+        let gateways: Vec<(MemoryStore, SyncDriver)> = (0..2)
+            .map(|_| {
+                let store = MemoryStore::default();
+                let driver = driver(&store, false).with_pruning("/dp/", 10 * PRUNE_PERIOD_MS);
+                (store, driver)
+            })
+            .collect();
+        let mut gateways = gateways;
+        let mut now = start;
+        while now < ends + 4000 {
+            for (store, driver) in &mut gateways {
+                run(driver, store, &mut etcd, now, now + 200);
+            }
+            now += 200;
+        }
+        let stored = Developer::from_stored("a@x.io", &etcd.kvs[&b"/dp/dev/a@x.io".to_vec()].0).unwrap();
+        assert_eq!(stored.status, Status::Revoked);
+        let by_expiry: Vec<_> = stored.history.iter().filter(|t| t.actor == "expiry").collect();
+        assert_eq!(by_expiry.len(), 1, "{:?}", stored.history);
+        assert!(by_expiry[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("approval expired at"));
+        for (store, _) in &gateways {
+            assert_eq!(lookup(store, "ns", "a@x.io"), Lookup::Found(Status::Revoked));
+        }
+        // And the change log has the event.
+        assert_eq!(etcd.kvs.keys().filter(|k| k.starts_with(b"/dp/events/")).count(), 1);
     }
 
     #[test]

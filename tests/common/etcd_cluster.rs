@@ -120,7 +120,9 @@ impl EtcdCluster {
     /// Hands the leadership to member `i` (etcd's transfer-leadership, sent to
     /// the leader) and waits until it leads.
     pub fn make_leader(&self, i: usize) {
-        let Some(leader) = self.leader() else { panic!("no leader") };
+        let Some(leader) = self.leader() else {
+            panic!("no leader")
+        };
         if leader == i {
             return;
         }

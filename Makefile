@@ -95,7 +95,7 @@ unit:
 # Every suite on Envoy 1.40, Kong's engine (tests/e2e_kong.rs, when
 # ../shared/kong-engine is there) and the host; then the Envoy suites again on
 # the oldest Envoy claimed; then the soak, shortened to 60 s (every fault once).
-ENVOY_SUITES := --test e2e_demo --test e2e_etcd --test e2e_jwt --test e2e_variants --test e2e_hostile --test e2e_faults --test e2e_events --test config_files
+ENVOY_SUITES := --test e2e_demo --test e2e_etcd --test e2e_jwt --test e2e_variants --test e2e_hostile --test e2e_faults --test e2e_events --test e2e_rules --test config_files
 test: setup $(ENVOY_OLDEST) $(CHROMEDRIVER) build lint
 	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test
 	@echo "== the Envoy suites again, on Envoy $(ENVOY_OLDEST_VERSION) =="

@@ -139,7 +139,7 @@ proptest! {
             change_log_retention_ms: 3_600_000,
         });
         let store = MemoryStore::default();
-        let ctx = AdminContext { config: &admin, directory: &directory, namespace: "ns", store: &store, now_ms: 1, operation: "op".into() };
+        let ctx = AdminContext { config: &admin, directory: &directory, namespace: "ns", store: &store, now_ms: 1, operation: "op".into(), approvals: Default::default() };
         for route in [Route::Create, Route::Bulk, Route::Invite, Route::Act("a@x.io".into(), DeveloperAction::Revoke)] {
             if let Step::Respond(response) = admin::start(&ctx, route, None, &body, "ops") {
                 prop_assert!(response.status < 500, "{} for {:?}", response.status, String::from_utf8_lossy(&body));

@@ -140,6 +140,11 @@ fn start_inner(
         }
         Route::Invite => invite(ctx, body).map(Step::Respond),
         Route::Events => events(ctx).map(Step::Respond),
+        Route::Rules => Ok(Step::Respond(answer(
+            200,
+            json!({"rules": published_rules(ctx)?.iter().map(|r| r.to_api()).collect::<Vec<_>>()}),
+        ))),
+        Route::RulesDryRun => rules_dry_run(ctx, body).map(Step::Respond),
         Route::Create => {
             let prefix = writable(ctx)?;
             let request: CreateRequest = parse_body(body)?;

@@ -200,6 +200,46 @@ fn events_view(ctx: &AdminContext<'_>) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The registration rules the gate's configuration published.
+pub(super) fn published_rules(ctx: &AdminContext<'_>) -> Result<Vec<crate::directory::rules::Rule>, ApiResponse> {
+    let stored = ctx
+        .store
+        .get(&keys::rules(ctx.namespace))
+        .map_err(|why| error(503, "directory_unavailable", format!("{why:?}")))?;
+    match stored {
+        None => Ok(Vec::new()),
+        Some((bytes, _)) => crate::directory::rules::from_published(&bytes)
+            .ok_or_else(|| error(500, "internal", "the published registration rules are not readable")),
+    }
+}
+
+/// `POST <prefix>/rules/dry-run` `{"email": ..., "claims": {...}}`: the first
+/// status a self-registration would get, and by which rule. Changes nothing.
+pub(super) fn rules_dry_run(ctx: &AdminContext<'_>, body: &[u8]) -> Result<ApiResponse, ApiResponse> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct DryRun {
+        email: String,
+        #[serde(default)]
+        claims: Option<Map<String, Value>>,
+    }
+    let request: DryRun = parse_body(body)?;
+    let email = canonical_email(&request.email).map_err(|why| error(422, "invalid_email", why.to_string()))?;
+    let rules = published_rules(ctx)?;
+    let first = crate::directory::rules::first_status(&rules, &email, request.claims.as_ref());
+    let rule = first.actor.strip_prefix("rule:").map(str::to_string);
+    Ok(answer(
+        200,
+        json!({
+            "email": email,
+            "status": first.status,
+            "actor": first.actor,
+            "rule": rule,
+            "expires_at": first.expires_in_ms.map(|ms| rfc3339(ctx.now_ms.saturating_add(ms))),
+        }),
+    ))
+}
+
 /// `GET <prefix>/events`: each sink's position, backlog and last error, and
 /// the newest events of the change log.
 pub(super) fn events(ctx: &AdminContext<'_>) -> Result<ApiResponse, ApiResponse> {

@@ -16,6 +16,10 @@ pub enum Route {
     Invite,
     /// The event deliverer's view: sinks, positions, backlog, newest events.
     Events,
+    /// The registration rules, in order.
+    Rules,
+    /// What the rules would make of a registration.
+    RulesDryRun,
 }
 
 impl Route {
@@ -24,7 +28,10 @@ impl Route {
     }
 
     pub fn reads_body(&self) -> bool {
-        matches!(self, Route::Create | Route::Bulk | Route::Act(..) | Route::Invite)
+        matches!(
+            self,
+            Route::Create | Route::Bulk | Route::Act(..) | Route::Invite | Route::RulesDryRun
+        )
     }
 }
 
@@ -90,6 +97,8 @@ pub fn route(prefix: &str, method: &str, path: &str) -> Result<Route, ApiRespons
         }
         ["invitations"] => only("POST", Route::Invite),
         ["events"] => only("GET", Route::Events),
+        ["rules"] => only("GET", Route::Rules),
+        ["rules", "dry-run"] => only("POST", Route::RulesDryRun),
         _ => Err(error(404, "not_found", format!("no admin resource at {path:?}"))),
     }
 }

@@ -18,6 +18,7 @@
 //! | `<ns>/registrations` | this minute's self-service registrations | self-service |
 //! | `<ns>/events` | the event deliverer's view: sinks, backlog, newest events | event candidates |
 //! | `<ns>/expiring` | every approval with an end: `email;ms` lines | replica (every write) |
+//! | `<ns>/rules` | the gate configuration's registration rules, for the admin API | gate configuration at start |
 //!
 //! etcd, under the configuration's `key_prefix`:
 //!
@@ -75,6 +76,10 @@ pub fn syncer(namespace: &str) -> String {
 
 pub fn workers(namespace: &str) -> String {
     format!("{namespace}/workers")
+}
+
+pub fn rules(namespace: &str) -> String {
+    format!("{namespace}/rules")
 }
 
 pub fn expiring(namespace: &str) -> String {

@@ -75,6 +75,40 @@ impl Rule {
     }
 }
 
+/// The rules as the gate's configuration published them for the admin API
+/// (`to_api` of each); `None` when the text is not such a list.
+pub fn from_published(bytes: &[u8]) -> Option<Vec<Rule>> {
+    let list: Vec<Value> = serde_json::from_slice(bytes).ok()?;
+    list.iter().map(Rule::from_api).collect()
+}
+
+impl Rule {
+    fn from_api(value: &Value) -> Option<Rule> {
+        let matching = value.get("match")?;
+        let domain = match matching.get("domain").and_then(Value::as_str) {
+            Some(domain) => Some(DomainMatch {
+                domain: domain.to_string(),
+                subdomains: matching
+                    .get("include_subdomains")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            }),
+            None => None,
+        };
+        Some(Rule {
+            name: value.get("name")?.as_str()?.to_string(),
+            domain,
+            claims: matching
+                .get("claims")
+                .and_then(Value::as_object)
+                .map(|claims| claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            outcome: Status::parse(value.get("outcome")?.as_str()?)?,
+            expires_in_ms: value.get("expires_in_ms").and_then(Value::as_u64),
+        })
+    }
+}
+
 /// The first status of a self-registration under `rules`.
 pub fn first_status(rules: &[Rule], email: &str, claims: Option<&Map<String, Value>>) -> FirstStatus {
     match rules.iter().find(|rule| rule.matches(email, claims)) {
@@ -187,6 +221,16 @@ mod tests {
             (other.status, other.actor.as_str()),
             (Status::Requested, "self-service")
         );
+    }
+
+    #[test]
+    fn published_rules_read_back_the_same() {
+        let mut both = rule("partner.com", true);
+        both.claims = vec![("org".into(), json!("partner-x"))];
+        let rules = vec![both, rule("other.org", false)];
+        let published = serde_json::to_vec(&rules.iter().map(Rule::to_api).collect::<Vec<_>>()).unwrap();
+        assert_eq!(from_published(&published), Some(rules));
+        assert_eq!(from_published(b"[{}]"), None);
     }
 
     #[test]

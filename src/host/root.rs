@@ -18,8 +18,8 @@ use super::shared::Shared;
 use super::store::HostSharedData;
 use crate::admin::AdminConfig;
 use crate::config;
-use crate::directory::replica;
 use crate::directory::Directory;
+use crate::directory::{keys, replica};
 use crate::etcd::members::MemberIndex;
 use crate::etcd::EtcdConfig;
 use crate::events::deliverer::Deliverer;
@@ -224,6 +224,14 @@ impl GateRoot {
                 replica::read_sync_state(&HostSharedData, &namespace).is_some()
             }
         };
+        // The gate's registration rules, for the admin API (another filter
+        // configuration in Envoy) to list and dry-run.
+        if !config.admin_only {
+            let published: Vec<serde_json::Value> = config.gate.rules.iter().map(|rule| rule.to_api()).collect();
+            let bytes = serde_json::to_vec(&published).unwrap_or_default();
+            crate::directory::write_if_different(&HostSharedData, &keys::rules(&namespace), &bytes)
+                .map_err(|error| format!("cannot publish the registration rules: {error:?}"))?;
+        }
         self.events = match (&config.events, &config.directory) {
             (Some(events), Directory::Etcd(etcd)) => {
                 let me = format!("{namespace}/{}", super::shared::operation_id(now_ms()));

@@ -120,6 +120,26 @@ fn the_console_manages_developers_end_to_end() {
     browser.wait_until("alice back in Approved", LIVE, &row_present("alice@example.com", false));
     assert_eq!(gate.api_status("alice@example.com"), 200);
 
+    // Extend alice's approval: the console asks until when, and shows the end.
+    browser.open(&format!("{url}#approved"));
+    browser.click(&format!("{} button[data-action=extend]", row("alice@example.com")));
+    browser.answer_prompt("30d");
+    browser.wait_until(
+        "alice's approval end shown",
+        LIVE,
+        &format!(
+            "const r = document.querySelector('{}'); return !!r && r.textContent.includes('approval ends');",
+            row("alice@example.com")
+        ),
+    );
+    let alice = gate.developer("alice@example.com");
+    assert!(alice["expires_at"].is_string(), "{alice}");
+    assert_eq!(alice["history"].as_array().unwrap().last().unwrap()["to"], "approved");
+    browser.click(&format!("{} button.link", row("alice@example.com")));
+    browser.wait_for("#detail");
+    assert!(browser.text("#detail-facts").contains("Approval ends"));
+    browser.click("#detail button[type=submit]");
+
     // Invite: the mailto BCCs every valid address and links the registration
     // page; a malformed address is listed as refused.
     browser.open(&format!("{url}#approved"));

@@ -399,31 +399,53 @@ mod tests {
         calls
     }
 
-    #[test]
-    fn an_ended_approval_is_recorded_as_revoked_once_in_the_fleet() {
+    /// Two gateways' syncers over one etcd, the second's clock `skew_ms`
+    /// ahead; returns the etcd record of a developer whose approval ends 5 s in.
+    /// Also: whether etcd said revoked 400 ms before the end, by the true time.
+    fn expire_with_two_gateways(skew_ms: u64) -> (Developer, bool, Vec<MemoryStore>) {
         let mut etcd = FakeEtcd::default();
         let start = 10 * PRUNE_PERIOD_MS;
         let ends = start + 5000;
         let approved = Developer::register("a@x.io", Status::Approved, serde_json::Map::new(), "ops", start)
             .with_expiry(Some(ends));
         etcd.put("/dp/dev/a@x.io", &approved.to_stored());
-        // Two gateways, each its own shared data and syncer.
-        let gateways: Vec<(MemoryStore, SyncDriver)> = (0..2)
-            .map(|_| {
+        let mut gateways: Vec<(MemoryStore, SyncDriver, u64)> = [0, skew_ms]
+            .into_iter()
+            .map(|skew| {
                 let store = MemoryStore::default();
                 let driver = driver(&store, false).with_pruning("/dp/", 10 * PRUNE_PERIOD_MS);
-                (store, driver)
+                (store, driver, skew)
             })
             .collect();
-        let mut gateways = gateways;
+        let read =
+            |etcd: &FakeEtcd| Developer::from_stored("a@x.io", &etcd.kvs[&b"/dp/dev/a@x.io".to_vec()].0).unwrap();
+        let mut revoked_early = false;
         let mut now = start;
         while now < ends + 4000 {
-            for (store, driver) in &mut gateways {
-                run(driver, store, &mut etcd, now, now + 200);
+            for (store, driver, skew) in &mut gateways {
+                run(driver, store, &mut etcd, now + *skew, now + *skew + 200);
             }
             now += 200;
+            if now == ends - 400 {
+                revoked_early = read(&etcd).status == Status::Revoked;
+            }
         }
-        let stored = Developer::from_stored("a@x.io", &etcd.kvs[&b"/dp/dev/a@x.io".to_vec()].0).unwrap();
+        assert_eq!(
+            etcd.kvs.keys().filter(|k| k.starts_with(b"/dp/events/")).count(),
+            1,
+            "one event"
+        );
+        (
+            read(&etcd),
+            revoked_early,
+            gateways.into_iter().map(|(store, ..)| store).collect(),
+        )
+    }
+
+    #[test]
+    fn an_ended_approval_is_recorded_as_revoked_once_in_the_fleet() {
+        let (stored, revoked_early, stores) = expire_with_two_gateways(0);
+        assert!(!revoked_early);
         assert_eq!(stored.status, Status::Revoked);
         let by_expiry: Vec<_> = stored.history.iter().filter(|t| t.actor == "expiry").collect();
         assert_eq!(by_expiry.len(), 1, "{:?}", stored.history);
@@ -432,11 +454,20 @@ mod tests {
             .as_deref()
             .unwrap()
             .starts_with("approval expired at"));
-        for (store, _) in &gateways {
+        for store in &stores {
             assert_eq!(lookup(store, "ns", "a@x.io"), Lookup::Found(Status::Revoked));
         }
-        // And the change log has the event.
-        assert_eq!(etcd.kvs.keys().filter(|k| k.starts_with(b"/dp/events/")).count(), 1);
+    }
+
+    /// Clock skew: every gateway decides by its own clock. One a second ahead
+    /// records the revocation a second early (by the true time); the other does
+    /// not record it again.
+    #[test]
+    fn with_a_clock_a_second_ahead_the_end_is_recorded_once_and_a_second_early() {
+        let (stored, revoked_early, _) = expire_with_two_gateways(1000);
+        let by_expiry: Vec<_> = stored.history.iter().filter(|t| t.actor == "expiry").collect();
+        assert_eq!(by_expiry.len(), 1, "{:?}", stored.history);
+        assert!(revoked_early, "the gateway ahead recorded it before the true end");
     }
 
     #[test]

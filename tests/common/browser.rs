@@ -227,6 +227,21 @@ impl Browser {
         (status == 200).then(|| answer["value"].as_str().unwrap_or_default().to_string())
     }
 
+    /// Answers the page's `window.prompt` with `text` (waits for it first).
+    pub fn answer_prompt(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.alert().is_none() {
+            assert!(std::time::Instant::now() < deadline, "no prompt appeared");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.call(
+            "POST",
+            &self.session_path("/alert/text"),
+            Some(serde_json::json!({"text": text})),
+        );
+        self.call("POST", &self.session_path("/alert/accept"), Some(serde_json::json!({})));
+    }
+
     pub fn screenshot(&self, path: &std::path::Path) {
         let png = self.call("GET", &self.session_path("/screenshot"), None);
         let bytes = devportal_b64_decode(png.as_str().unwrap_or_default());

@@ -7,7 +7,9 @@
 const BASE = location.pathname.replace(/\/+$/, "");
 const TOKEN_KEY = "devportal-admin-token";
 const STATUSES = ["approved", "requested", "rejected", "revoked"];
-const LABELS = { accept: "Accept", reject: "Reject", revoke: "Revoke", reapprove: "Re-approve", approve: "Approve", delete: "Delete" };
+const LABELS = { accept: "Accept", reject: "Reject", revoke: "Revoke", reapprove: "Re-approve", approve: "Approve", delete: "Delete", extend: "Extend" };
+// "90d", "12h": a duration; anything else is sent as an instant (RFC 3339, UTC).
+const DURATION = /^\d+[dhms]$/;
 const CONFIRM = new Set(["reject", "revoke", "delete"]);
 const PER_PAGE = 50;
 const POLL_MS = 1000;
@@ -171,7 +173,8 @@ function renderRows() {
     if (developer.status === "approved" && PLAIN_ADDRESS.test(developer.email)) {
       cellActions.append(el("a", "Email Developer", { href: "mailto:" + developer.email, class: "button" }));
     }
-    row.append(cellPick, cellName, el("td", when(developer.updated_at)), cellActions);
+    const updated = when(developer.updated_at) + (developer.expires_at ? " · approval ends " + when(developer.expires_at) : "");
+    row.append(cellPick, cellName, el("td", updated), cellActions);
     rows.append(row);
   }
   $("select-all").checked = state.developers.length > 0 && state.selected.size === state.developers.length;
@@ -196,6 +199,11 @@ function confirmAction(title, text) {
 
 async function act(email, action) {
   let body = {};
+  if (action === "extend") {
+    const until = window.prompt(`Extend the approval of ${email} until (a duration like 90d, or 2027-03-31T00:00:00Z):`, "90d");
+    if (!until) return;
+    if (DURATION.test(until.trim())) body.expires_in = until.trim(); else body.expires_at = until.trim();
+  }
   if (CONFIRM.has(action)) {
     const answer = await confirmAction(`${LABELS[action]} ${email}?`, `This ${action === "delete" ? "deletes" : "changes"} the developer; it is recorded in the history.`);
     if (!answer) return;
@@ -224,7 +232,8 @@ async function showDetail(email) {
   const facts = $("detail-facts");
   facts.replaceChildren();
   const metadata = Object.entries(developer.metadata || {}).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join("; ");
-  for (const [term, value] of [["Status", developer.status], ["Registered", when(developer.created_at)], ["Last change", when(developer.updated_at)], ["Metadata", metadata || "none"]]) {
+  const ends = developer.status === "approved" ? (developer.expires_at ? when(developer.expires_at) : "never") : "n/a";
+  for (const [term, value] of [["Status", developer.status], ["Registered", when(developer.created_at)], ["Last change", when(developer.updated_at)], ["Approval ends", ends], ["Metadata", metadata || "none"]]) {
     facts.append(el("dt", term), el("dd", value));
   }
   const history = $("detail-history");

@@ -85,16 +85,16 @@ pub fn from_published(bytes: &[u8]) -> Option<Vec<Rule>> {
 impl Rule {
     fn from_api(value: &Value) -> Option<Rule> {
         let matching = value.get("match")?;
-        let domain = match matching.get("domain").and_then(Value::as_str) {
-            Some(domain) => Some(DomainMatch {
+        let domain = matching
+            .get("domain")
+            .and_then(Value::as_str)
+            .map(|domain| DomainMatch {
                 domain: domain.to_string(),
                 subdomains: matching
                     .get("include_subdomains")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
-            }),
-            None => None,
-        };
+            });
         Some(Rule {
             name: value.get("name")?.as_str()?.to_string(),
             domain,

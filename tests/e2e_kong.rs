@@ -536,3 +536,60 @@ fn kong_delivers_signed_events() {
     assert_eq!(view["sinks"][0]["name"], "receiver", "{view}");
     kong.assert_no_crash();
 }
+
+/// Registration rules and an approval's end in Kong's engine: a partner's
+/// registration passes at once; an approval that ends is refused from the
+/// instant (Kong's style answers as for a revoked developer) and recorded as
+/// revoked by `expiry` in etcd.
+#[test]
+#[cfg_attr(
+    not(kong_engine),
+    ignore = "Kong's engine (../shared/kong-engine) is not on this machine"
+)]
+fn kong_applies_registration_rules_and_approval_ends() {
+    let etcd = Etcd::start("kong-rules", common::free_port());
+    let (mut gate, admin_config, token) = etcd_configs(etcd.port);
+    gate["registration"] = json!({"rules": [
+        {"name": "partners", "match": {"domain": "partner-x.com"}, "outcome": "approved"}
+    ]});
+    let kong = Kong::start("rules", &gate, Some(&admin_config), 2);
+    wait_until("first sync in Kong", Duration::from_secs(20), || {
+        status(kong.port, "/api/orders", "alice@example.com") == 200
+    });
+    assert_eq!(status(kong.port, "/portal/home", "ann@partner-x.com"), 307);
+    assert_eq!(status(kong.port, "/api/orders", "ann@partner-x.com"), 200);
+    let ann = admin(&kong, &token, "GET", "/developers/ann@partner-x.com", None).json();
+    assert_eq!(ann["developer"]["history"][0]["actor"], "rule:partners");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let ends = now + 2000;
+    let at = devportal_gate::encoding::clock::rfc3339(ends);
+    let accepted = admin(
+        &kong,
+        &token,
+        "POST",
+        "/developers/bob@example.com/accept",
+        Some(&json!({"expires_at": at}).to_string()),
+    );
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(status(kong.port, "/api/orders", "bob@example.com"), 200);
+    let refused = wait_until("bob refused after the end", Duration::from_secs(5), || {
+        status(kong.port, "/api/orders", "bob@example.com") == 401
+    });
+    let since_end = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64)
+        .saturating_sub(ends);
+    println!("refused {since_end} ms after the end (waited {refused:?})");
+    assert!(since_end < 1000);
+    let answer = Request::get("/api/orders").user("bob@example.com").send(kong.port);
+    assert_eq!(answer.json()["message"], "Unauthorized: Developer status \"REVOKED\"");
+    wait_until("the end recorded in etcd", Duration::from_secs(5), || {
+        admin(&kong, &token, "GET", "/developers/bob@example.com", None).json()["developer"]["status"] == "revoked"
+    });
+    kong.assert_no_crash();
+}

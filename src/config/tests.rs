@@ -386,21 +386,52 @@ fn registration_rules_are_validated_and_name_the_field() {
     value["approvals"] = json!({"default_expires_in": "30d", "max_expires_in": "365d"});
     let config = compile_value(&value).unwrap();
     let compiled = &config.gate.rules[0];
-    assert_eq!(compiled.domain.as_ref().unwrap().domain, "partner.com", "trimmed, lower-case");
+    assert_eq!(
+        compiled.domain.as_ref().unwrap().domain,
+        "partner.com",
+        "trimmed, lower-case"
+    );
     assert_eq!(compiled.expires_in_ms, Some(90 * 86_400_000));
     assert_eq!(config.approvals.max_ms, Some(365 * 86_400_000));
 
     let cases = [
-        (json!([{"name": "a", "match": {"domain": "x.io"}, "outcome": "approved", "colour": 1}]), "registration.rules[0].colour"),
-        (json!([{"name": "a", "match": {}, "outcome": "approved"}]), "registration.rules[0].match"),
-        (json!([{"name": "a", "match": {"domain": "partner"}, "outcome": "approved"}]), "registration.rules[0].match.domain"),
-        (json!([{"name": "a", "match": {"domain": "evil..io"}, "outcome": "approved"}]), "registration.rules[0].match.domain"),
+        (
+            json!([{"name": "a", "match": {"domain": "x.io"}, "outcome": "approved", "colour": 1}]),
+            "registration.rules[0].colour",
+        ),
+        (
+            json!([{"name": "a", "match": {}, "outcome": "approved"}]),
+            "registration.rules[0].match",
+        ),
+        (
+            json!([{"name": "a", "match": {"domain": "partner"}, "outcome": "approved"}]),
+            "registration.rules[0].match.domain",
+        ),
+        (
+            json!([{"name": "a", "match": {"domain": "evil..io"}, "outcome": "approved"}]),
+            "registration.rules[0].match.domain",
+        ),
         (json!([rule, rule]), "registration.rules[1].name"),
-        (json!([{"name": "a", "match": {"claims": {"org": "x"}}, "outcome": "approved"}]), "registration.rules[0].match.claims"),
-        (json!([{"name": "a", "match": {"domain": "x.io"}, "outcome": "rejected", "expires_in": "1d"}]), "registration.rules[0].expires_in"),
-        (json!([{"name": "a", "match": {"domain": "x.io"}, "outcome": "revoked"}]), "registration.rules[0].outcome"),
-        (json!([{"name": "a", "match": {"domain": "x.io"}, "outcome": "approved", "expires_in": "400d"}]), "registration.rules[0].expires_in"),
-        (json!([{"name": "a", "match": {"include_subdomains": true}, "outcome": "approved"}]), "registration.rules[0].match.include_subdomains"),
+        (
+            json!([{"name": "a", "match": {"claims": {"org": "x"}}, "outcome": "approved"}]),
+            "registration.rules[0].match.claims",
+        ),
+        (
+            json!([{"name": "a", "match": {"domain": "x.io"}, "outcome": "rejected", "expires_in": "1d"}]),
+            "registration.rules[0].expires_in",
+        ),
+        (
+            json!([{"name": "a", "match": {"domain": "x.io"}, "outcome": "revoked"}]),
+            "registration.rules[0].outcome",
+        ),
+        (
+            json!([{"name": "a", "match": {"domain": "x.io"}, "outcome": "approved", "expires_in": "400d"}]),
+            "registration.rules[0].expires_in",
+        ),
+        (
+            json!([{"name": "a", "match": {"include_subdomains": true}, "outcome": "approved"}]),
+            "registration.rules[0].match.include_subdomains",
+        ),
     ];
     for (rules, field) in cases {
         let mut value = value.clone();
@@ -410,11 +441,19 @@ fn registration_rules_are_validated_and_name_the_field() {
     }
     let mut bad_approvals = value.clone();
     bad_approvals["approvals"] = json!({"default_expires_in": "400d", "max_expires_in": "365d"});
-    assert_eq!(compile_value(&bad_approvals).unwrap_err().field, "approvals.default_expires_in");
+    assert_eq!(
+        compile_value(&bad_approvals).unwrap_err().field,
+        "approvals.default_expires_in"
+    );
     // Claims with a JWT identity are fine.
     let mut jwt = value.clone();
     jwt["identity"] = json!({"source": "jwt_payload"});
-    jwt["registration"] = json!({"rules": [{"name": "verified", "match": {"claims": {"email_verified": true}}, "outcome": "approved"}]});
+    jwt["registration"] =
+        json!({"rules": [{"name": "verified", "match": {"claims": {"email_verified": true}}, "outcome": "approved"}]});
     let config = compile_value(&jwt).unwrap();
-    assert_eq!(config.gate.rules[0].expires_in_ms, Some(30 * 86_400_000), "the default end for approvals");
+    assert_eq!(
+        config.gate.rules[0].expires_in_ms,
+        Some(30 * 86_400_000),
+        "the default end for approvals"
+    );
 }

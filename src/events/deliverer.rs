@@ -404,14 +404,11 @@ impl Deliverer {
             });
             let stored = ranges.next().map(|r| r.kvs).unwrap_or_default();
             // A candidate shows what the holder last saved.
-            for (index, config) in self.config.sinks.iter().enumerate() {
-                let key = self.sink_key(&config.name);
-                let record = stored
-                    .iter()
-                    .find(|kv| kv.key == key)
-                    .and_then(|kv| serde_json::from_slice::<SinkRecord>(&kv.value).ok());
-                if let (Some(sink), Some(record)) = (self.sinks.get_mut(index), record) {
-                    sink.record = record;
+            for index in 0..self.sinks.len() {
+                if let Some(record) = self.stored_record(&stored, index) {
+                    if let Some(sink) = self.sinks.get_mut(index) {
+                        sink.record = record;
+                    }
                 }
             }
         }
@@ -434,12 +431,8 @@ impl Deliverer {
     /// A new holder starts every sink where the stored record says; a sink
     /// never delivered to starts at the present.
     fn start_from(&mut self, stored: &[Kv], revision: u64, now: u64) {
-        for (index, config) in self.config.sinks.iter().enumerate() {
-            let key = self.sink_key(&config.name);
-            let record = stored
-                .iter()
-                .find(|kv| kv.key == key)
-                .and_then(|kv| serde_json::from_slice::<SinkRecord>(&kv.value).ok());
+        for index in 0..self.sinks.len() {
+            let record = self.stored_record(stored, index);
             let Some(sink) = self.sinks.get_mut(index) else {
                 continue;
             };
@@ -456,6 +449,13 @@ impl Deliverer {
                 ..SinkState::default()
             };
         }
+    }
+
+    /// Sink `index`'s record among the stored ones, if readable.
+    fn stored_record(&self, stored: &[Kv], index: usize) -> Option<SinkRecord> {
+        let key = self.sink_key(&self.config.sinks.get(index)?.name);
+        let kv = stored.iter().find(|kv| kv.key == key)?;
+        serde_json::from_slice(&kv.value).ok()
     }
 
     // ---- Finding events ---------------------------------------------------------------

@@ -50,12 +50,17 @@ pub fn read_answer(etcd: &EtcdConfig, member: MemberIndex, body_size: usize) -> 
     answer
 }
 
-fn read_call_response(body_size: usize) -> Result<(u32, Vec<u8>), EtcdError> {
-    let status = abi::header_value(Map::CallResponseHeaders, ":status")
+/// The `:status` of the call that just answered; none: it failed on the way.
+pub fn call_status() -> Result<u32, EtcdError> {
+    abi::header_value(Map::CallResponseHeaders, ":status")
         .ok()
         .flatten()
         .and_then(|status| std::str::from_utf8(&status).ok()?.parse::<u32>().ok())
-        .ok_or_else(|| EtcdError::Unreachable("no answer (connection failed or timed out)".to_string()))?;
+        .ok_or_else(|| EtcdError::Unreachable("no answer (connection failed or timed out)".to_string()))
+}
+
+fn read_call_response(body_size: usize) -> Result<(u32, Vec<u8>), EtcdError> {
+    let status = call_status()?;
     let body = abi::buffer(Buffer::CallResponseBody, 0, body_size)
         .map_err(|status| EtcdError::Unreachable(format!("cannot read the answer: {status}")))?;
     // The proxy's own answer (a refused connection, a timeout) is not etcd's.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 
-use super::abi::{self, Buffer, Map};
+use super::abi::{self, Buffer};
 use super::etcd_call;
 use super::store::HostSharedData;
 use crate::directory::keys;
@@ -120,11 +120,7 @@ fn dispatch_to_sink(request: &SinkRequest) -> Result<u32, String> {
 
 /// A receiver's status and the start of its body; none: no answer.
 fn read_sink_answer(body_size: usize) -> Result<(u32, Vec<u8>), EtcdError> {
-    let status = abi::header_value(Map::CallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|status| std::str::from_utf8(&status).ok()?.parse::<u32>().ok())
-        .ok_or_else(|| EtcdError::Unreachable("no answer (connection failed or timed out)".into()))?;
+    let status = etcd_call::call_status()?;
     let body = abi::buffer(Buffer::CallResponseBody, 0, body_size.min(512)).unwrap_or_default();
     Ok((status, body))
 }

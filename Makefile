@@ -94,12 +94,14 @@ unit:
 
 # Every suite on Envoy 1.40, Kong's engine (tests/e2e_kong.rs, when
 # ../shared/kong-engine is there) and the host; then the Envoy suites again on
-# the oldest Envoy claimed; then the soak, shortened to 60 s (every fault once).
+# the oldest Envoy claimed (without the 100k-developer test: a measure of
+# scale, not of the host, and a minute of the time budget); then the soak,
+# shortened to 60 s (every fault once).
 ENVOY_SUITES := --test e2e_demo --test e2e_etcd --test e2e_jwt --test e2e_variants --test e2e_hostile --test e2e_faults --test e2e_events --test e2e_rules --test config_files
 test: setup $(ENVOY_OLDEST) $(CHROMEDRIVER) build lint
 	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test
 	@echo "== the Envoy suites again, on Envoy $(ENVOY_OLDEST_VERSION) =="
-	ENVOY_BIN=$(abspath $(ENVOY_OLDEST)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test $(ENVOY_SUITES)
+	ENVOY_BIN=$(abspath $(ENVOY_OLDEST)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) cargo test $(ENVOY_SUITES) -- --skip a_directory_of_100k_developers
 	@echo "== the soak, short: 60 s =="
 	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) SOAK_SECONDS=60 \
 	  cargo test --test soak -- --ignored --nocapture

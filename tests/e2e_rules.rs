@@ -154,16 +154,18 @@ fn an_approval_that_ends_is_refused_everywhere_at_once_and_revoked_once() {
     let deadline = Instant::now() + Duration::from_secs(8);
     while refused_at.iter().any(Option::is_none) && Instant::now() < deadline {
         for (i, gw) in [&a, &b].into_iter().enumerate() {
+            // The gate decided between `sent` and `done`, by the same clock.
             let sent = now_ms();
             let answer = api(gw, "bob@example.com");
+            let done = now_ms();
             if answer.status == 200 {
                 assert!(
-                    sent < ends + 5,
+                    sent < ends,
                     "gateway {i} let bob through {} ms after his approval ended",
                     sent - ends
                 );
             } else if refused_at[i].is_none() {
-                assert!(sent + 5 >= ends, "gateway {i} refused bob before his approval ended");
+                assert!(done >= ends, "gateway {i} refused bob before his approval ended");
                 assert_eq!(answer.status, 403);
                 assert_eq!(answer.json()["status"], "expired", "{}", answer.body);
                 assert_eq!(answer.json()["expired_at"], at.as_str());

@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::demo::gateway_with;
-use common::receiver::Receiver;
+use common::receiver::{demo_with_events, Receiver};
 use common::{wait_until, Etcd};
 use serde_json::json;
 
@@ -41,13 +41,7 @@ fn event_delivery_rate_and_lag() {
     });
     let port = receiver.port;
     let gw = gateway_with("bench-events", etcd.port, move |config| {
-        config
-            .replace("\"directory\": {", &format!("\"events\": {events}, \"directory\": {{"))
-            .replacen(
-                "  clusters:\n",
-                &format!("  clusters:\n  - name: events_receiver\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: events_receiver\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"),
-                1,
-            )
+        demo_with_events(config, &events, port)
     });
     gw.wait_synced();
     std::thread::sleep(Duration::from_secs(2));

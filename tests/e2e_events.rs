@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::demo::{gateway_with, Gateway};
-use common::receiver::{decode_secret, verify, Receiver};
+use common::receiver::{decode_secret, demo_with_events, verify, Receiver};
 use common::{wait_until, Etcd, Request};
 use serde_json::{json, Value};
 
@@ -25,17 +25,7 @@ fn gateway(name: &str, etcd: &Etcd, receiver: &Receiver, secret: &str) -> Gatewa
         "sinks": [{"name": "receiver", "upstream": "events_receiver", "path": "/hooks/devportal", "timeout_ms": 1000}]
     });
     let port = receiver.port;
-    let gateway = gateway_with(name, etcd.port, move |config| {
-        let config = config.replace("\"directory\": {", &format!("\"events\": {events}, \"directory\": {{"));
-        assert_eq!(config.matches("\"events\":").count(), 2);
-        config.replacen(
-            "  clusters:\n",
-            &format!(
-                "  clusters:\n  - name: events_receiver\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: events_receiver\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
-            ),
-            1,
-        )
-    });
+    let gateway = gateway_with(name, etcd.port, move |config| demo_with_events(config, &events, port));
     gateway.wait_synced();
     gateway
 }

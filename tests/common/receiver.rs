@@ -123,6 +123,25 @@ impl Drop for Receiver {
     }
 }
 
+/// The demo's Envoy configuration (`filter-config/envoy/demo.yaml`) with
+/// `events` in both filter configurations and a cluster `events_receiver` that
+/// reaches the receiver on `port`.
+pub fn demo_with_events(config: String, events: &Value, port: u16) -> String {
+    let config = config.replace("\"directory\": {", &format!("\"events\": {events}, \"directory\": {{"));
+    assert_eq!(
+        config.matches("\"events\":").count(),
+        2,
+        "events in both filter configurations"
+    );
+    config.replacen(
+        "  clusters:\n",
+        &format!(
+            "  clusters:\n  - name: events_receiver\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: events_receiver\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+        ),
+        1,
+    )
+}
+
 pub fn decode_secret(secret: &str) -> Vec<u8> {
     devportal_gate::encoding::base64::decode(
         devportal_gate::encoding::base64::Alphabet::Standard,

@@ -2,9 +2,9 @@
 //!
 //! Pure logic: the host glue authenticates with `authenticate` (`auth`), routes
 //! with `route` (`routes`), and then drives a `Step` machine: `start` answers at
-//! once (`reads`, served from the replica in shared data; `invitations`) or asks
-//! for one etcd call; each answer goes to `resume`, which answers or asks for the
-//! next call (`writes`: the one write protocol). Bodies are parsed in `bodies`.
+//! once (health, rules, `invitations`) or asks for one etcd call (`reads`: a
+//! developer's document is read from etcd; `writes`: the one write protocol);
+//! each answer goes to `resume`, which answers or asks for the next call. Bodies are parsed in `bodies`.
 //! A write is answered only once etcd committed it and this gateway's replica
 //! holds it.
 
@@ -123,21 +123,9 @@ fn start_inner(
             200,
             json!({"actor": actor, "writable": ctx.key_prefix().is_some()}),
         ))),
-        Route::List => list(ctx, query).map(Step::Respond),
-        Route::Get(email) => {
-            let (revision, developer) = read(ctx, &email)?;
-            Ok(Step::Respond(answer(
-                200,
-                json!({"developer": developer.to_api(revision)}),
-            )))
-        }
-        Route::Mailto(email) => {
-            read(ctx, &email)?;
-            Ok(Step::Respond(answer(
-                200,
-                json!({"email": email, "mailto": mailto::to_developer(&email)}),
-            )))
-        }
+        Route::List => list(ctx, query),
+        Route::Get(email) => Ok(read_developers(ctx, ReadShape::Developer, vec![email])),
+        Route::Mailto(email) => Ok(read_developers(ctx, ReadShape::Mailto, vec![email])),
         Route::Invite => invite(ctx, body).map(Step::Respond),
         Route::Events => events(ctx).map(Step::Respond),
         Route::Rules => Ok(Step::Respond(answer(
@@ -217,6 +205,7 @@ pub fn resume(ctx: &AdminContext<'_>, task: Task, etcd_answer: Result<(u32, Vec<
         return Step::Respond(error(500, "internal", "an etcd answer arrived for a static directory"));
     };
     match task {
+        Task::Read(task) => read_more(prefix, *task, etcd_answer),
         Task::Create(mut task) => match create(ctx, prefix, &mut task, etcd_answer) {
             Ok(call) => Step::Call(call, Box::new(Task::Create(task))),
             Err(response) => Step::Respond(response),

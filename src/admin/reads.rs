@@ -1,9 +1,38 @@
-//! The admin API's reads, served from this gateway's replica: a tab with its
-//! counts, one developer, health.
+//! The admin API's reads. A gateway's replica holds only what the gate needs
+//! (one record per developer) and the tabs' order; a developer's document
+//! (metadata, history) is read from etcd, the directory's truth: one developer,
+//! or the developers of one page of a tab, a chunk of `READ_CHUNK` per
+//! transaction. While etcd cannot answer, such a read answers 503, like a
+//! write. A static directory has no etcd: its developers are read from the
+//! records the configuration seeded.
 
 use serde_json::{json, Map, Value};
 
 use super::*;
+
+/// Developers read per etcd transaction: under etcd's default `--max-txn-ops` (128).
+pub const READ_CHUNK: usize = 100;
+
+/// A read waiting for etcd: the developers of `emails`, in that order.
+pub struct ReadTask {
+    pub(super) shape: ReadShape,
+    pub(super) emails: Vec<String>,
+    /// The chunk in flight: `emails[chunk.0..chunk.1]`.
+    pub(super) chunk: (usize, usize),
+    pub(super) found: Vec<Value>,
+    /// Whether the chunk in flight was already sent again after a failure on the way.
+    pub(super) retried: bool,
+}
+
+/// What the answer to a read looks like.
+pub(super) enum ReadShape {
+    /// `{"developer": ...}`; 404 when there is none.
+    Developer,
+    /// `{"email", "mailto"}`; 404 when there is no such developer.
+    Mailto,
+    /// A page of a tab: these fields, and `developers`.
+    Page(Map<String, Value>),
+}
 
 pub(super) fn writable<'c>(ctx: &'c AdminContext<'_>) -> Result<&'c str, ApiResponse> {
     ctx.key_prefix().ok_or_else(|| {
@@ -15,15 +44,129 @@ pub(super) fn writable<'c>(ctx: &'c AdminContext<'_>) -> Result<&'c str, ApiResp
     })
 }
 
-pub(super) fn read(ctx: &AdminContext<'_>, email: &str) -> Result<(u64, Developer), ApiResponse> {
-    match replica::read_doc(ctx.store, ctx.namespace, email) {
-        Ok(Some(found)) => Ok(found),
-        Ok(None) => Err(error(404, "not_found", format!("no developer {email:?}"))),
-        Err(why) => Err(error(503, "directory_unavailable", why.to_string())),
+/// Starts reading `emails` for an answer shaped as `shape`.
+pub(super) fn read_developers(ctx: &AdminContext<'_>, shape: ReadShape, emails: Vec<String>) -> Step {
+    let mut task = ReadTask {
+        shape,
+        emails,
+        chunk: (0, 0),
+        found: Vec::new(),
+        retried: false,
+    };
+    let Some(prefix) = ctx.key_prefix() else {
+        // A static directory: every developer is the configuration's record.
+        task.found = task
+            .emails
+            .iter()
+            .filter_map(|email| static_developer(ctx, email))
+            .map(|developer| developer.to_api(0))
+            .collect();
+        return Step::Respond(read_answer(task));
+    };
+    match chunk_from(prefix, &mut task, 0) {
+        Some(call) => Step::Call(call, Box::new(Task::Read(Box::new(task)))),
+        None => Step::Respond(read_answer(task)),
     }
 }
 
-pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiResponse, ApiResponse> {
+/// A static directory's developer, as the configuration made it.
+fn static_developer(ctx: &AdminContext<'_>, email: &str) -> Option<Developer> {
+    match crate::directory::lookup(ctx.store, ctx.namespace, email) {
+        crate::directory::Lookup::Found(status) => {
+            Some(Developer::register(email, status, Map::new(), "configuration", 0))
+        }
+        _ => None,
+    }
+}
+
+/// The transaction that reads the chunk of `task.emails` from `start`; `None`
+/// when there is none left.
+fn chunk_from(prefix: &str, task: &mut ReadTask, start: usize) -> Option<EtcdRequest> {
+    let ops: Vec<Value> = task
+        .emails
+        .get(start..)?
+        .iter()
+        .take(READ_CHUNK)
+        .map(|email| etcd::op_get(&keys::etcd_developer(prefix, email)))
+        .collect();
+    if ops.is_empty() {
+        return None;
+    }
+    task.chunk = (start, start + ops.len());
+    Some(etcd::txn(vec![], ops, vec![]))
+}
+
+/// Feeds etcd's answer to a read: the next chunk, or the answer.
+pub(super) fn read_more(prefix: &str, mut task: ReadTask, etcd_answer: Result<(u32, Vec<u8>), EtcdError>) -> Step {
+    match etcd_answer.and_then(|(status, body)| etcd::parse_txn_reads(status, &body)) {
+        Ok(reads) => {
+            for kv in reads
+                .ranges
+                .into_iter()
+                .filter_map(|range| range.kvs.into_iter().next())
+            {
+                let Some(email) = kv
+                    .key
+                    .strip_prefix(keys::etcd_developers(prefix).as_bytes())
+                    .and_then(|suffix| std::str::from_utf8(suffix).ok())
+                else {
+                    continue;
+                };
+                // A value that is not a developer is left out of the answer
+                // (the gate refuses that developer, see `replica::Entry::Unreadable`).
+                if let Ok(developer) = Developer::from_stored(email, &kv.value) {
+                    task.found.push(developer.to_api(kv.mod_revision));
+                }
+            }
+        }
+        Err(why) if why.transport() && !task.retried => {
+            // Reads are idempotent: once more, maybe through another member.
+            task.retried = true;
+            let again = task.chunk.0;
+            if let Some(call) = chunk_from(prefix, &mut task, again) {
+                return Step::Call(call, Box::new(Task::Read(Box::new(task))));
+            }
+        }
+        Err(why) => {
+            return Step::Respond(error(
+                503,
+                "directory_unavailable",
+                format!("the directory (etcd) cannot be read: {why}"),
+            ))
+        }
+    }
+    task.retried = false;
+    let next = task.chunk.1;
+    match chunk_from(prefix, &mut task, next) {
+        Some(call) => Step::Call(call, Box::new(Task::Read(Box::new(task)))),
+        None => Step::Respond(read_answer(task)),
+    }
+}
+
+/// The answer once every developer of a read was read.
+fn read_answer(task: ReadTask) -> ApiResponse {
+    let ReadTask {
+        shape, emails, found, ..
+    } = task;
+    match shape {
+        ReadShape::Developer | ReadShape::Mailto => {
+            let email = emails.into_iter().next().unwrap_or_default();
+            let Some(developer) = found.into_iter().next() else {
+                return error(404, "not_found", format!("no developer {email:?}"));
+            };
+            match shape {
+                ReadShape::Mailto => answer(200, json!({"email": email, "mailto": mailto::to_developer(&email)})),
+                _ => answer(200, json!({ "developer": developer })),
+            }
+        }
+        ReadShape::Page(mut fields) => {
+            fields.insert("developers".into(), Value::Array(found));
+            answer(200, Value::Object(fields))
+        }
+    }
+}
+
+pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<Step, ApiResponse> {
     let mut status = None;
     let mut page = 1usize;
     let mut per_page = DEFAULT_PER_PAGE;
@@ -108,15 +251,15 @@ pub(super) fn list(ctx: &AdminContext<'_>, query: Option<&str>) -> Result<ApiRes
         };
         counts.insert(tab.as_str().to_string(), json!(size));
     }
-    let developers: Vec<Value> = emails
-        .iter()
-        .filter_map(|email| replica::read_doc(ctx.store, ctx.namespace, email).ok().flatten())
-        .map(|(revision, developer)| developer.to_api(revision))
-        .collect();
-    Ok(answer(
-        200,
-        json!({"status": status, "page": page, "per_page": per_page, "total": total, "counts": counts, "developers": developers}),
-    ))
+    let fields = json!({"status": status, "page": page, "per_page": per_page, "total": total, "counts": counts});
+    Ok(read_developers(ctx, page_shape(fields), emails))
+}
+
+fn page_shape(fields: Value) -> ReadShape {
+    match fields {
+        Value::Object(fields) => ReadShape::Page(fields),
+        _ => ReadShape::Page(Map::new()),
+    }
 }
 
 /// `GET <prefix>/developers?expiring_within=30d`: approvals that end within
@@ -127,7 +270,7 @@ fn list_expiring(
     search: Option<&str>,
     page: usize,
     per_page: usize,
-) -> Result<ApiResponse, ApiResponse> {
+) -> Result<Step, ApiResponse> {
     let unavailable = |why: crate::directory::WriteError| error(503, "directory_unavailable", why.to_string());
     let until = ctx.now_ms.saturating_add(within_ms);
     let due: Vec<(String, u64)> = replica::expiring(ctx.store, ctx.namespace)
@@ -135,17 +278,14 @@ fn list_expiring(
         .into_iter()
         .filter(|(email, ms)| *ms <= until && search.is_none_or(|part| email.contains(part)))
         .collect();
-    let developers: Vec<Value> = due
+    let emails: Vec<String> = due
         .iter()
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
-        .filter_map(|(email, _)| replica::read_doc(ctx.store, ctx.namespace, email).ok().flatten())
-        .map(|(revision, developer)| developer.to_api(revision))
+        .map(|(email, _)| email.clone())
         .collect();
-    Ok(answer(
-        200,
-        json!({"status": "approved", "expiring_before": rfc3339(until), "page": page, "per_page": per_page, "total": due.len(), "developers": developers}),
-    ))
+    let fields = json!({"status": "approved", "expiring_before": rfc3339(until), "page": page, "per_page": per_page, "total": due.len()});
+    Ok(read_developers(ctx, page_shape(fields), emails))
 }
 
 /// Served without a token: it tells whether the replica is loaded and how old it is.

@@ -555,3 +555,55 @@ fn creates_survive_lost_answers_too() {
 fn self_service() -> crate::directory::rules::FirstStatus {
     crate::directory::rules::first_status(&[], "", None)
 }
+
+/// A developer's document and a page of a tab are read from etcd (the replica
+/// holds only records and the tabs' order): a page of more than one chunk, a
+/// read that fails once on the way, an absent developer, and etcd gone.
+#[test]
+fn reads_come_from_etcd_in_chunks() {
+    let (config, directory, store) = (config(), etcd_directory(), MemoryStore::default());
+    let ctx = context(&config, &directory, &store);
+    let mut etcd = FakeEtcd::default();
+    let mut listed = std::collections::BTreeMap::new();
+    for i in 0..250u64 {
+        let email = format!("d{i:03}@x.io");
+        let developer = Developer::register(&email, Status::Approved, Map::new(), "t", i);
+        etcd.put(&format!("/dp/dev/{email}"), &developer.to_stored());
+        let listed_as = replica::Listed {
+            status: Some(Status::Approved),
+            updated_ms: i,
+        };
+        listed.insert(email, listed_as);
+    }
+    replica::write_lists(&store, "ns", &listed, replica::Tabs::ALL).unwrap();
+
+    let step = start(&ctx, Route::List, Some("status=approved&per_page=240"), b"", "ops");
+    let ((status, body), calls) = drive(&ctx, &mut etcd, step, &[Fate::Answered, Fate::NotSent]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(calls, 4, "three chunks of at most {READ_CHUNK}, the second sent twice");
+    let emails: Vec<&str> = body["developers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails.len(), 240);
+    assert_eq!((emails[0], emails[239]), ("d249@x.io", "d010@x.io"), "newest first");
+    assert_eq!(body["total"], 250);
+    assert!(body["developers"][0]["revision"].as_u64().unwrap() > 0);
+
+    let step = start(&ctx, Route::Get("d007@x.io".into()), None, b"", "ops");
+    let ((status, body), _) = drive(&ctx, &mut etcd, step, &[]);
+    assert_eq!((status, body["developer"]["email"].as_str()), (200, Some("d007@x.io")));
+    let step = start(&ctx, Route::Get("nobody@x.io".into()), None, b"", "ops");
+    assert_eq!(drive(&ctx, &mut etcd, step, &[]).0 .0, 404);
+    let step = start(&ctx, Route::Mailto("nobody@x.io".into()), None, b"", "ops");
+    assert_eq!(drive(&ctx, &mut etcd, step, &[]).0 .0, 404);
+    // etcd cannot answer twice: 503, like a write.
+    let step = start(&ctx, Route::Get("d007@x.io".into()), None, b"", "ops");
+    let ((status, body), calls) = drive(&ctx, &mut etcd, step, &[Fate::Lost, Fate::Lost]);
+    assert_eq!(
+        (status, body["error"].as_str(), calls),
+        (503, Some("directory_unavailable"), 2)
+    );
+}

@@ -21,6 +21,8 @@ pub enum Step {
 
 /// A request waiting for etcd.
 pub enum Task {
+    /// Boxed: a read's envelope makes it the largest.
+    Read(Box<ReadTask>),
     Create(CreateTask),
     Act(ActTask),
     Bulk(BulkTask),

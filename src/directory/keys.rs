@@ -8,7 +8,6 @@
 //! | key | holds | written by |
 //! |---|---|---|
 //! | `<ns>/dev/<email>` | the one-read record the gate looks up | seed, syncer, admin |
-//! | `<ns>/doc/<email>` | `<revision>\n<stored JSON>` for the admin API | syncer, admin |
 //! | `<ns>/list/<status>` | a tab: e-mails, newest change first | syncer |
 //! | `<ns>/index` | every e-mail the replica holds | syncer |
 //! | `<ns>/sync` | the etcd revision the replica reflects, when it agreed | syncer |
@@ -41,17 +40,13 @@ pub fn developer(namespace: &str, email: &str) -> String {
     key
 }
 
-pub fn doc(namespace: &str, email: &str) -> String {
-    format!("{namespace}/doc/{email}")
-}
-
 /// Keys that belong to one developer: a client chooses their names. Every
 /// other key is the filter's own, and takes its slot back from a developer's
 /// value on a host that confuses keys (see `store::KeyChecked`).
 pub fn is_per_developer(key: &str) -> bool {
     let mut segments = key.splitn(3, '/');
     let _namespace = segments.next();
-    matches!(segments.next(), Some("dev" | "doc")) && segments.next().is_some()
+    matches!(segments.next(), Some("dev")) && segments.next().is_some()
 }
 
 pub fn list(namespace: &str, status: Status) -> String {

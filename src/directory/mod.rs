@@ -220,7 +220,7 @@ mod tests {
         );
         assert!(!keys::is_per_developer("devportal/sync"));
         assert!(!keys::is_per_developer("devportal/list/approved"));
-        assert!(keys::is_per_developer("devportal/doc/a@x.io"));
+        assert!(!keys::is_per_developer("devportal/doc/a@x.io"));
         assert!(keys::is_per_developer(developer));
     }
 

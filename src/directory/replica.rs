@@ -1,9 +1,11 @@
 //! The gateway's replica of the durable directory, in proxy-wasm shared data.
 //!
-//! Beside the one-read hot-path record of `directory` (`<ns>/dev/<email>`), the
-//! replica keeps what the admin API reads without asking etcd:
-//! - `<ns>/doc/<email>`: `<revision>\n<stored JSON>`, the whole developer;
-//! - `<ns>/list/<status>`: that status's e-mails, newest status change first;
+//! Per developer the replica holds only the one-read hot-path record of
+//! `directory` (`<ns>/dev/<email>`): status, revision, an approval's end. A
+//! developer's document (metadata, history) stays in etcd, where the admin API
+//! reads it. Beside the records:
+//! - `<ns>/list/<status>`: that status's e-mails, newest status change first
+//!   (the order etcd cannot give: the admin API pages through these);
 //! - `<ns>/index`: every e-mail the replica holds, so a full sync can find what
 //!   disappeared (shared data cannot be enumerated);
 //! - `<ns>/sync`: the etcd revision the replica reflects and when it last agreed.
@@ -51,11 +53,6 @@ fn record_revision(bytes: &[u8]) -> Option<u64> {
     Record::decode(bytes).map(|record| record.revision())
 }
 
-fn doc_revision(bytes: &[u8]) -> Option<u64> {
-    let end = bytes.iter().position(|&b| b == b'\n')?;
-    std::str::from_utf8(bytes.get(..end)?).ok()?.parse().ok()
-}
-
 /// Reads the revision a stored value carries.
 type RevisionOf = fn(&[u8]) -> Option<u64>;
 
@@ -69,8 +66,8 @@ pub enum WriteMode {
     Overwrite,
 }
 
-/// Records one developer at `revision`: the hot-path record first (that is what
-/// the gate enforces), then the document. Returns whether anything changed.
+/// Records one developer at `revision` (and keeps `<ns>/expiring` in step).
+/// Returns whether anything changed.
 pub fn apply(
     store: &dyn SharedStore,
     namespace: &str,
@@ -89,23 +86,20 @@ pub fn apply_with(
     entry: Entry<'_>,
     mode: WriteMode,
 ) -> Result<bool, WriteError> {
-    let (record_revision, doc_revision): (RevisionOf, RevisionOf) = match mode {
-        WriteMode::Monotonic => (record_revision, doc_revision),
-        WriteMode::Overwrite => (|_| None, |_| None),
+    let record_revision: RevisionOf = match mode {
+        WriteMode::Monotonic => record_revision,
+        WriteMode::Overwrite => |_| None,
     };
-    let (record, doc) = match entry {
-        Entry::Present(developer) => (
-            Record::Present {
-                status: developer.status,
-                revision,
-                expires_ms: developer
-                    .approval_expires_ms
-                    .filter(|_| developer.status == Status::Approved),
-            },
-            developer.to_stored(),
-        ),
-        Entry::Deleted => (Record::Deleted { revision }, Vec::new()),
-        Entry::Unreadable => (Record::Unreadable { revision }, Vec::new()),
+    let record = match entry {
+        Entry::Present(developer) => Record::Present {
+            status: developer.status,
+            revision,
+            expires_ms: developer
+                .approval_expires_ms
+                .filter(|_| developer.status == Status::Approved),
+        },
+        Entry::Deleted => Record::Deleted { revision },
+        Entry::Unreadable => Record::Unreadable { revision },
     };
     let record_written = write_unless_newer(
         store,
@@ -114,9 +108,6 @@ pub fn apply_with(
         &record.encode(),
         record_revision,
     )?;
-    let mut stored_doc = format!("{revision}\n").into_bytes();
-    stored_doc.extend_from_slice(&doc);
-    let doc_written = write_unless_newer(store, &keys::doc(namespace, email), revision, &stored_doc, doc_revision)?;
     if record_written {
         let expires_ms = match record {
             Record::Present { expires_ms, .. } => expires_ms,
@@ -124,7 +115,7 @@ pub fn apply_with(
         };
         note_expiry(store, namespace, email, expires_ms)?;
     }
-    Ok(record_written || doc_written)
+    Ok(record_written)
 }
 
 /// Keeps `<ns>/expiring` (`email;ms` lines: every approval with an end) in
@@ -165,27 +156,6 @@ pub fn expiring(store: &dyn SharedStore, namespace: &str) -> Result<Vec<(String,
         .collect();
     all.sort_by_key(|(email, ms)| (*ms, email.clone()));
     Ok(all)
-}
-
-/// The replica's copy of one developer and its revision; `None` when absent,
-/// deleted or unreadable.
-pub fn read_doc(store: &dyn SharedStore, namespace: &str, email: &str) -> Result<Option<(u64, Developer)>, WriteError> {
-    let key = keys::doc(namespace, email);
-    let Some((bytes, _)) = store.get(&key).map_err(|e| WriteError::host(&key, e))? else {
-        return Ok(None);
-    };
-    let Some(revision) = doc_revision(&bytes) else {
-        return Ok(None);
-    };
-    let json = bytes
-        .get(bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| i + 1)..)
-        .unwrap_or_default();
-    if json.is_empty() {
-        return Ok(None);
-    }
-    Ok(Developer::from_stored(email, json)
-        .ok()
-        .map(|developer| (revision, developer)))
 }
 
 /// What the tabs need to know of a developer.
@@ -409,12 +379,10 @@ mod tests {
         // The older state arrives late (e.g. a sync page read before the revoke).
         assert!(!apply(&store, "ns", "a@x.io", 5, Entry::Present(&approved)).unwrap());
         assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Revoked));
-        assert_eq!(read_doc(&store, "ns", "a@x.io").unwrap().unwrap(), (7, revoked.clone()));
         // Same revision, same content: nothing to write.
         assert!(!apply(&store, "ns", "a@x.io", 7, Entry::Present(&revoked)).unwrap());
         assert!(apply(&store, "ns", "a@x.io", 9, Entry::Deleted).unwrap());
         assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Unknown);
-        assert_eq!(read_doc(&store, "ns", "a@x.io").unwrap(), None);
         assert!(apply(&store, "ns", "a@x.io", 10, Entry::Unreadable).unwrap());
         assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Unavailable);
     }
@@ -513,10 +481,7 @@ mod tests {
             5,
         )
         .unwrap();
-        assert_eq!(
-            read_doc(&store, "ns", "a@x.io").unwrap().unwrap().1.status,
-            Status::Approved
-        );
+        assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Approved));
         assert_eq!(tab_size(&store, "ns", Status::Requested).unwrap(), 1);
         assert!(read_sync_state(&store, "ns").is_some());
     }

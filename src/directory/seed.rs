@@ -1,7 +1,7 @@
 //! Every seeding of the configuration's `developers`, in one place:
 //! - a static directory: `records` (the hot-path records, idempotently, on every
-//!   worker) and `static_directory` (those plus the documents, tabs and sync
-//!   state the read-only admin API reads);
+//!   worker) and `static_directory` (those plus the tabs and sync state the
+//!   read-only admin API reads);
 //! - an etcd directory: `etcd_once`, the transaction that creates them in etcd
 //!   once (a marker key records it).
 
@@ -67,7 +67,7 @@ pub fn records(
 }
 
 /// A static directory: the configuration's developers become the replica, with
-/// documents and tabs for the (read-only) admin API, at revision 0.
+/// tabs for the (read-only) admin API, at revision 0.
 pub fn static_directory(
     store: &dyn SharedStore,
     namespace: &str,
@@ -77,10 +77,6 @@ pub fn static_directory(
     let report = records(store, namespace, developers)?;
     let mut listed = BTreeMap::new();
     for (email, status) in developers {
-        let developer = Developer::register(email, *status, serde_json::Map::new(), "configuration", 0);
-        let mut stored = b"0\n".to_vec();
-        stored.extend_from_slice(&developer.to_stored());
-        write_if_different(store, &keys::doc(namespace, email), &stored)?;
         listed.insert(
             email.clone(),
             Listed {

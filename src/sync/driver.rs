@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use super::{elect, Next, SyncError, Syncer};
 use crate::directory::developer::{Developer, DeveloperAction};
 use crate::directory::replica::{self, Entry};
-use crate::directory::{keys, SharedStore, Status};
+use crate::directory::{keys, Record, SharedStore, Status};
 use crate::encoding::clock::rfc3339;
 use crate::etcd::{self, EtcdError, EtcdRequest};
 use crate::events::Change;
@@ -45,6 +45,8 @@ pub struct SyncDriver {
     pruning: Option<Pruning>,
     /// Approvals whose end this worker tried to record, at which revision.
     expiries_tried: HashMap<String, u64>,
+    /// A chore's second call (the revoking write after the read), for the next tick.
+    next_chore: Option<(EtcdRequest, CallKind)>,
 }
 
 struct Pruning {
@@ -80,6 +82,10 @@ enum CallKind {
     Cycle,
     /// Deleting expired change log entries.
     Prune,
+    /// Reading the document of an approval that has ended.
+    ExpiryRead {
+        email: String,
+    },
     /// Recording an approval's end as a revocation (actor `expiry`).
     Expiry {
         email: String,
@@ -119,6 +125,7 @@ impl SyncDriver {
             last_election_ms: 0,
             pruning: None,
             expiries_tried: HashMap::new(),
+            next_chore: None,
         }
     }
 
@@ -155,6 +162,9 @@ impl SyncDriver {
                 elect(store, &self.namespace, self.worker, now, self.stall_ms());
             }
             return (Tick::Nothing, lost);
+        }
+        if let Some((request, kind)) = self.next_chore.take() {
+            return self.send_chore(request, kind, now);
         }
         if let Some((request, cycle_started_ms, retries)) = self.next_call.take() {
             self.in_flight = Some(InFlight {
@@ -200,15 +210,20 @@ impl SyncDriver {
             return (Tick::Send(request), None);
         }
         // Between two cycles: an approval that has ended is recorded as revoked.
-        if let Some((request, email, revoked)) = self.expiry_due(store, now) {
-            self.pending(&request, now, now);
-            if let Some(call) = self.in_flight.as_mut() {
-                call.kind = CallKind::Expiry { email, revoked };
-            }
-            return (Tick::Send(request), None);
+        if let Some((request, kind)) = self.expiry_due(store, now) {
+            return self.send_chore(request, kind, now);
         }
         let request = self.syncer.begin();
         self.pending(&request, now, now);
+        (Tick::Send(request), None)
+    }
+
+    /// Sends a call that is not part of a cycle.
+    fn send_chore(&mut self, request: EtcdRequest, kind: CallKind, now: u64) -> (Tick, Option<Outcome>) {
+        self.pending(&request, now, now);
+        if let Some(call) = self.in_flight.as_mut() {
+            call.kind = kind;
+        }
         (Tick::Send(request), None)
     }
 
@@ -223,41 +238,69 @@ impl SyncDriver {
         });
     }
 
-    /// The first approval in this gateway's replica whose end has come, as the
-    /// conditional write that revokes it (once per record revision: a write
-    /// that lost its race is not tried again until the record changes). Every
-    /// gateway's syncer may try; the revision condition lets one write win, so
-    /// the fleet records each expiry exactly once.
-    fn expiry_due(&mut self, store: &dyn SharedStore, now: u64) -> Option<(EtcdRequest, String, Box<Developer>)> {
-        let key_prefix = self.pruning.as_ref()?.key_prefix.clone();
+    /// The first approval in this gateway's replica whose end has come (once
+    /// per record revision: a write that lost its race is not tried again until
+    /// the record changes), as the read of its document in etcd. The revoking
+    /// write follows (`revoke_expired`). Every gateway's syncer may try; that
+    /// write is conditioned on the revision read, so the fleet records each
+    /// expiry exactly once.
+    fn expiry_due(&mut self, store: &dyn SharedStore, now: u64) -> Option<(EtcdRequest, CallKind)> {
+        let key_prefix = &self.pruning.as_ref()?.key_prefix;
         let expiring = replica::expiring(store, &self.namespace).ok()?;
-        for (email, ends_ms) in expiring.into_iter().take_while(|(_, ms)| ms + EXPIRY_GRACE_MS <= now) {
-            let Ok(Some((revision, developer))) = replica::read_doc(store, &self.namespace, &email) else {
+        for (email, _) in expiring.into_iter().take_while(|(_, ms)| ms + EXPIRY_GRACE_MS <= now) {
+            let Ok(Some((bytes, _))) = store.get(&keys::developer(&self.namespace, &email)) else {
                 continue;
             };
-            if developer.status != Status::Approved || self.expiries_tried.get(&email) == Some(&revision) {
+            let Some(Record::Present {
+                status: Status::Approved,
+                revision,
+                ..
+            }) = Record::decode(&bytes)
+            else {
+                continue;
+            };
+            if self.expiries_tried.get(&email) == Some(&revision) {
                 continue;
             }
             self.expiries_tried.insert(email.clone(), revision);
-            let reason = format!("approval expired at {}", rfc3339(ends_ms));
-            let Ok(Some(revoked)) = developer.after(DeveloperAction::Revoke, "expiry", Some(&reason), now) else {
-                continue;
-            };
-            let operation = format!("expiry{now:x}");
-            let revoked = revoked.with_operation(&operation);
-            let log: Vec<_> = Change::last_of(&revoked)
-                .map(|change| change.log_entry(&key_prefix, &operation))
-                .into_iter()
-                .collect();
-            let request = etcd::replace(
-                &keys::etcd_developer(&key_prefix, &email),
-                &revoked.to_stored(),
-                revision,
-                &log,
-            );
-            return Some((request, email, Box::new(revoked)));
+            let read = etcd::get(&keys::etcd_developer(key_prefix, &email));
+            return Some((read, CallKind::ExpiryRead { email }));
         }
         None
+    }
+
+    /// The write that records `email`'s ended approval as revoked, from its
+    /// document as etcd holds it (`kv`); `None` when it is not an ended approval.
+    fn revoke_expired(&self, email: &str, kv: &etcd::Kv, now: u64) -> Option<(EtcdRequest, CallKind)> {
+        let key_prefix = &self.pruning.as_ref()?.key_prefix;
+        let developer = Developer::from_stored(email, &kv.value).ok()?;
+        let ends_ms = developer.approval_expires_ms?;
+        if developer.status != Status::Approved || ends_ms + EXPIRY_GRACE_MS > now {
+            return None;
+        }
+        let reason = format!("approval expired at {}", rfc3339(ends_ms));
+        let revoked = developer
+            .after(DeveloperAction::Revoke, "expiry", Some(&reason), now)
+            .ok()??;
+        let operation = format!("expiry{now:x}");
+        let revoked = revoked.with_operation(&operation);
+        let log: Vec<_> = Change::last_of(&revoked)
+            .map(|change| change.log_entry(key_prefix, &operation))
+            .into_iter()
+            .collect();
+        let request = etcd::replace(
+            &keys::etcd_developer(key_prefix, email),
+            &revoked.to_stored(),
+            kv.mod_revision,
+            &log,
+        );
+        Some((
+            request,
+            CallKind::Expiry {
+                email: email.to_string(),
+                revoked: Box::new(revoked),
+            },
+        ))
     }
 
     /// Sends `call` again at the next tick, if it has retries left.
@@ -308,6 +351,19 @@ impl SyncDriver {
                 }
                 return Some(Outcome::Continues);
             }
+            CallKind::ExpiryRead { email } => {
+                match answer.and_then(|(status, body)| etcd::parse_range(status, &body)) {
+                    Ok(range) => {
+                        self.next_chore = range.kvs.first().and_then(|kv| self.revoke_expired(&email, kv, now));
+                    }
+                    Err(error) => {
+                        // Tried again between later cycles.
+                        self.expiries_tried.remove(&email);
+                        log::warn!("devportal-gate: could not read {email}, whose approval ended: {error}")
+                    }
+                }
+                return Some(Outcome::Continues);
+            }
             CallKind::Expiry { email, revoked } => {
                 match answer.and_then(|(status, body)| etcd::parse_txn(status, &body)) {
                     Ok(txn) if txn.succeeded => {
@@ -330,7 +386,11 @@ impl SyncDriver {
                     }
                     // Another gateway recorded it, or the record changed: the sync brings it.
                     Ok(_) => {}
-                    Err(error) => log::warn!("devportal-gate: could not record the end of {email}'s approval: {error}"),
+                    Err(error) => {
+                        // The write is conditional: trying it again is safe.
+                        self.expiries_tried.remove(&email);
+                        log::warn!("devportal-gate: could not record the end of {email}'s approval: {error}")
+                    }
                 }
                 return Some(Outcome::Continues);
             }

@@ -111,7 +111,13 @@ async function refresh() {
   ]);
   state.stale = health.status !== "ok";
   showBanner();
-  if (list.status !== 200) { say(list.data.message || "The directory could not be read.", true); return; }
+  if (list.status !== 200) {
+    // Keep the last rows, with their actions disabled while the banner shows.
+    say(list.data.message || "The directory could not be read.", true);
+    renderRows();
+    renderBulk();
+    return;
+  }
   state.developers = list.data.developers || [];
   for (const status of STATUSES) {
     const count = document.querySelector(`[data-count="${status}"]`);

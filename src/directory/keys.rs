@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `<ns>/dev/<email>` | the one-read record the gate looks up | seed, syncer, admin |
 //! | `<ns>/list/<status>` | a tab: e-mails, newest change first | syncer |
-//! | `<ns>/index` | every e-mail the replica holds | syncer |
+//! | `<ns>/unreadable` | keys under the prefix that are not readable developers | syncer |
 //! | `<ns>/sync` | the etcd revision the replica reflects, when it agreed | syncer |
 //! | `<ns>/seed-index` | what the static configuration seeded last | static seed |
 //! | `<ns>/syncer` | the syncer role: worker id and heartbeat | election |
@@ -53,8 +53,8 @@ pub fn list(namespace: &str, status: Status) -> String {
     format!("{namespace}/list/{}", status.as_str())
 }
 
-pub fn index(namespace: &str) -> String {
-    format!("{namespace}/index")
+pub fn unreadable(namespace: &str) -> String {
+    format!("{namespace}/unreadable")
 }
 
 pub fn sync_state(namespace: &str) -> String {

@@ -6,7 +6,8 @@
 //! reads it. Beside the records:
 //! - `<ns>/list/<status>`: that status's e-mails, newest status change first
 //!   (the order etcd cannot give: the admin API pages through these);
-//! - `<ns>/index`: every e-mail the replica holds, so a full sync can find what
+//! - `<ns>/unreadable`: keys under the prefix that are not readable developers;
+//!   with the tabs, every e-mail the replica holds, so a full sync can find what
 //!   disappeared (shared data cannot be enumerated);
 //! - `<ns>/sync`: the etcd revision the replica reflects and when it last agreed.
 //!
@@ -167,24 +168,29 @@ pub struct Listed {
     pub updated_ms: u64,
 }
 
-/// A set of tabs, one bit per status (in `Status::ALL` order).
+/// A set of lists to rewrite: one bit per status (in `Status::ALL` order), and
+/// one for the keys that are not readable developers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tabs(u8);
 
-impl Tabs {
-    pub const ALL: Tabs = Tabs(0b1111);
+const UNREADABLE_BIT: u8 = 1 << 4;
 
-    pub fn add(&mut self, status: Option<Status>) {
-        if let Some(position) = status.and_then(|s| Status::ALL.iter().position(|&t| t == s)) {
-            self.0 |= 1 << position;
+impl Tabs {
+    pub const ALL: Tabs = Tabs(0b1_1111);
+
+    fn bit(status: Option<Status>) -> u8 {
+        match status.and_then(|s| Status::ALL.iter().position(|&t| t == s)) {
+            Some(position) => 1 << position,
+            None => UNREADABLE_BIT,
         }
     }
 
-    pub fn contains(self, status: Status) -> bool {
-        Status::ALL
-            .iter()
-            .position(|&t| t == status)
-            .is_some_and(|position| self.0 & (1 << position) != 0)
+    pub fn add(&mut self, status: Option<Status>) {
+        self.0 |= Tabs::bit(status);
+    }
+
+    pub fn contains(self, status: Option<Status>) -> bool {
+        self.0 & Tabs::bit(status) != 0
     }
 
     pub fn is_empty(self) -> bool {
@@ -248,16 +254,21 @@ fn edit_tab(store: &dyn SharedStore, key: &str, change: impl Fn(&mut Vec<String>
 /// Rewrites the tab lists of `tabs` (each only if it changed): newest status
 /// change first, ties by e-mail. Building a tab sorts it, so only the tabs a
 /// change touched are rebuilt (at 1M developers each costs a noticeable time).
+///
+/// Together the lists name every developer key the replica holds a record for
+/// (the unreadable ones in `<ns>/unreadable`): a full sync tombstones whatever
+/// they name and etcd no longer has (shared data cannot be enumerated).
 pub fn write_lists(
     store: &dyn SharedStore,
     namespace: &str,
     developers: &BTreeMap<String, Listed>,
     tabs: Tabs,
 ) -> Result<(), WriteError> {
-    for status in Status::ALL.into_iter().filter(|&status| tabs.contains(status)) {
+    let lists = Status::ALL.into_iter().map(Some).chain([None]);
+    for status in lists.filter(|&status| tabs.contains(status)) {
         let mut tab: Vec<(&String, u64)> = developers
             .iter()
-            .filter(|(_, listed)| listed.status == Some(status))
+            .filter(|(_, listed)| listed.status == status)
             .map(|(email, listed)| (email, listed.updated_ms))
             .collect();
         tab.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
@@ -266,7 +277,11 @@ pub fn write_lists(
             text.push_str(email);
             text.push('\n');
         }
-        crate::directory::write_if_different(store, &keys::list(namespace, status), text.as_bytes())?;
+        let key = match status {
+            Some(status) => keys::list(namespace, status),
+            None => keys::unreadable(namespace),
+        };
+        crate::directory::write_if_different(store, &key, text.as_bytes())?;
     }
     Ok(())
 }
@@ -299,28 +314,24 @@ pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Res
     Ok(bytes.iter().filter(|&&b| b == b'\n').count())
 }
 
-pub fn read_index(store: &dyn SharedStore, namespace: &str) -> Result<Vec<String>, WriteError> {
-    let bytes = read_value(store, &keys::index(namespace))?;
-    Ok(String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect())
-}
-
-pub fn write_index<'a>(
-    store: &dyn SharedStore,
-    namespace: &str,
-    emails: impl Iterator<Item = &'a String>,
-) -> Result<(), WriteError> {
-    let mut sorted: Vec<&String> = emails.collect();
-    sorted.sort_unstable();
-    let mut text = String::with_capacity(sorted.len() * 24);
-    for email in sorted {
-        text.push_str(email);
-        text.push('\n');
+/// Every developer key the lists name (see `write_lists`), unsorted.
+pub fn listed_emails(store: &dyn SharedStore, namespace: &str) -> Result<Vec<String>, WriteError> {
+    let mut keys: Vec<String> = Status::ALL
+        .iter()
+        .map(|&status| keys::list(namespace, status))
+        .collect();
+    keys.push(keys::unreadable(namespace));
+    let mut emails = Vec::new();
+    for key in keys {
+        let bytes = read_value(store, &key)?;
+        emails.extend(
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
     }
-    crate::directory::write_if_different(store, &keys::index(namespace), text.as_bytes()).map(|_| ())
+    Ok(emails)
 }
 
 /// The etcd revision the replica reflects and when that was last confirmed.

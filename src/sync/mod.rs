@@ -23,10 +23,21 @@ use crate::directory::replica::{self, Entry, Listed, SyncState, Tabs, WriteMode}
 use crate::directory::{keys, SharedStore, StoreError, WriteError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
 
-/// Keys per page of a full sync. etcd counts the rest of the range on every page
-/// (about 0.1 s per page at 1M keys), so pages are large: 5000 developers are
-/// about 3 MB of JSON.
+/// Keys per page of a full sync, at least. etcd (3.4) walks the rest of the
+/// range on every page to count it, so the pages of a large directory grow
+/// (`full_sync_page`): the walks cost about n²/(2·page) steps in all.
 pub const FULL_SYNC_PAGE: u32 = 5000;
+/// At most: 25,000 developers are about 12 MB of JSON, held by the syncer's
+/// worker while it reads them (its memory stays at that high-water mark).
+pub const MAX_FULL_SYNC_PAGE: u32 = 25_000;
+
+/// The page size for a full sync of `count` developers: a fortieth of them,
+/// within [`FULL_SYNC_PAGE`, `MAX_FULL_SYNC_PAGE`].
+pub fn full_sync_page(count: u64) -> u32 {
+    u32::try_from(count / 40)
+        .unwrap_or(u32::MAX)
+        .clamp(FULL_SYNC_PAGE, MAX_FULL_SYNC_PAGE)
+}
 /// Keys per page when listing a part of the directory to find deletions.
 pub const KEY_PAGE: u32 = 20_000;
 /// Deletions are looked for in this many parts of the key space at once: one
@@ -46,6 +57,8 @@ pub struct Syncer {
     /// The full sync in progress replaces newer revisions in the replica: etcd
     /// answered with a lower revision than the replica reflects.
     overwrite: bool,
+    /// The page size of the full sync in progress (`full_sync_page`).
+    full_page_size: u32,
     phase: Phase,
 }
 
@@ -130,6 +143,7 @@ impl Syncer {
             known: BTreeMap::new(),
             revision: None,
             overwrite: false,
+            full_page_size: FULL_SYNC_PAGE,
             phase: Phase::Idle,
         }
     }
@@ -258,16 +272,17 @@ impl Syncer {
                     seen,
                     report,
                 });
-                return Ok(Next::Call(etcd::range_page(
-                    &self.prefix,
-                    &start,
-                    Some(revision),
-                    FULL_SYNC_PAGE,
-                )));
+                // The first page's count is the whole directory's.
+                let page = match pinned {
+                    None => full_sync_page(answer.count),
+                    Some(_) => self.full_page_size,
+                };
+                self.full_page_size = page;
+                return Ok(Next::Call(etcd::range_page(&self.prefix, &start, Some(revision), page)));
             }
         }
         // The snapshot is complete: whatever the replica had and etcd has not is gone.
-        for email in replica::read_index(store, &self.namespace)? {
+        for email in replica::listed_emails(store, &self.namespace)? {
             if !seen.contains_key(&email)
                 && skip_collision(
                     replica::apply_with(
@@ -284,7 +299,6 @@ impl Syncer {
                 report.removed += 1;
             }
         }
-        replica::write_index(store, &self.namespace, seen.keys())?;
         replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
         self.known = seen;
         self.overwrite = false;
@@ -310,11 +324,9 @@ impl Syncer {
             ..CycleReport::default()
         };
         let mut known = std::mem::take(&mut self.known);
-        let before = known.len();
         for kv in &answer.kvs {
             self.apply_kv(store, kv, &mut known, &mut report)?;
         }
-        let added = known.len() > before;
         let count = usize::try_from(answer.count).unwrap_or(usize::MAX);
         self.known = known;
         if count < self.known.len() {
@@ -336,9 +348,6 @@ impl Syncer {
         if count != self.known.len() {
             // More keys than the syncer knows of cannot happen; trust nothing.
             return Ok(Next::Call(self.begin_full()));
-        }
-        if added {
-            replica::write_index(store, &self.namespace, self.known.keys())?;
         }
         if report.relisted > 0 {
             replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
@@ -494,9 +503,7 @@ impl Syncer {
             };
             return Ok(self.list_from(start, scan));
         }
-        // Every short part is listed. The index keeps the deleted addresses: it
-        // only tells a later full sync what to tombstone, and tombstoning twice is
-        // harmless; not rewriting it saves sorting the whole directory.
+        // Every short part is listed.
         replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
         self.done(store, revision, report, now_ms)
     }

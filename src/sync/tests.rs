@@ -231,3 +231,12 @@ fn an_etcd_restored_from_an_older_backup_is_believed() {
     assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Requested));
     assert_eq!(lookup(&store, "ns", "filler@x.io"), Lookup::Unknown);
 }
+
+#[test]
+fn full_sync_pages_grow_with_the_directory() {
+    assert_eq!(super::full_sync_page(0), super::FULL_SYNC_PAGE);
+    assert_eq!(super::full_sync_page(100_000), super::FULL_SYNC_PAGE);
+    assert_eq!(super::full_sync_page(400_000), 10_000);
+    assert_eq!(super::full_sync_page(10_000_000), super::MAX_FULL_SYNC_PAGE);
+    assert_eq!(super::full_sync_page(u64::MAX), super::MAX_FULL_SYNC_PAGE);
+}

@@ -477,6 +477,19 @@ impl Envoy {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Envoy's resident memory (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("a running Envoy").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("VmRSS in /proc/<pid>/status");
+        kib * 1024
+    }
+
     /// The value of one counter from the admin interface (0 when not yet defined).
     pub fn counter(&self, name: &str) -> u64 {
         let stats = Request::get(&format!("/stats?filter=^{}$", name.replace('.', "\\."))).send(self.admin);

@@ -142,6 +142,16 @@ impl FakeEtcd {
                 if range["count_only"] == true {
                     let count = self.kvs.range(unb64(&range["key"])..unb64(&range["range_end"])).count();
                     responses.push(json!({"response_range": {"count": count.to_string()}}));
+                } else if range.get("range_end").is_some() {
+                    // A range filtered by creation (the change feed); no sort, no limit.
+                    let min_create = int(&range["min_create_revision"]);
+                    let kvs: Vec<Value> = self
+                        .kvs
+                        .range(unb64(&range["key"])..unb64(&range["range_end"]))
+                        .filter(|(_, (_, c, _))| *c >= min_create)
+                        .map(|(k, (v, c, m))| json!({"key": b64(k), "value": b64(v), "create_revision": c.to_string(), "mod_revision": m.to_string()}))
+                        .collect();
+                    responses.push(json!({"response_range": {"kvs": kvs, "count": kvs.len().to_string()}}));
                 } else {
                     let kvs: Vec<Value> = self.kv_json(&unb64(&range["key"])).into_iter().collect();
                     responses.push(json!({"response_range": {"kvs": kvs}}));

@@ -494,6 +494,12 @@ pub fn op_delete_range(start: &[u8], end: &[u8]) -> Value {
     json!({"request_delete_range": {"key": b64(start), "range_end": b64(end)}})
 }
 
+/// The keys in `[start, end)` created after `revision`, in key order (the
+/// change feed: entries of the change log, which are named by time).
+pub fn op_created_since(start: &[u8], end: &[u8], revision: u64) -> Value {
+    json!({"request_range": {"key": b64(start), "range_end": b64(end), "min_create_revision": (revision + 1).to_string()}})
+}
+
 /// Which keys under a prefix a range reads, in which order.
 pub enum Order {
     /// Created after a revision, oldest first.

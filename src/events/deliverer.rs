@@ -43,6 +43,11 @@ pub const SKEW_MS: u64 = 2000;
 /// A holder stops sending this long before its lease ends, unless renewed.
 const LEASE_MARGIN_MS: u64 = 1000;
 const FETCH_PERIOD_MS: u64 = 200;
+/// A fetch also reads every developer key changed since its position (how a
+/// write straight into etcd is found: a scan of the directory in etcd), so at
+/// scale fetches are spaced by this many times their own cost (a second at a
+/// million developers: one every ten seconds), to leave etcd to the rest.
+const FETCH_COST_FACTOR: u64 = 10;
 const FETCH_LIMIT: u32 = 100;
 /// Developer keys read per fetch; changes beyond wait for the next one.
 const CHANGED_LIMIT: u32 = 500;
@@ -286,6 +291,10 @@ impl Deliverer {
         let Some((_, sent_ms, call)) = self.in_flight.take_if(|(t, ..)| *t == token) else {
             return;
         };
+        if matches!(call, EtcdCall::Fetch { .. }) {
+            let spaced = now.saturating_add(FETCH_COST_FACTOR.saturating_mul(now.saturating_sub(sent_ms)));
+            self.next_fetch_ms = self.next_fetch_ms.max(spaced);
+        }
         let reads = answer.and_then(|(status, body)| etcd::parse_txn_reads(status, &body));
         match (call, reads) {
             (EtcdCall::Role { until_ms, saving }, Ok(reads)) => self.on_role(reads, until_ms, saving, sent_ms),

@@ -213,7 +213,7 @@ impl SyncDriver {
         if let Some((request, kind)) = self.expiry_due(store, now) {
             return self.send_chore(request, kind, now);
         }
-        let request = self.syncer.begin();
+        let request = self.syncer.begin(now);
         self.pending(&request, now, now);
         (Tick::Send(request), None)
     }
@@ -534,7 +534,9 @@ mod tests {
         let by_expiry: Vec<_> = stored.history.iter().filter(|t| t.actor == "expiry").collect();
         assert_eq!(by_expiry.len(), 1, "{:?}", stored.history);
         assert!(!revoked_early, "not recorded before the true end");
-        let (_, revoked_early, _) = expire_with_two_gateways(EXPIRY_GRACE_MS + 1000);
+        // Sweeps run between cycles, once per sync interval (1 s here): a clock
+        // 2 s further ahead than the grace records at least a second early.
+        let (_, revoked_early, _) = expire_with_two_gateways(EXPIRY_GRACE_MS + 2000);
         assert!(revoked_early, "a clock further ahead than the grace does record early");
     }
 

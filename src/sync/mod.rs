@@ -4,13 +4,24 @@
 //! A cycle is one or a few calls:
 //! - full sync (first cycle of a syncer, or when something vanished): every key
 //!   under the prefix, paged, each page pinned to the first page's revision so the
-//!   whole read is one snapshot; then whatever the replica's index has and the
+//!   whole read is one snapshot; then whatever the replica's lists name and the
 //!   snapshot has not is tombstoned;
-//! - incremental: one range of the keys changed since the last revision. Its
-//!   `count` still counts every key, so fewer keys than the syncer knows means a
+//! - the change feed, every cycle: the change log entries (`events`) created
+//!   since the last revision, read from the last minute of the log (entries
+//!   are named by their writer's clock: `FEED_LOOKBACK_MS`), then the current
+//!   records of the developers they name. Its cost follows the changes, not the
+//!   directory: every change the filter makes (admin API, self-service,
+//!   expiry, seed) is logged in its own transaction;
+//! - reconciliation: one range of every developer key changed since the last
+//!   revision. It finds what the log does not tell (a write straight into etcd
+//!   by another tool, a writer's clock more than a minute behind). Its `count`
+//!   still counts every key, so fewer keys than the syncer knows means a
 //!   deletion: one transaction counts the keys of 64 parts of the key space at
 //!   that revision, and only the parts that came up short are listed (keys
-//!   only) to find which, in the same cycle.
+//!   only) to find which, in the same cycle. It costs etcd a read of every key,
+//!   so it follows the feed only once its own cost allows
+//!   (`RECONCILE_COST_FACTOR`): every cycle for a small directory, about every
+//!   30 s at a million developers.
 //!
 //! The hot path never waits for any of this: it reads the replica.
 
@@ -38,6 +49,16 @@ pub fn full_sync_page(count: u64) -> u32 {
         .unwrap_or(u32::MAX)
         .clamp(FULL_SYNC_PAGE, MAX_FULL_SYNC_PAGE)
 }
+/// The change feed reads log entries written up to this long before the
+/// cycle, by their writers' clocks: a later entry of a writer whose clock is
+/// further behind is found by the next reconciliation instead.
+pub const FEED_LOOKBACK_MS: u64 = 60_000;
+/// A reconciliation starts once the time since the last one is this many times
+/// what the last one took (and at least every cycle).
+pub const RECONCILE_COST_FACTOR: u64 = 30;
+/// Developers read per transaction of the change feed (etcd allows 128 operations).
+pub const FEED_CHUNK: usize = 100;
+
 /// Keys per page when listing a part of the directory to find deletions.
 pub const KEY_PAGE: u32 = 20_000;
 /// Deletions are looked for in this many parts of the key space at once: one
@@ -59,7 +80,30 @@ pub struct Syncer {
     overwrite: bool,
     /// The page size of the full sync in progress (`full_sync_page`).
     full_page_size: u32,
+    /// `<key_prefix>events/`: the change log the feed reads.
+    log_prefix: Vec<u8>,
+    /// When the current cycle began.
+    cycle_started_ms: u64,
+    /// The revision of the last reconciliation (or full sync): the next one
+    /// looks at every change after it. The feed moves `revision` on past
+    /// writes it does not know of; this one stays.
+    reconciled: u64,
+    /// When the last reconciliation ended and how long it took.
+    last_reconcile_ms: u64,
+    reconcile_took_ms: u64,
+    /// When the reconciliation in progress began.
+    reconcile_started_ms: Option<u64>,
     phase: Phase,
+}
+
+/// The change feed between calls: the developers the log named, and the
+/// chunk of them being read.
+struct FeedRead {
+    /// The revision of the log read: the replica reflects it once they are applied.
+    revision: u64,
+    emails: Vec<String>,
+    chunk: (usize, usize),
+    report: CycleReport,
 }
 
 /// A full sync between pages.
@@ -76,6 +120,11 @@ enum Phase {
     /// A worker that is not the syncer seeding on its own (see `seed_only`).
     SeedingOnly,
     Full(FullSync),
+    /// Reading the change log.
+    Feed,
+    /// Reading the records the change log named.
+    FeedRecords(FeedRead),
+    /// Reconciliation: every developer key changed since the last revision.
     Incremental,
     /// The incremental read showed fewer keys than known: list the keys (only)
     /// at that revision and tombstone the missing ones.
@@ -144,6 +193,12 @@ impl Syncer {
             revision: None,
             overwrite: false,
             full_page_size: FULL_SYNC_PAGE,
+            log_prefix: crate::events::log_prefix(key_prefix).into_bytes(),
+            cycle_started_ms: 0,
+            reconciled: 0,
+            last_reconcile_ms: 0,
+            reconcile_took_ms: 0,
+            reconcile_started_ms: None,
             phase: Phase::Idle,
         }
     }
@@ -162,19 +217,40 @@ impl Syncer {
         Some(seed)
     }
 
-    /// Starts a cycle: the first call to make.
-    pub fn begin(&mut self) -> EtcdRequest {
+    /// Starts a cycle at `now_ms`: the first call to make.
+    pub fn begin(&mut self, now_ms: u64) -> EtcdRequest {
+        self.cycle_started_ms = now_ms;
+        self.reconcile_started_ms = None;
         if let Some(seed) = self.seed.clone() {
             self.phase = Phase::Seeding;
             return seed;
         }
         match self.revision {
-            Some(revision) => {
-                self.phase = Phase::Incremental;
-                etcd::range_changed_since(&self.prefix, revision)
-            }
+            Some(revision) => self.begin_feed(revision),
             None => self.begin_full(),
         }
+    }
+
+    /// The change log entries created after `revision`, among those named by a
+    /// time from `FEED_LOOKBACK_MS` before the cycle on.
+    fn begin_feed(&mut self, revision: u64) -> EtcdRequest {
+        self.phase = Phase::Feed;
+        let mut start = self.log_prefix.clone();
+        let since = self.cycle_started_ms.saturating_sub(FEED_LOOKBACK_MS);
+        start.extend_from_slice(format!("{since:016}").as_bytes());
+        let end = etcd::prefix_end(&self.log_prefix);
+        etcd::txn(vec![], vec![etcd::op_created_since(&start, &end, revision)], vec![])
+    }
+
+    /// Whether a reconciliation is due at `now_ms`.
+    fn reconcile_due(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.last_reconcile_ms) >= self.reconcile_took_ms.saturating_mul(RECONCILE_COST_FACTOR)
+    }
+
+    fn begin_reconcile(&mut self, revision: u64, now_ms: u64) -> EtcdRequest {
+        self.phase = Phase::Incremental;
+        self.reconcile_started_ms = Some(now_ms);
+        etcd::range_changed_since(&self.prefix, revision)
     }
 
     fn begin_full(&mut self) -> EtcdRequest {
@@ -219,7 +295,7 @@ impl Syncer {
                 // Created or already seeded earlier: either way, never again.
                 etcd::parse_txn(status, body).map_err(SyncError::Etcd)?;
                 self.seed = None;
-                Ok(Next::Call(self.begin()))
+                Ok(Next::Call(self.begin(now_ms)))
             }
             Phase::SeedingOnly => {
                 etcd::parse_txn(status, body).map_err(SyncError::Etcd)?;
@@ -227,6 +303,8 @@ impl Syncer {
                 Ok(Next::Done(CycleReport::default()))
             }
             Phase::Full(full) => self.full_page(store, status, body, full, now_ms),
+            Phase::Feed => self.feed(store, status, body, now_ms),
+            Phase::FeedRecords(read) => self.feed_records(store, status, body, read, now_ms),
             Phase::Incremental => self.incremental(store, status, body, now_ms),
             Phase::Deletions(scan) => self.deletions(store, status, body, scan, now_ms),
         }
@@ -305,6 +383,108 @@ impl Syncer {
         self.done(store, revision, report, now_ms)
     }
 
+    /// The change log's answer: the developers it names are read next (or,
+    /// when it names none, the cycle ends or reconciles).
+    fn feed(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
+        let reads = etcd::parse_txn_reads(status, body).map_err(SyncError::Etcd)?;
+        let last = self.revision.unwrap_or(0);
+        if reads.revision < last {
+            // etcd went back in time (restored from a backup): trust nothing.
+            self.revision = None;
+            return Ok(Next::Call(self.begin_full()));
+        }
+        let mut emails: Vec<String> = Vec::new();
+        for kv in reads.ranges.into_iter().flat_map(|range| range.kvs) {
+            match serde_json::from_slice::<crate::events::Change>(&kv.value) {
+                Ok(change) if !emails.contains(&change.email) => emails.push(change.email),
+                Ok(_) => {}
+                // The next reconciliation finds what it changed.
+                Err(_) => log::warn!(
+                    "devportal-gate: a change log entry is not readable: {:?}",
+                    String::from_utf8_lossy(&kv.key)
+                ),
+            }
+        }
+        let read = FeedRead {
+            revision: reads.revision,
+            emails,
+            chunk: (0, 0),
+            report: CycleReport {
+                revision: reads.revision,
+                ..CycleReport::default()
+            },
+        };
+        self.next_feed_chunk(store, read, now_ms)
+    }
+
+    /// Reads the next chunk of the developers the log named; once all are
+    /// applied, the tabs follow and the cycle ends (or reconciles).
+    fn next_feed_chunk(&mut self, store: &dyn SharedStore, mut read: FeedRead, now_ms: u64) -> Result<Next, SyncError> {
+        let start = read.chunk.1;
+        let ops: Vec<serde_json::Value> = read
+            .emails
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take(FEED_CHUNK)
+            .map(|email| {
+                let mut key = self.prefix.clone();
+                key.extend_from_slice(email.as_bytes());
+                etcd::op_get(&key)
+            })
+            .collect();
+        if !ops.is_empty() {
+            read.chunk = (start, start + ops.len());
+            self.phase = Phase::FeedRecords(read);
+            return Ok(Next::Call(etcd::txn(vec![], ops, vec![])));
+        }
+        let FeedRead { revision, report, .. } = read;
+        if report.relisted > 0 {
+            replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
+        }
+        if self.reconcile_due(now_ms) {
+            return Ok(Next::Call(self.begin_reconcile(self.reconciled, now_ms)));
+        }
+        self.done(store, revision, report, now_ms)
+    }
+
+    /// The records of one chunk of the developers the log named: each is
+    /// applied as it is now; one that is gone is tombstoned.
+    fn feed_records(
+        &mut self,
+        store: &dyn SharedStore,
+        status: u32,
+        body: &[u8],
+        mut read: FeedRead,
+        now_ms: u64,
+    ) -> Result<Next, SyncError> {
+        let reads = etcd::parse_txn_reads(status, body).map_err(SyncError::Etcd)?;
+        let asked = read.emails.get(read.chunk.0..read.chunk.1).unwrap_or_default().to_vec();
+        if reads.ranges.len() != asked.len() {
+            return Err(SyncError::Etcd(EtcdError::Malformed(
+                "fewer answers than developers asked for".into(),
+            )));
+        }
+        let mut known = std::mem::take(&mut self.known);
+        for (email, range) in asked.iter().zip(reads.ranges) {
+            match range.kvs.first() {
+                Some(kv) => self.apply_kv(store, kv, &mut known, &mut read.report)?,
+                None => {
+                    if let Some(listed) = known.remove(email) {
+                        read.report.tabs.add(listed.status);
+                        read.report.relisted += 1;
+                    }
+                    let deleted = replica::apply(store, &self.namespace, email, reads.revision, Entry::Deleted);
+                    if skip_collision(deleted, &mut read.report)? {
+                        read.report.removed += 1;
+                    }
+                }
+            }
+        }
+        self.known = known;
+        self.next_feed_chunk(store, read, now_ms)
+    }
+
     fn incremental(
         &mut self,
         store: &dyn SharedStore,
@@ -364,6 +544,14 @@ impl Syncer {
         now_ms: u64,
     ) -> Result<Next, SyncError> {
         self.revision = Some(revision);
+        if report.full {
+            // The next cycle reconciles, and learns what that costs.
+            (self.last_reconcile_ms, self.reconcile_took_ms) = (now_ms, 0);
+            self.reconciled = revision;
+        } else if let Some(started) = self.reconcile_started_ms.take() {
+            (self.last_reconcile_ms, self.reconcile_took_ms) = (now_ms, now_ms.saturating_sub(started));
+            self.reconciled = revision;
+        }
         replica::write_sync_state(
             store,
             &self.namespace,

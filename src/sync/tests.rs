@@ -15,7 +15,7 @@ fn developer(status: &str, updated_ms: u64) -> Vec<u8> {
 
 /// Runs one whole cycle; returns its report.
 fn cycle(syncer: &mut Syncer, etcd: &mut FakeEtcd, store: &MemoryStore) -> CycleReport {
-    let mut request = syncer.begin();
+    let mut request = syncer.begin(1000);
     for _ in 0..10_000 {
         let (status, body) = etcd.answer(&request);
         match syncer.on_answer(store, status, &body, 1000).unwrap() {
@@ -130,7 +130,7 @@ fn failures_leave_the_replica_as_it_was() {
     let store = MemoryStore::default();
     let mut syncer = Syncer::new("ns", "/dp/", None);
     cycle(&mut syncer, &mut etcd, &store);
-    syncer.begin();
+    syncer.begin(1000);
     assert!(syncer.on_answer(&store, 503, b"upstream connect error", 2000).is_err());
     assert!(!syncer.in_cycle());
     assert_eq!(lookup(&store, "ns", "a@x.io"), Lookup::Found(Status::Approved));
@@ -239,4 +239,88 @@ fn full_sync_pages_grow_with_the_directory() {
     assert_eq!(super::full_sync_page(400_000), 10_000);
     assert_eq!(super::full_sync_page(10_000_000), super::MAX_FULL_SYNC_PAGE);
     assert_eq!(super::full_sync_page(u64::MAX), super::MAX_FULL_SYNC_PAGE);
+}
+
+/// A change as the filter writes it: the developer and its change log entry
+/// (one transaction in etcd; two puts here). `at_ms` names the entry.
+fn logged_put(etcd: &mut FakeEtcd, email: &str, status: Option<&str>, at_ms: u64) {
+    let key = format!("/dp/dev/{email}");
+    match status {
+        Some(status) => etcd.put(&key, &developer(status, at_ms)),
+        None => etcd.delete(&key),
+    }
+    let change = json!({"email": email, "from": null, "to": status, "actor": "ops", "at_ms": at_ms});
+    etcd.put(
+        &format!("/dp/events/{at_ms:016}-op{at_ms}-{email}"),
+        change.to_string().as_bytes(),
+    );
+}
+
+/// Runs one whole cycle at `now`; returns its report and the calls it made.
+fn cycle_at(syncer: &mut Syncer, etcd: &mut FakeEtcd, store: &MemoryStore, now: u64) -> (CycleReport, usize) {
+    let mut request = syncer.begin(now);
+    for calls in 1..10_000 {
+        let (status, body) = etcd.answer(&request);
+        match syncer.on_answer(store, status, &body, now).unwrap() {
+            Next::Call(next) => request = next,
+            Next::Done(report) => return (report, calls),
+        }
+    }
+    panic!("the cycle never ended");
+}
+
+/// The change feed alone (a reconciliation is far from due): what the log
+/// names arrives, in a number of calls that follows the changes; a write
+/// straight into etcd waits for the reconciliation; so does an entry named
+/// by a clock more than `FEED_LOOKBACK_MS` behind.
+#[test]
+fn the_change_feed_finds_logged_changes_and_reconciliation_the_rest() {
+    let now = 10_000_000;
+    let mut etcd = FakeEtcd::default();
+    for i in 0..300 {
+        etcd.put(&format!("/dp/dev/user{i}@x.io"), &developer("approved", i));
+    }
+    let store = MemoryStore::default();
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    assert!(cycle_at(&mut syncer, &mut etcd, &store, now).0.full);
+    syncer.reconcile_took_ms = 1_000_000;
+    syncer.last_reconcile_ms = now;
+
+    // Nothing logged: one call.
+    assert_eq!(cycle_at(&mut syncer, &mut etcd, &store, now + 1000).1, 1);
+
+    logged_put(&mut etcd, "user7@x.io", Some("revoked"), now + 1500);
+    logged_put(&mut etcd, "user8@x.io", None, now + 1600);
+    logged_put(&mut etcd, "new@x.io", Some("requested"), now + 1700);
+    etcd.put("/dp/events/garbage", b"not a change");
+    etcd.put("/dp/dev/user9@x.io", &developer("revoked", 1));
+    let (report, calls) = cycle_at(&mut syncer, &mut etcd, &store, now + 2000);
+    assert_eq!(calls, 2, "the log, then the three developers it names");
+    assert_eq!((report.changed, report.removed), (2, 1));
+    assert_eq!(lookup(&store, "ns", "user7@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(lookup(&store, "ns", "user8@x.io"), Lookup::Unknown);
+    assert_eq!(lookup(&store, "ns", "new@x.io"), Lookup::Found(Status::Requested));
+    assert_eq!(
+        replica::list_page(&store, "ns", Status::Requested, 0, 10, None).unwrap(),
+        (1, vec!["new@x.io".to_string()])
+    );
+    assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 298);
+    assert_eq!(
+        lookup(&store, "ns", "user9@x.io"),
+        Lookup::Found(Status::Approved),
+        "not logged: left to the reconciliation"
+    );
+    // Logged by a writer whose clock is two minutes behind: left to it too.
+    logged_put(&mut etcd, "user10@x.io", Some("revoked"), now + 3000 - 120_000);
+    assert_eq!(cycle_at(&mut syncer, &mut etcd, &store, now + 3000).1, 1);
+    assert_eq!(lookup(&store, "ns", "user10@x.io"), Lookup::Found(Status::Approved));
+    assert_eq!(replica::read_sync_state(&store, "ns").unwrap().revision, etcd.revision);
+
+    // The reconciliation is due: it follows the feed in the same cycle.
+    syncer.reconcile_took_ms = 1;
+    let (report, calls) = cycle_at(&mut syncer, &mut etcd, &store, now + 4000);
+    assert_eq!((calls, report.changed), (2, 2));
+    assert_eq!(lookup(&store, "ns", "user9@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(lookup(&store, "ns", "user10@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(syncer.last_reconcile_ms, now + 4000);
 }

@@ -118,8 +118,17 @@ soak: setup build
 
 # Benchmark (issue 4): real Envoy, one worker on core 0, the load on core 1.
 # Writes bench/RESULTS.md. Not part of `make test`, except for its smoke run.
-bench: bench-tools bench-events
+bench: bench-tools bench-events bench-scale
 	ENVOY_BIN=$(abspath $(ENVOY)) $(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# Scale (issue 14): 100k and 1M developers bulk-loaded straight into etcd, one
+# Envoy: first sync, memory per developer, revocation delay; writes
+# bench/SCALE.md. About 10 minutes; SCALE_ARGS="--sizes 100000,1000000,10000000"
+# adds 10M (about an hour, and etcd needs ~10 GB of memory).
+SCALE_ARGS ?=
+bench-scale: setup build
+	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) \
+	  $(PYTHON) bench/scale.py $(SCALE_ARGS)
 
 # Events (issue 12): delivery rate and lag; writes bench/EVENTS.md.
 bench-events: setup build
@@ -131,7 +140,7 @@ bench-events: setup build
 bench-smoke: bench-tools
 	ENVOY_BIN=$(abspath $(ENVOY)) $(PYTHON) bench/run.py --smoke
 
-.PHONY: bench-tools bench-smoke bench-events
+.PHONY: bench-tools bench-smoke bench-events bench-scale
 bench-tools: setup build
 	@command -v wrk >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk)
 	@command -v taskset >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q util-linux)

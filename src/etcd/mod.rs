@@ -119,13 +119,13 @@ pub fn parse_counts(status: u32, body: &[u8]) -> Result<Vec<u64>, EtcdError> {
         .collect()
 }
 
-/// The keys under `prefix` changed after `revision`; the answer's `count` still
-/// counts every key under `prefix` (etcd filters after counting), which is how a
-/// deletion shows.
-pub fn range_changed_since(prefix: &[u8], revision: u64) -> EtcdRequest {
+/// The keys in `[start, end)` changed after `revision`; the answer's `count`
+/// still counts every key in the range (etcd filters after counting), which is
+/// how a deletion shows.
+pub fn range_changed_since(start: &[u8], end: &[u8], revision: u64) -> EtcdRequest {
     let body = json!({
-        "key": b64(prefix),
-        "range_end": b64(&prefix_end(prefix)),
+        "key": b64(start),
+        "range_end": b64(end),
         "min_mod_revision": (revision + 1).to_string(),
     });
     EtcdRequest {
@@ -678,7 +678,7 @@ mod tests {
             request.body.contains(&b64(b"/p/events/1")),
             "the log entry commits with the change"
         );
-        let body: Value = serde_json::from_str(&range_changed_since(b"/p/dev/", 10).body).unwrap();
+        let body: Value = serde_json::from_str(&range_changed_since(b"/p/dev/", b"/p/dev0", 10).body).unwrap();
         assert_eq!(body["min_mod_revision"], "11");
     }
 }

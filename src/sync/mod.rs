@@ -12,16 +12,14 @@
 //!   records of the developers they name. Its cost follows the changes, not the
 //!   directory: every change the filter makes (admin API, self-service,
 //!   expiry, seed) is logged in its own transaction;
-//! - reconciliation: one range of every developer key changed since the last
-//!   revision. It finds what the log does not tell (a write straight into etcd
-//!   by another tool, a writer's clock more than a minute behind). Its `count`
-//!   still counts every key, so fewer keys than the syncer knows means a
-//!   deletion: one transaction counts the keys of 64 parts of the key space at
-//!   that revision, and only the parts that came up short are listed (keys
-//!   only) to find which, in the same cycle. It costs etcd a read of every key,
-//!   so it follows the feed only once its own cost allows
-//!   (`RECONCILE_COST_FACTOR`): every cycle for a small directory, about every
-//!   30 s at a million developers.
+//! - reconciliation, after the feed in every cycle: one part of the key space
+//!   (`RECONCILE_PART` known keys; one part for a small directory), its keys
+//!   changed since the current pass began. It finds what the log does not tell
+//!   (a write straight into etcd by another tool, a writer's clock more than a
+//!   minute behind). Its `count` still counts every key of the part, so fewer
+//!   keys than the syncer knows there means a deletion: the part's keys are
+//!   listed (keys only) to find which, in the same cycle. A cycle's cost stays
+//!   bounded whatever the directory's size; a pass takes one cycle per part.
 //!
 //! The hot path never waits for any of this: it reads the replica.
 
@@ -53,18 +51,14 @@ pub fn full_sync_page(count: u64) -> u32 {
 /// cycle, by their writers' clocks: a later entry of a writer whose clock is
 /// further behind is found by the next reconciliation instead.
 pub const FEED_LOOKBACK_MS: u64 = 60_000;
-/// A reconciliation starts once the time since the last one is this many times
-/// what the last one took (and at least every cycle).
-pub const RECONCILE_COST_FACTOR: u64 = 30;
+/// Developer keys per part of a reconciliation: each cycle reads one part for
+/// changes, so a cycle's cost is bounded whatever the directory's size.
+pub const RECONCILE_PART: usize = 50_000;
 /// Developers read per transaction of the change feed (etcd allows 128 operations).
 pub const FEED_CHUNK: usize = 100;
 
 /// Keys per page when listing a part of the directory to find deletions.
 pub const KEY_PAGE: u32 = 20_000;
-/// Deletions are looked for in this many parts of the key space at once: one
-/// transaction counts each part's keys, and only parts with fewer keys than the
-/// syncer knows of are listed.
-pub const DELETION_BUCKETS: usize = 64;
 
 pub struct Syncer {
     namespace: String,
@@ -84,16 +78,25 @@ pub struct Syncer {
     log_prefix: Vec<u8>,
     /// When the current cycle began.
     cycle_started_ms: u64,
-    /// The revision of the last reconciliation (or full sync): the next one
-    /// looks at every change after it. The feed moves `revision` on past
-    /// writes it does not know of; this one stays.
+    /// The revision the last reconciliation (or full sync) started at: the
+    /// next one looks at every change after it. The feed moves `revision` on
+    /// past writes it does not know of; this one stays.
     reconciled: u64,
-    /// When the last reconciliation ended and how long it took.
-    last_reconcile_ms: u64,
-    reconcile_took_ms: u64,
-    /// When the reconciliation in progress began.
-    reconcile_started_ms: Option<u64>,
+    /// The reconciliation in progress, one part per cycle.
+    pass: Option<ReconcilePass>,
+    /// Known keys per part of a reconciliation (`RECONCILE_PART`).
+    part_size: usize,
     phase: Phase,
+}
+
+/// A reconciliation: the key space in parts of `RECONCILE_PART` known keys,
+/// each read for changes after `since` in a cycle of its own.
+struct ReconcilePass {
+    since: u64,
+    /// The revision when it began: the next pass reads changes after it.
+    began_at: u64,
+    /// `[start, end)` of the parts still to read, the next first.
+    parts: VecDeque<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The change feed between calls: the developers the log named, and the
@@ -124,22 +127,25 @@ enum Phase {
     Feed,
     /// Reading the records the change log named.
     FeedRecords(FeedRead),
-    /// Reconciliation: every developer key changed since the last revision.
-    Incremental,
-    /// The incremental read showed fewer keys than known: list the keys (only)
-    /// at that revision and tombstone the missing ones.
+    /// Reconciliation: the keys of one part changed since the pass's `since`.
+    /// The cycle reflects the feed's revision (a part is not the whole).
+    Reconcile {
+        feed_revision: u64,
+        report: CycleReport,
+    },
+    /// The part holds fewer keys than known: list its keys (only) at that
+    /// revision and tombstone the missing ones.
     Deletions(DeletionScan),
 }
 
-/// Looking for deletions: the revision they are looked for at, the parts of the
-/// key space still to list, and the part being listed.
+/// Looking for deletions in one part of the key space, at one revision.
 struct DeletionScan {
     revision: u64,
-    /// `[start, end)` of the parts whose count came up short.
-    short: VecDeque<(Vec<u8>, Vec<u8>)>,
-    /// Keys seen so far in the part being listed (its `[start, end)` is the
-    /// front of `short`); `None` while the counts are awaited.
-    listing: Option<HashSet<String>>,
+    feed_revision: u64,
+    /// `[start, end)` of the part.
+    part: (Vec<u8>, Vec<u8>),
+    /// Keys seen so far in the part.
+    listing: HashSet<String>,
     report: CycleReport,
 }
 
@@ -196,9 +202,8 @@ impl Syncer {
             log_prefix: crate::events::log_prefix(key_prefix).into_bytes(),
             cycle_started_ms: 0,
             reconciled: 0,
-            last_reconcile_ms: 0,
-            reconcile_took_ms: 0,
-            reconcile_started_ms: None,
+            pass: None,
+            part_size: RECONCILE_PART,
             phase: Phase::Idle,
         }
     }
@@ -220,7 +225,6 @@ impl Syncer {
     /// Starts a cycle at `now_ms`: the first call to make.
     pub fn begin(&mut self, now_ms: u64) -> EtcdRequest {
         self.cycle_started_ms = now_ms;
-        self.reconcile_started_ms = None;
         if let Some(seed) = self.seed.clone() {
             self.phase = Phase::Seeding;
             return seed;
@@ -242,18 +246,29 @@ impl Syncer {
         etcd::txn(vec![], vec![etcd::op_created_since(&start, &end, revision)], vec![])
     }
 
-    /// Whether a reconciliation is due at `now_ms`.
-    fn reconcile_due(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.last_reconcile_ms) >= self.reconcile_took_ms.saturating_mul(RECONCILE_COST_FACTOR)
-    }
-
-    fn begin_reconcile(&mut self, revision: u64, now_ms: u64) -> EtcdRequest {
-        self.phase = Phase::Incremental;
-        self.reconcile_started_ms = Some(now_ms);
-        etcd::range_changed_since(&self.prefix, revision)
+    /// The next part of the reconciliation (a new pass begins when none is
+    /// in progress): its keys changed since the pass's `since`.
+    fn begin_reconcile_part(&mut self, feed_revision: u64, report: CycleReport) -> EtcdRequest {
+        if self.pass.is_none() {
+            self.pass = Some(ReconcilePass {
+                since: self.reconciled,
+                began_at: feed_revision,
+                parts: self.parts().into(),
+            });
+        }
+        let (start, end, since) = match &self.pass {
+            Some(pass) => match pass.parts.front() {
+                Some((start, end)) => (start.clone(), end.clone(), pass.since),
+                None => (self.prefix.clone(), etcd::prefix_end(&self.prefix), pass.since),
+            },
+            None => (self.prefix.clone(), etcd::prefix_end(&self.prefix), self.reconciled),
+        };
+        self.phase = Phase::Reconcile { feed_revision, report };
+        etcd::range_changed_since(&start, &end, since)
     }
 
     fn begin_full(&mut self) -> EtcdRequest {
+        self.pass = None;
         self.phase = Phase::Full(FullSync {
             revision: None,
             seen: BTreeMap::new(),
@@ -303,9 +318,11 @@ impl Syncer {
                 Ok(Next::Done(CycleReport::default()))
             }
             Phase::Full(full) => self.full_page(store, status, body, full, now_ms),
-            Phase::Feed => self.feed(store, status, body, now_ms),
-            Phase::FeedRecords(read) => self.feed_records(store, status, body, read, now_ms),
-            Phase::Incremental => self.incremental(store, status, body, now_ms),
+            Phase::Feed => self.feed(status, body),
+            Phase::FeedRecords(read) => self.feed_records(store, status, body, read),
+            Phase::Reconcile { feed_revision, report } => {
+                self.reconcile_part(store, status, body, feed_revision, report, now_ms)
+            }
             Phase::Deletions(scan) => self.deletions(store, status, body, scan, now_ms),
         }
     }
@@ -383,9 +400,8 @@ impl Syncer {
         self.done(store, revision, report, now_ms)
     }
 
-    /// The change log's answer: the developers it names are read next (or,
-    /// when it names none, the cycle ends or reconciles).
-    fn feed(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
+    /// The change log's answer: the developers it names are read next.
+    fn feed(&mut self, status: u32, body: &[u8]) -> Result<Next, SyncError> {
         let reads = etcd::parse_txn_reads(status, body).map_err(SyncError::Etcd)?;
         let last = self.revision.unwrap_or(0);
         if reads.revision < last {
@@ -414,12 +430,12 @@ impl Syncer {
                 ..CycleReport::default()
             },
         };
-        self.next_feed_chunk(store, read, now_ms)
+        self.next_feed_chunk(read)
     }
 
     /// Reads the next chunk of the developers the log named; once all are
-    /// applied, the tabs follow and the cycle ends (or reconciles).
-    fn next_feed_chunk(&mut self, store: &dyn SharedStore, mut read: FeedRead, now_ms: u64) -> Result<Next, SyncError> {
+    /// applied, one part of the reconciliation follows.
+    fn next_feed_chunk(&mut self, mut read: FeedRead) -> Result<Next, SyncError> {
         let start = read.chunk.1;
         let ops: Vec<serde_json::Value> = read
             .emails
@@ -439,13 +455,7 @@ impl Syncer {
             return Ok(Next::Call(etcd::txn(vec![], ops, vec![])));
         }
         let FeedRead { revision, report, .. } = read;
-        if report.relisted > 0 {
-            replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
-        }
-        if self.reconcile_due(now_ms) {
-            return Ok(Next::Call(self.begin_reconcile(self.reconciled, now_ms)));
-        }
-        self.done(store, revision, report, now_ms)
+        Ok(Next::Call(self.begin_reconcile_part(revision, report)))
     }
 
     /// The records of one chunk of the developers the log named: each is
@@ -456,7 +466,6 @@ impl Syncer {
         status: u32,
         body: &[u8],
         mut read: FeedRead,
-        now_ms: u64,
     ) -> Result<Next, SyncError> {
         let reads = etcd::parse_txn_reads(status, body).map_err(SyncError::Etcd)?;
         let asked = read.emails.get(read.chunk.0..read.chunk.1).unwrap_or_default().to_vec();
@@ -482,57 +491,73 @@ impl Syncer {
             }
         }
         self.known = known;
-        self.next_feed_chunk(store, read, now_ms)
+        self.next_feed_chunk(read)
     }
 
-    fn incremental(
+    /// One part of the reconciliation: its changed keys are applied; a count
+    /// lower than the keys known in it means a deletion (its keys are listed
+    /// next), a higher one that the syncer lost track (a full sync).
+    fn reconcile_part(
         &mut self,
         store: &dyn SharedStore,
         status: u32,
         body: &[u8],
+        feed_revision: u64,
+        mut report: CycleReport,
         now_ms: u64,
     ) -> Result<Next, SyncError> {
         let answer = etcd::parse_range(status, body).map_err(SyncError::Etcd)?;
-        let last = self.revision.unwrap_or(0);
-        if answer.revision < last {
+        if answer.revision < self.revision.unwrap_or(0) {
             // etcd went back in time (restored from a backup): trust nothing.
             self.revision = None;
             return Ok(Next::Call(self.begin_full()));
         }
-        let mut report = CycleReport {
-            revision: answer.revision,
-            ..CycleReport::default()
+        let Some((start, end)) = self.pass.as_ref().and_then(|pass| pass.parts.front().cloned()) else {
+            return Err(SyncError::Etcd(EtcdError::Malformed("no part being reconciled".into())));
         };
         let mut known = std::mem::take(&mut self.known);
         for kv in &answer.kvs {
             self.apply_kv(store, kv, &mut known, &mut report)?;
         }
-        let count = usize::try_from(answer.count).unwrap_or(usize::MAX);
         self.known = known;
-        if count < self.known.len() {
-            // Something was deleted: count the keys of each part of the key
-            // space at this revision, then list only the parts that came up short.
-            let buckets = self.buckets();
-            self.phase = Phase::Deletions(DeletionScan {
-                revision: answer.revision,
-                short: buckets.into(),
-                listing: None,
-                report,
-            });
-            let ranges: Vec<(Vec<u8>, Vec<u8>)> = match &self.phase {
-                Phase::Deletions(scan) => scan.short.iter().cloned().collect(),
-                _ => Vec::new(),
-            };
-            return Ok(Next::Call(etcd::count_ranges(&ranges, answer.revision)));
-        }
-        if count != self.known.len() {
+        let here = self.known_in(&start, &end).len() as u64;
+        if answer.count > here {
             // More keys than the syncer knows of cannot happen; trust nothing.
             return Ok(Next::Call(self.begin_full()));
+        }
+        if answer.count < here {
+            let scan = DeletionScan {
+                revision: answer.revision,
+                feed_revision,
+                part: (start.clone(), end),
+                listing: HashSet::new(),
+                report,
+            };
+            return Ok(self.list_from(start, scan));
+        }
+        self.part_done(store, feed_revision, report, now_ms)
+    }
+
+    /// A part is reconciled: the pass moves on (and ends after its last part),
+    /// the tabs follow, and the cycle ends at the feed's revision.
+    fn part_done(
+        &mut self,
+        store: &dyn SharedStore,
+        feed_revision: u64,
+        report: CycleReport,
+        now_ms: u64,
+    ) -> Result<Next, SyncError> {
+        if let Some(pass) = self.pass.as_mut() {
+            pass.parts.pop_front();
+            if pass.parts.is_empty() {
+                self.reconciled = pass.began_at;
+                self.pass = None;
+            }
         }
         if report.relisted > 0 {
             replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
         }
-        self.done(store, answer.revision, report, now_ms)
+        self.done(store, feed_revision, report, now_ms)
     }
 
     /// A cycle ends: the replica reflects `revision`, as of now.
@@ -545,11 +570,6 @@ impl Syncer {
     ) -> Result<Next, SyncError> {
         self.revision = Some(revision);
         if report.full {
-            // The next cycle reconciles, and learns what that costs.
-            (self.last_reconcile_ms, self.reconcile_took_ms) = (now_ms, 0);
-            self.reconciled = revision;
-        } else if let Some(started) = self.reconcile_started_ms.take() {
-            (self.last_reconcile_ms, self.reconcile_took_ms) = (now_ms, now_ms.saturating_sub(started));
             self.reconciled = revision;
         }
         replica::write_sync_state(
@@ -571,10 +591,10 @@ impl Syncer {
         }
     }
 
-    /// The key space split into about `DELETION_BUCKETS` parts of equal size
-    /// by what the syncer knows, as etcd key ranges covering the whole prefix.
-    fn buckets(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let per_bucket = self.known.len().div_ceil(DELETION_BUCKETS).max(1);
+    /// The key space split into parts of `RECONCILE_PART` known keys, as etcd
+    /// key ranges covering the whole prefix (one part for a small directory).
+    fn parts(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let per_bucket = self.part_size.max(1);
         let mut starts: Vec<Vec<u8>> = vec![self.prefix.clone()];
         starts.extend(self.known.keys().skip(per_bucket).step_by(per_bucket).map(|email| {
             let mut key = self.prefix.clone();
@@ -607,98 +627,51 @@ impl Syncer {
         store: &dyn SharedStore,
         status: u32,
         body: &[u8],
-        scan: DeletionScan,
+        mut scan: DeletionScan,
         now_ms: u64,
     ) -> Result<Next, SyncError> {
+        let answer = etcd::parse_range(status, body);
+        if is_compacted(&answer) {
+            return Ok(Next::Call(self.begin_full()));
+        }
+        let answer = answer.map_err(SyncError::Etcd)?;
+        for kv in &answer.kvs {
+            if let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) {
+                scan.listing.insert(String::from_utf8_lossy(suffix).into_owned());
+            }
+        }
+        if answer.more {
+            if let Some(mut next) = answer.kvs.last().map(|kv| kv.key.clone()) {
+                next.push(0);
+                return Ok(self.list_from(next, scan));
+            }
+        }
+        // The part is listed: whatever is known in it and absent is gone.
         let DeletionScan {
             revision,
-            mut short,
+            feed_revision,
+            part: (start, end),
             listing,
             mut report,
         } = scan;
-        match listing {
-            None => {
-                // The counts: keep the parts with fewer keys than known.
-                let counts = etcd::parse_counts(status, body);
-                if is_compacted(&counts) {
-                    return Ok(Next::Call(self.begin_full()));
-                }
-                let counts = counts.map_err(SyncError::Etcd)?;
-                if counts.len() != short.len() {
-                    return Err(SyncError::Etcd(EtcdError::Malformed("fewer counts than ranges".into())));
-                }
-                let mut kept = VecDeque::new();
-                for ((start, end), count) in short.drain(..).zip(counts) {
-                    let known = self.known_in(&start, &end).len() as u64;
-                    if count > known {
-                        // etcd has keys the syncer does not know at this revision: start over.
-                        return Ok(Next::Call(self.begin_full()));
-                    }
-                    if count < known {
-                        kept.push_back((start, end));
-                    }
-                }
-                short = kept;
+        for email in self.known_in(&start, &end) {
+            if listing.contains(&email) {
+                continue;
             }
-            Some(mut listing) => {
-                let answer = etcd::parse_range(status, body);
-                if is_compacted(&answer) {
-                    return Ok(Next::Call(self.begin_full()));
-                }
-                let answer = answer.map_err(SyncError::Etcd)?;
-                for kv in &answer.kvs {
-                    if let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) {
-                        listing.insert(String::from_utf8_lossy(suffix).into_owned());
-                    }
-                }
-                let Some((start, end)) = short.front().cloned() else {
-                    return Err(SyncError::Etcd(EtcdError::Malformed("no part being listed".into())));
-                };
-                if answer.more {
-                    if let Some(mut next) = answer.kvs.last().map(|kv| kv.key.clone()) {
-                        next.push(0);
-                        let scan = DeletionScan {
-                            revision,
-                            short,
-                            listing: Some(listing),
-                            report,
-                        };
-                        return Ok(self.list_from(next, scan));
-                    }
-                }
-                // This part is listed: whatever is known in it and absent is gone.
-                for email in self.known_in(&start, &end) {
-                    if listing.contains(&email) {
-                        continue;
-                    }
-                    if let Some(listed) = self.known.remove(&email) {
-                        report.tabs.add(listed.status);
-                    }
-                    if replica::apply(store, &self.namespace, &email, revision, Entry::Deleted)? {
-                        report.removed += 1;
-                    }
-                    report.relisted += 1;
-                }
-                short.pop_front();
+            if let Some(listed) = self.known.remove(&email) {
+                report.tabs.add(listed.status);
             }
+            if replica::apply(store, &self.namespace, &email, revision, Entry::Deleted)? {
+                report.removed += 1;
+            }
+            report.relisted += 1;
         }
-        if let Some((start, _)) = short.front().cloned() {
-            let scan = DeletionScan {
-                revision,
-                short,
-                listing: Some(HashSet::new()),
-                report,
-            };
-            return Ok(self.list_from(start, scan));
-        }
-        // Every short part is listed.
-        replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
-        self.done(store, revision, report, now_ms)
+        self.part_done(store, feed_revision, report, now_ms)
     }
 
-    /// Lists the first part of `scan.short` (keys only), from key `from` on.
+    /// Lists the part of `scan` (keys only), from key `from` on.
     fn list_from(&mut self, from: Vec<u8>, scan: DeletionScan) -> Next {
-        let end = scan.short.front().map(|(_, end)| end.clone()).unwrap_or_default();
+        let end = scan.part.1.clone();
         let call = etcd::key_page(&from, &end, scan.revision, KEY_PAGE);
         self.phase = Phase::Deletions(scan);
         Next::Call(call)

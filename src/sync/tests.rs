@@ -269,58 +269,64 @@ fn cycle_at(syncer: &mut Syncer, etcd: &mut FakeEtcd, store: &MemoryStore, now: 
     panic!("the cycle never ended");
 }
 
-/// The change feed alone (a reconciliation is far from due): what the log
-/// names arrives, in a number of calls that follows the changes; a write
-/// straight into etcd waits for the reconciliation; so does an entry named
-/// by a clock more than `FEED_LOOKBACK_MS` behind.
+/// The change feed and the reconciliation, over a directory in three parts:
+/// what the log names arrives in the next cycle, in calls that follow the
+/// changes; a write or deletion straight into etcd (or logged by a clock more
+/// than `FEED_LOOKBACK_MS` behind) arrives when its part's turn comes.
 #[test]
 fn the_change_feed_finds_logged_changes_and_reconciliation_the_rest() {
     let now = 10_000_000;
     let mut etcd = FakeEtcd::default();
     for i in 0..300 {
-        etcd.put(&format!("/dp/dev/user{i}@x.io"), &developer("approved", i));
+        etcd.put(&format!("/dp/dev/user{i:03}@x.io"), &developer("approved", i));
     }
     let store = MemoryStore::default();
     let mut syncer = Syncer::new("ns", "/dp/", None);
+    syncer.part_size = 100;
     assert!(cycle_at(&mut syncer, &mut etcd, &store, now).0.full);
-    syncer.reconcile_took_ms = 1_000_000;
-    syncer.last_reconcile_ms = now;
 
-    // Nothing logged: one call.
-    assert_eq!(cycle_at(&mut syncer, &mut etcd, &store, now + 1000).1, 1);
+    // Nothing logged: the log, then the first part.
+    assert_eq!(cycle_at(&mut syncer, &mut etcd, &store, now + 1000).1, 2);
 
-    logged_put(&mut etcd, "user7@x.io", Some("revoked"), now + 1500);
-    logged_put(&mut etcd, "user8@x.io", None, now + 1600);
+    logged_put(&mut etcd, "user007@x.io", Some("revoked"), now + 1500);
+    logged_put(&mut etcd, "user150@x.io", None, now + 1600);
     logged_put(&mut etcd, "new@x.io", Some("requested"), now + 1700);
     etcd.put("/dp/events/garbage", b"not a change");
-    etcd.put("/dp/dev/user9@x.io", &developer("revoked", 1));
+    // Straight into etcd: in the part already read this pass, and in the last.
+    etcd.put("/dp/dev/user010@x.io", &developer("revoked", 1));
+    etcd.delete("/dp/dev/user020@x.io");
+    etcd.put("/dp/dev/user250@x.io", &developer("revoked", 1));
+    // Logged by a writer whose clock is two minutes behind.
+    logged_put(&mut etcd, "user280@x.io", Some("revoked"), now + 2000 - 120_000);
     let (report, calls) = cycle_at(&mut syncer, &mut etcd, &store, now + 2000);
-    assert_eq!(calls, 2, "the log, then the three developers it names");
+    assert_eq!(calls, 3, "the log, the three developers it names, the second part");
     assert_eq!((report.changed, report.removed), (2, 1));
-    assert_eq!(lookup(&store, "ns", "user7@x.io"), Lookup::Found(Status::Revoked));
-    assert_eq!(lookup(&store, "ns", "user8@x.io"), Lookup::Unknown);
+    assert_eq!(lookup(&store, "ns", "user007@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(lookup(&store, "ns", "user150@x.io"), Lookup::Unknown);
     assert_eq!(lookup(&store, "ns", "new@x.io"), Lookup::Found(Status::Requested));
     assert_eq!(
         replica::list_page(&store, "ns", Status::Requested, 0, 10, None).unwrap(),
         (1, vec!["new@x.io".to_string()])
     );
     assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 298);
-    assert_eq!(
-        lookup(&store, "ns", "user9@x.io"),
-        Lookup::Found(Status::Approved),
-        "not logged: left to the reconciliation"
-    );
-    // Logged by a writer whose clock is two minutes behind: left to it too.
-    logged_put(&mut etcd, "user10@x.io", Some("revoked"), now + 3000 - 120_000);
-    assert_eq!(cycle_at(&mut syncer, &mut etcd, &store, now + 3000).1, 1);
-    assert_eq!(lookup(&store, "ns", "user10@x.io"), Lookup::Found(Status::Approved));
+    for unlogged in ["user010@x.io", "user250@x.io", "user280@x.io"] {
+        assert_eq!(
+            lookup(&store, "ns", unlogged),
+            Lookup::Found(Status::Approved),
+            "{unlogged}"
+        );
+    }
     assert_eq!(replica::read_sync_state(&store, "ns").unwrap().revision, etcd.revision);
 
-    // The reconciliation is due: it follows the feed in the same cycle.
-    syncer.reconcile_took_ms = 1;
-    let (report, calls) = cycle_at(&mut syncer, &mut etcd, &store, now + 4000);
-    assert_eq!((calls, report.changed), (2, 2));
-    assert_eq!(lookup(&store, "ns", "user9@x.io"), Lookup::Found(Status::Revoked));
-    assert_eq!(lookup(&store, "ns", "user10@x.io"), Lookup::Found(Status::Revoked));
-    assert_eq!(syncer.last_reconcile_ms, now + 4000);
+    // The third part: the last two.
+    cycle_at(&mut syncer, &mut etcd, &store, now + 3000);
+    assert_eq!(lookup(&store, "ns", "user250@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(lookup(&store, "ns", "user280@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(lookup(&store, "ns", "user010@x.io"), Lookup::Found(Status::Approved));
+    // The next pass, first part: the write and the deletion there.
+    let (report, _) = cycle_at(&mut syncer, &mut etcd, &store, now + 4000);
+    assert_eq!((report.changed, report.removed), (1, 1));
+    assert_eq!(lookup(&store, "ns", "user010@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(lookup(&store, "ns", "user020@x.io"), Lookup::Unknown);
+    assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 294);
 }

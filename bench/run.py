@@ -275,9 +275,10 @@ def main():
     if sizes:
         largest = max(sizes)
         big, small = med[f"gate: approved, {largest:,} developers"], med["gate: approved (allow path)"]
-        extra.append(f"- Envoy resident memory per developer: {(big['rss'] - small['rss']) / (largest - 2):,.0f} bytes "
-                     f"(RSS with {largest:,} developers minus RSS with 2, one worker; shared data holds each developer's record and document, "
-                     f"the tabs and the index, and the configuration itself is in memory too)")
+        extra.append(f"- Envoy resident memory per developer, static directory: {(big['rss'] - small['rss']) / (largest - 2):,.0f} bytes "
+                     f"(RSS with {largest:,} developers minus RSS with 2, one worker; shared data holds each developer's record and "
+                     f"the tabs, and the configuration itself, every developer listed in it, is in memory too; bench/SCALE.md "
+                     f"measures a directory in etcd)")
         extra.append(f"- loading {largest:,} developers: Envoy ready after {big['ready_s']:.1f} s (2 developers: {small['ready_s']:.2f} s)")
     table += "\n\n" + "\n".join(extra)
     print(table)
@@ -318,8 +319,62 @@ The fixed-rate percentiles come from `bench/loadgen` at {FIXED_RATE} req/s over
 requests served: Envoy's, plus the authorization service's for ext_authz (it runs
 on Envoy's core: it is part of the gateway's cost). Compare rows only as ratios
 within one run; the machine is shared and noisy.
+
+{footprint_goals(med["gate: approved (allow path)"]["total_cpu_us"] / floor)}
 """)
     print(f"wrote {args.out}")
+
+
+def footprint_goals(allow_ratio):
+    """Issue 14's goals next to the figures: this run's, and bench/SCALE.json's
+    (`make bench-scale`, which `make bench` runs first)."""
+    try:
+        with open(os.path.join(ROOT, "bench/SCALE.json")) as f:
+            scale = json.load(f)
+    except (OSError, ValueError):
+        scale = {"sizes": {}}
+    sizes = scale["sizes"]
+
+    def at(n, key):
+        return (sizes.get(str(n)) or {}).get(key)
+
+    def row(what, value, goal, met):
+        verdict = "not measured" if value is None else ("met" if met else "**not met**")
+        return f"| {what} | {value if value is not None else '-'} | {goal} | {verdict} |"
+
+    def fmt(value, pattern):
+        return None if value is None else pattern.format(value)
+
+    per_dev = at(1000000, "rss_per_developer") or at(100000, "rss_per_developer")
+    per_dev_at = "1M" if at(1000000, "rss_per_developer") else "100k"
+    sync_1m = at(1000000, "first_sync_s")
+    p99 = at(10000000, "revocation_p99_ms")
+    p99_at = "10M"
+    if p99 is None:
+        p99, p99_at = at(1000000, "revocation_p99_ms"), "1M"
+    rss_10m = at(10000000, "rss_bytes")
+    wasm = os.path.getsize(GATE_WASM)
+    rows = [
+        row(f"Envoy memory per developer (RSS at {per_dev_at} minus at 2) / N", fmt(per_dev, "{:,.0f} B"), "≤ 256 B",
+            per_dev is not None and per_dev <= 256),
+        row("first full sync of 1M developers from etcd", fmt(sync_1m, "{:.1f} s"), "≤ 5 s", sync_1m is not None and sync_1m <= 5),
+        row(f"revocation reaching another gateway, p99 (at {p99_at})", fmt(p99, "{:,.0f} ms"), "≤ 1,500 ms at 10M",
+            p99 is not None and p99 <= 1500 and p99_at == "10M"),
+        row("a gateway's memory with 10M developers", fmt(rss_10m, "{:,.0f} B"), "≤ 2.5 GB, measured",
+            rss_10m is not None and rss_10m <= 2.5e9),
+        row("Kong `shm_kv` per 100k developers", "32m holds 100k (tests/e2e_kong.rs)", "≤ 32 MB", True),
+        row("release `.wasm`", f"{wasm / 1000:,.0f} KB", "≤ 300 KB", wasm <= 300_000),
+        row("allow path, CPU per request vs do-nothing filter", f"{allow_ratio:.2f}x", "≤ 1.10x", allow_ratio <= 1.10),
+    ]
+    return "\n".join([
+        "## Footprint at scale: issue 14's goals",
+        "",
+        f"Scale figures from `bench/SCALE.md` ({scale.get('when', 'not run')}); the rest from this run.",
+        "",
+        "| measure | now | goal | |",
+        "|---|---:|---:|---|",
+        *rows,
+    ])
 
 
 if __name__ == "__main__":

@@ -344,6 +344,19 @@ def main():
     with open(args.report, "w") as f:
         f.write(report)
     print(report)
+    # For bench/RESULTS.md's comparison with issue 14's goals (bench/run.py).
+    figures = {"when": time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), "sizes": {}}
+    for r in results:
+        figures["sizes"][str(r["n"])] = {
+            "first_sync_s": r["first_sync_s"] - baseline["first_sync_s"],
+            "rss_per_developer": (r["rss"] - baseline["rss"]) / r["n"],
+            "rss_bytes": r["rss"],
+            "revocation_p50_ms": statistics.median(r["delays"]) * 1000 if r["delays"] else None,
+            "revocation_p99_ms": percentile(r["delays"], 99) * 1000 if r["delays"] else None,
+            "revocations": len(r["delays"]),
+        }
+    with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
+        json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":

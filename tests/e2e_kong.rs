@@ -593,3 +593,53 @@ fn kong_applies_registration_rules_and_approval_ends() {
     });
     kong.assert_no_crash();
 }
+
+/// Issue 14: the replica holds one small record per developer, so Kong's
+/// `shm_kv` zone needs far less than the 128m per 100k developers it took while
+/// it held every document: 100k developers sync into a 32m zone, and every
+/// one of them is decided from it.
+#[test]
+fn kong_holds_100k_developers_in_a_32m_zone() {
+    let etcd = Etcd::start("kong-100k", common::free_port());
+    let developers: Vec<(String, String)> = (0..100_000)
+        .map(|i| {
+            let status = ["approved", "requested", "revoked", "rejected"][i % 4];
+            let value = json!({"status": status, "created_ms": 1_700_000_000_000u64 + i as u64, "updated_ms": 1_700_000_000_000u64 + i as u64, "metadata": {"full_name": format!("Developer {i}")}, "history": [{"actor": "self-service", "from": null, "to": "requested", "at_ms": 1_700_000_000_000u64}]});
+            (format!("/devportal/dev/dev{i:06}@example.com"), value.to_string())
+        })
+        .collect();
+    etcd.put_many(&developers);
+    let (gate, admin_config, _) = etcd_configs(etcd.port);
+    let kong = Kong::start_args(
+        "100k",
+        Engine::Current,
+        &gate,
+        Some(&admin_config),
+        2,
+        &["--shm-kv", "devportal:32m"],
+    );
+    wait_until("first sync of 100k in Kong", Duration::from_secs(120), || {
+        Request::get("/_devportal/health").send(kong.admin).status == 200
+    });
+    for i in [0, 1, 2, 3, 49_996, 99_996, 99_999] {
+        let expected = if i % 4 == 0 { 200 } else { 401 };
+        let email = format!("dev{i:06}@example.com");
+        assert_eq!(status(kong.port, "/api/orders", &email), expected, "{email}");
+    }
+    // Every record was stored: no write into the zone failed.
+    let log = kong.error_log();
+    assert!(
+        !log.contains("no memory") && !log.contains("directory sync failed"),
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("memory") || l.contains("sync failed"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // And a change still lands in the full zone.
+    etcd.put("/devportal/dev/dev000000@example.com", r#"{"status":"revoked"}"#);
+    wait_until("a change in a 100k directory in Kong", CEILING, || {
+        status(kong.port, "/api/orders", "dev000000@example.com") == 401
+    });
+}

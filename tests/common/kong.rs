@@ -115,8 +115,11 @@ impl Kong {
             .env("KONG_ENGINE_PORT", self.port.to_string())
             .arg("--prefix")
             .arg(&self.scratch.0)
-            .args(["--workers", &self.workers.to_string()])
-            .args(["--shm-kv", "devportal:64m"]);
+            .args(["--workers", &self.workers.to_string()]);
+        // The zone's size, unless the test sets it (`--shm-kv` in `extra`).
+        if !self.extra.iter().any(|arg| arg == "--shm-kv") {
+            command.args(["--shm-kv", "devportal:64m"]);
+        }
         if let Engine::Kong34To37 = self.engine {
             command.arg("--nginx").arg(engine_dir().join("bin/nginx-kong-3.4-3.7"));
         }

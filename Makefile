@@ -123,8 +123,9 @@ bench: bench-tools bench-events bench-scale
 
 # Scale (issue 14): 100k and 1M developers bulk-loaded straight into etcd, one
 # Envoy: first sync, memory per developer, revocation delay; writes
-# bench/SCALE.md. About 10 minutes; SCALE_ARGS="--sizes 100000,1000000,10000000"
-# adds 10M (about an hour, and etcd needs ~10 GB of memory).
+# bench/SCALE.md and .json (RESULTS.md compares them with the goals). About 10
+# minutes. 10M apart, about 40 minutes, and etcd alone holds ~15 GB of memory:
+#   make bench-scale SCALE_ARGS="--sizes 10000000 --revocations-at 10000000 --direct-writes 1 --report bench/SCALE-10M.md"
 SCALE_ARGS ?=
 bench-scale: setup build
 	ENVOY_BIN=$(abspath $(ENVOY)) ETCD_BIN=$(ETCD) DEVPORTAL_GATE_WASM=$(abspath $(WASM)) \

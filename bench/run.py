@@ -21,7 +21,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENVOY = os.environ.get("ENVOY_BIN", os.path.join(ROOT, ".venv/bin/envoy"))
-GATE_WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/devportal_gate.wasm")
+GATE_WASM = os.environ.get("DEVPORTAL_GATE_WASM", os.path.join(ROOT, "target/wasm32-wasip1/release/devportal_gate.wasm"))
 NOOP_WASM = os.path.join(ROOT, "bench/target/wasm32-wasip1/release/noop_filter.wasm")
 WORK = os.path.join(ROOT, "bench/target/run")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -328,11 +328,19 @@ within one run; the machine is shared and noisy.
 def footprint_goals(allow_ratio):
     """Issue 14's goals next to the figures: this run's, and bench/SCALE.json's
     (`make bench-scale`, which `make bench` runs first)."""
-    try:
-        with open(os.path.join(ROOT, "bench/SCALE.json")) as f:
-            scale = json.load(f)
-    except (OSError, ValueError):
-        scale = {"sizes": {}}
+    # bench/SCALE.json, and bench/SCALE-10M.json when 10M was measured apart.
+    scale = {"sizes": {}}
+    whens = []
+    for name in sorted(os.listdir(os.path.join(ROOT, "bench"))):
+        if name.startswith("SCALE") and name.endswith(".json"):
+            try:
+                with open(os.path.join(ROOT, "bench", name)) as f:
+                    found = json.load(f)
+            except (OSError, ValueError):
+                continue
+            scale["sizes"].update(found.get("sizes", {}))
+            whens.append(f"{name}: {found.get('when', '?')}")
+    scale["when"] = "; ".join(whens) or "not run"
     sizes = scale["sizes"]
 
     def at(n, key):
@@ -369,7 +377,7 @@ def footprint_goals(allow_ratio):
     return "\n".join([
         "## Footprint at scale: issue 14's goals",
         "",
-        f"Scale figures from `bench/SCALE.md` ({scale.get('when', 'not run')}); the rest from this run.",
+        f"Scale figures from `bench/SCALE*.md` ({scale['when']}); the rest from this run.",
         "",
         "| measure | now | goal | |",
         "|---|---:|---:|---|",

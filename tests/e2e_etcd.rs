@@ -411,13 +411,7 @@ const MAX_RSS_PER_DEVELOPER: u64 = 512;
 #[test]
 fn a_directory_of_100k_developers() {
     let etcd = Etcd::start("large", common::free_port());
-    let developers: Vec<(String, String)> = (0..100_000)
-        .map(|i| {
-            let status = ["approved", "requested", "revoked", "rejected"][i % 4];
-            let value = json!({"status": status, "created_ms": 1_700_000_000_000u64 + i as u64, "updated_ms": 1_700_000_000_000u64 + i as u64, "metadata": {"full_name": format!("Developer {i}")}});
-            (format!("{PREFIX}dev{i:06}@example.com"), value.to_string())
-        })
-        .collect();
+    let developers = common::bulk_developers(PREFIX.trim_end_matches("dev/"), 100_000);
     // The same gateway over the demo's four developers: what Envoy holds
     // without a directory.
     let small = gateway("large-baseline", etcd.port);

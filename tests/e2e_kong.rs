@@ -601,13 +601,7 @@ fn kong_applies_registration_rules_and_approval_ends() {
 #[test]
 fn kong_holds_100k_developers_in_a_32m_zone() {
     let etcd = Etcd::start("kong-100k", common::free_port());
-    let developers: Vec<(String, String)> = (0..100_000)
-        .map(|i| {
-            let status = ["approved", "requested", "revoked", "rejected"][i % 4];
-            let value = json!({"status": status, "created_ms": 1_700_000_000_000u64 + i as u64, "updated_ms": 1_700_000_000_000u64 + i as u64, "metadata": {"full_name": format!("Developer {i}")}, "history": [{"actor": "self-service", "from": null, "to": "requested", "at_ms": 1_700_000_000_000u64}]});
-            (format!("/devportal/dev/dev{i:06}@example.com"), value.to_string())
-        })
-        .collect();
+    let developers = common::bulk_developers("/devportal/", 100_000);
     etcd.put_many(&developers);
     let (gate, admin_config, _) = etcd_configs(etcd.port);
     let kong = Kong::start_args(

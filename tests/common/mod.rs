@@ -50,6 +50,20 @@ pub fn envoy_bin() -> PathBuf {
 /// port 0 is not enough: the port is free again once probed, two tests can be
 /// handed the same one, and Envoy's listeners set SO_REUSEPORT, so both Envoys
 /// would bind it and share its connections.
+/// `n` developers for a large directory, as (etcd key, stored JSON) under
+/// `<key_prefix>dev/`: `dev000000@example.com` on, approved, requested,
+/// revoked and rejected in turn, each changed a millisecond after the last.
+pub fn bulk_developers(key_prefix: &str, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let status = ["approved", "requested", "revoked", "rejected"][i % 4];
+            let at_ms = 1_700_000_000_000u64 + i as u64;
+            let value = serde_json::json!({"status": status, "created_ms": at_ms, "updated_ms": at_ms, "metadata": {"full_name": format!("Developer {i}")}});
+            (format!("{key_prefix}dev/dev{i:06}@example.com"), value.to_string())
+        })
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);

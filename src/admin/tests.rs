@@ -564,7 +564,7 @@ fn reads_come_from_etcd_in_chunks() {
     let (config, directory, store) = (config(), etcd_directory(), MemoryStore::default());
     let ctx = context(&config, &directory, &store);
     let mut etcd = FakeEtcd::default();
-    let mut listed = std::collections::BTreeMap::new();
+    let mut listed = replica::Known::new();
     for i in 0..250u64 {
         let email = format!("d{i:03}@x.io");
         let developer = Developer::register(&email, Status::Approved, Map::new(), "t", i);

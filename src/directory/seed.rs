@@ -5,10 +5,10 @@
 //! - an etcd directory: `etcd_once`, the transaction that creates them in etcd
 //!   once (a marker key records it).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::developer::Developer;
-use super::replica::{write_lists, write_sync_state, Listed, SyncState, Tabs};
+use super::replica::{write_lists, write_sync_state, Known, Listed, SyncState, Tabs};
 use super::store::{write_if_different, SharedStore, WriteError, WriteOutcome};
 use super::{keys, Record, Status};
 use crate::etcd::{self, EtcdRequest};
@@ -75,7 +75,7 @@ pub fn static_directory(
     now_ms: u64,
 ) -> Result<SeedReport, WriteError> {
     let report = records(store, namespace, developers)?;
-    let mut listed = BTreeMap::new();
+    let mut listed = Known::new();
     for (email, status) in developers {
         listed.insert(
             email.clone(),

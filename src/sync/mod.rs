@@ -25,10 +25,10 @@
 
 pub mod driver;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use crate::directory::developer::Developer;
-use crate::directory::replica::{self, Entry, Listed, SyncState, Tabs, WriteMode};
+use crate::directory::replica::{self, Entry, Known, Listed, SyncState, Tabs, WriteMode};
 use crate::directory::{keys, SharedStore, StoreError, WriteError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
 
@@ -67,7 +67,7 @@ pub struct Syncer {
     /// Developers to create once, from the configuration (etcd mode's demo seed).
     seed: Option<EtcdRequest>,
     /// What the replica holds, as of `revision`; empty until a full sync.
-    known: BTreeMap<String, Listed>,
+    known: Known,
     revision: Option<u64>,
     /// The full sync in progress replaces newer revisions in the replica: etcd
     /// answered with a lower revision than the replica reflects.
@@ -113,7 +113,7 @@ struct FeedRead {
 struct FullSync {
     /// The snapshot's revision, fixed by the first page.
     revision: Option<u64>,
-    seen: BTreeMap<String, Listed>,
+    seen: Known,
     report: CycleReport,
 }
 
@@ -195,7 +195,7 @@ impl Syncer {
             namespace: namespace.to_string(),
             prefix: keys::etcd_developers(key_prefix).into_bytes(),
             seed,
-            known: BTreeMap::new(),
+            known: Known::new(),
             revision: None,
             overwrite: false,
             full_page_size: FULL_SYNC_PAGE,
@@ -271,7 +271,7 @@ impl Syncer {
         self.pass = None;
         self.phase = Phase::Full(FullSync {
             revision: None,
-            seen: BTreeMap::new(),
+            seen: Known::new(),
             report: CycleReport {
                 full: true,
                 ..CycleReport::default()
@@ -349,6 +349,7 @@ impl Syncer {
             other => other.map_err(SyncError::Etcd)?,
         };
         if pinned.is_none() {
+            seen.reserve_for(usize::try_from(answer.count).unwrap_or(0));
             // A replica ahead of etcd means etcd went back in time; its word wins.
             self.overwrite =
                 replica::read_sync_state(store, &self.namespace).is_some_and(|state| state.revision > answer.revision);
@@ -520,7 +521,7 @@ impl Syncer {
             self.apply_kv(store, kv, &mut known, &mut report)?;
         }
         self.known = known;
-        let here = self.known_in(&start, &end).len() as u64;
+        let here = self.known_in(&start, &end).count() as u64;
         if answer.count > here {
             // More keys than the syncer knows of cannot happen; trust nothing.
             return Ok(Next::Call(self.begin_full()));
@@ -607,19 +608,14 @@ impl Syncer {
     }
 
     /// The known developers in `[start, end)` (etcd keys).
-    fn known_in(&self, start: &[u8], end: &[u8]) -> Vec<String> {
-        let from = String::from_utf8_lossy(start.strip_prefix(self.prefix.as_slice()).unwrap_or_default()).into_owned();
-        let to = end
-            .strip_prefix(self.prefix.as_slice())
-            .map(|e| String::from_utf8_lossy(e).into_owned());
-        match to {
-            // `BTreeMap::range` panics on a reversed range; the parts never are
-            // reversed, but this runs in the root context, where a panic would
-            // stop the VM.
-            Some(to) if to <= from => Vec::new(),
-            Some(to) => self.known.range(from..to).map(|(email, _)| email.clone()).collect(),
-            None => self.known.range(from..).map(|(email, _)| email.clone()).collect(),
-        }
+    fn known_in(&self, start: &[u8], end: &[u8]) -> impl Iterator<Item = &str> {
+        let part = |key: &[u8]| {
+            String::from_utf8_lossy(key.strip_prefix(self.prefix.as_slice()).unwrap_or_default()).into_owned()
+        };
+        let from = part(start);
+        // An end past the prefix (its `prefix_end`): to the last developer.
+        let to = end.starts_with(&self.prefix).then(|| part(end));
+        self.known.range(&from, to.as_deref())
     }
 
     fn deletions(
@@ -654,10 +650,12 @@ impl Syncer {
             listing,
             mut report,
         } = scan;
-        for email in self.known_in(&start, &end) {
-            if listing.contains(&email) {
-                continue;
-            }
+        let gone: Vec<String> = self
+            .known_in(&start, &end)
+            .filter(|email| !listing.contains(*email))
+            .map(str::to_string)
+            .collect();
+        for email in gone {
             if let Some(listed) = self.known.remove(&email) {
                 report.tabs.add(listed.status);
             }
@@ -681,7 +679,7 @@ impl Syncer {
         &self,
         store: &dyn SharedStore,
         kv: &etcd::Kv,
-        into: &mut BTreeMap<String, Listed>,
+        into: &mut Known,
         report: &mut CycleReport,
     ) -> Result<(), SyncError> {
         let Some(suffix) = kv.key.strip_prefix(self.prefix.as_slice()) else {

@@ -115,7 +115,7 @@ proptest! {
     ]) {
         let _ = etcd::parse_range(status, &body);
         let _ = etcd::parse_txn(status, &body);
-        let _ = etcd::parse_counts(status, &body);
+        let _ = etcd::parse_txn_reads(status, &body);
     }
 
     #[test]

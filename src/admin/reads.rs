@@ -100,6 +100,7 @@ fn chunk_from(prefix: &str, task: &mut ReadTask, start: usize) -> Option<EtcdReq
 pub(super) fn read_more(prefix: &str, mut task: ReadTask, etcd_answer: Result<(u32, Vec<u8>), EtcdError>) -> Step {
     match etcd_answer.and_then(|(status, body)| etcd::parse_txn_reads(status, &body)) {
         Ok(reads) => {
+            let developers = keys::etcd_developers(prefix);
             for kv in reads
                 .ranges
                 .into_iter()
@@ -107,7 +108,7 @@ pub(super) fn read_more(prefix: &str, mut task: ReadTask, etcd_answer: Result<(u
             {
                 let Some(email) = kv
                     .key
-                    .strip_prefix(keys::etcd_developers(prefix).as_bytes())
+                    .strip_prefix(developers.as_bytes())
                     .and_then(|suffix| std::str::from_utf8(suffix).ok())
                 else {
                     continue;

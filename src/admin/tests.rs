@@ -273,7 +273,6 @@ fn parsers_never_panic_on_garbage() {
         let text = String::from_utf8_lossy(&input);
         let _ = crate::etcd::parse_range(200, &input);
         let _ = crate::etcd::parse_txn(200, &input);
-        let _ = crate::etcd::parse_counts(200, &input);
         let _ = Developer::from_stored("a@x.io", &input);
         let _ = route("/_devportal", "POST", &text);
         let _ = route("/_devportal", "GET", &text);

@@ -90,35 +90,6 @@ pub fn key_page(start: &[u8], end: &[u8], revision: u64, limit: u32) -> EtcdRequ
     }
 }
 
-/// How many keys each of `ranges` (`[start, end)`) holds at `revision`, in one
-/// transaction (etcd allows 128 operations per transaction by default).
-pub fn count_ranges(ranges: &[(Vec<u8>, Vec<u8>)], revision: u64) -> EtcdRequest {
-    let operations: Vec<Value> = ranges
-        .iter()
-        .map(|(start, end)| {
-            json!({"request_range": {"key": b64(start), "range_end": b64(end), "count_only": true, "revision": revision.to_string()}})
-        })
-        .collect();
-    EtcdRequest {
-        path: TXN,
-        body: json!({"success": operations}).to_string(),
-    }
-}
-
-/// The counts of a `count_ranges` transaction, in order.
-pub fn parse_counts(status: u32, body: &[u8]) -> Result<Vec<u64>, EtcdError> {
-    let raw: RawTxn =
-        serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
-    raw.responses
-        .into_iter()
-        .map(|r| {
-            r.response_range
-                .map(|range| range.count.0)
-                .ok_or_else(|| EtcdError::Malformed("a count is missing".into()))
-        })
-        .collect()
-}
-
 /// The keys in `[start, end)` changed after `revision`; the answer's `count`
 /// still counts every key in the range (etcd filters after counting), which is
 /// how a deletion shows.

@@ -475,23 +475,17 @@ impl Syncer {
                 "fewer answers than developers asked for".into(),
             )));
         }
-        let mut known = std::mem::take(&mut self.known);
         for (email, range) in asked.iter().zip(reads.ranges) {
             match range.kvs.first() {
-                Some(kv) => self.apply_kv(store, kv, &mut known, &mut read.report)?,
-                None => {
-                    if let Some(listed) = known.remove(email) {
-                        read.report.tabs.add(listed.status);
-                        read.report.relisted += 1;
-                    }
-                    let deleted = replica::apply(store, &self.namespace, email, reads.revision, Entry::Deleted);
-                    if skip_collision(deleted, &mut read.report)? {
-                        read.report.removed += 1;
-                    }
+                Some(kv) => {
+                    let mut known = std::mem::take(&mut self.known);
+                    let applied = self.apply_kv(store, kv, &mut known, &mut read.report);
+                    self.known = known;
+                    applied?;
                 }
+                None => self.forget(store, email, reads.revision, &mut read.report)?,
             }
         }
-        self.known = known;
         self.next_feed_chunk(read)
     }
 
@@ -656,15 +650,29 @@ impl Syncer {
             .map(str::to_string)
             .collect();
         for email in gone {
-            if let Some(listed) = self.known.remove(&email) {
-                report.tabs.add(listed.status);
-            }
-            if replica::apply(store, &self.namespace, &email, revision, Entry::Deleted)? {
-                report.removed += 1;
-            }
-            report.relisted += 1;
+            self.forget(store, &email, revision, &mut report)?;
         }
         self.part_done(store, feed_revision, report, now_ms)
+    }
+
+    /// `email` is gone from etcd (as of `revision`): out of what the syncer
+    /// knows and of its tab, and tombstoned in the replica.
+    fn forget(
+        &mut self,
+        store: &dyn SharedStore,
+        email: &str,
+        revision: u64,
+        report: &mut CycleReport,
+    ) -> Result<(), SyncError> {
+        if let Some(listed) = self.known.remove(email) {
+            report.tabs.add(listed.status);
+            report.relisted += 1;
+        }
+        let deleted = replica::apply(store, &self.namespace, email, revision, Entry::Deleted);
+        if skip_collision(deleted, report)? {
+            report.removed += 1;
+        }
+        Ok(())
     }
 
     /// Lists the part of `scan` (keys only), from key `from` on.

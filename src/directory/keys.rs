@@ -2,12 +2,13 @@
 //! (the fleet's truth).
 //!
 //! Shared data: every key starts with the configuration's `namespace` (Kong
-//! gives a namespace its own `shm_kv` zone); per-developer keys end with the
-//! canonical e-mail; every value names its own key (`store::KeyChecked`).
+//! gives a namespace its own `shm_kv` zone); developers' records live in
+//! buckets named by a hash of the e-mail (`bucket`); every value names its own
+//! key (`store::KeyChecked`).
 //!
 //! | key | holds | written by |
 //! |---|---|---|
-//! | `<ns>/dev/<email>` | the one-read record the gate looks up | seed, syncer, admin |
+//! | `<ns>/b/<4 symbols>` | a bucket: the one-read records of the developers whose e-mail hashes to it | seed, syncer, admin |
 //! | `<ns>/list/<status>` | a tab: e-mails, newest change first | syncer |
 //! | `<ns>/unreadable` | keys under the prefix that are not readable developers | syncer |
 //! | `<ns>/sync` | the etcd revision the replica reflects, when it agreed | syncer |
@@ -32,21 +33,36 @@
 
 use super::Status;
 
-pub fn developer(namespace: &str, email: &str) -> String {
-    let mut key = String::with_capacity(namespace.len() + 5 + email.len());
-    key.push_str(namespace);
-    key.push_str("/dev/");
-    key.push_str(email);
-    key
+/// The bucket that holds `email`'s record.
+pub fn bucket(namespace: &str, email: &str) -> String {
+    super::bucket::key(namespace, super::bucket::index(email))
 }
 
-/// Keys that belong to one developer: a client chooses their names. Every
-/// other key is the filter's own, and takes its slot back from a developer's
-/// value on a host that confuses keys (see `store::KeyChecked`).
+/// Keys that hold developers' records (buckets: which one a client's address
+/// lands in is the client's choice). Every other key is the filter's own, and
+/// takes its slot back from a bucket on a host that confuses keys (see
+/// `store::KeyChecked`).
 pub fn is_per_developer(key: &str) -> bool {
-    let mut segments = key.splitn(3, '/');
-    let _namespace = segments.next();
-    matches!(segments.next(), Some("dev")) && segments.next().is_some()
+    key.split_once('/')
+        .is_some_and(|(_, rest)| super::bucket::is_bucket_key(rest))
+}
+
+/// The filter's own fixed keys in `namespace` (for the check that no bucket
+/// shares a slot with one on Kong).
+pub fn own_keys(namespace: &str) -> Vec<String> {
+    let mut own: Vec<String> = Status::ALL.iter().map(|&status| list(namespace, status)).collect();
+    own.extend([
+        unreadable(namespace),
+        sync_state(namespace),
+        seed_index(namespace),
+        syncer(namespace),
+        workers(namespace),
+        registrations(namespace),
+        events_view(namespace),
+        expiring(namespace),
+        rules(namespace),
+    ]);
+    own
 }
 
 pub fn list(namespace: &str, status: Status) -> String {

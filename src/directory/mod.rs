@@ -1,16 +1,20 @@
 //! The developer directory as it lives in proxy-wasm shared data.
 //!
-//! One key per developer, `<namespace>/dev/<canonical email>`, so a lookup is one
-//! read whatever the directory's size. The namespace is the key's first segment so
-//! Kong can give the directory its own `shm_kv` zone. Values are small text records
-//! (`1;approved;0`: format version, status, revision); there is no delete call in
-//! Envoy, so removal writes a tombstone (`1;deleted;0`) that reads as absent.
+//! Each developer has one small record (status, revision, an approval's end),
+//! kept in a bucket named by a hash of the canonical e-mail (`bucket`): a
+//! lookup is one read whatever the directory's size, and the host holds one
+//! entry per bucket instead of one per developer. The namespace is every key's
+//! first segment so Kong can give the directory its own `shm_kv` zone. There is
+//! no delete call in Envoy, so removal writes a tombstone (a `deleted` record)
+//! that reads as absent.
 //!
-//! Around it: `keys` (every key, one table), `store` (shared data, key-checked
-//! values, the one write loop), `seed` (a static directory), `replica` (the
-//! copy of the etcd directory), `developer` (the stored record and the
-//! workflow), `status`, `registration` (self-service bounds).
+//! Around it: `keys` (every key, one table), `bucket` (the records' layout),
+//! `store` (shared data, key-checked values, the one write loop), `seed` (a
+//! static directory), `replica` (the copy of the etcd directory), `developer`
+//! (the stored record and the workflow), `status`, `registration`
+//! (self-service bounds).
 
+pub mod bucket;
 pub mod developer;
 pub mod expiry;
 pub mod keys;
@@ -21,6 +25,7 @@ pub mod seed;
 mod status;
 mod store;
 
+pub use bucket::Found;
 pub use seed::SeedReport;
 pub use status::{Status, StatusInput};
 pub use store::{
@@ -54,10 +59,6 @@ pub enum Record {
     },
 }
 
-const RECORD_FORMAT: &str = "1";
-const DELETED: &str = "deleted";
-const UNREADABLE: &str = "unreadable";
-
 impl Record {
     pub fn revision(&self) -> u64 {
         match self {
@@ -66,50 +67,61 @@ impl Record {
             }
         }
     }
+}
 
-    pub fn encode(&self) -> Vec<u8> {
-        let (status, revision) = match self {
-            Record::Present { status, revision, .. } => (status.as_str(), revision),
-            Record::Deleted { revision } => (DELETED, revision),
-            Record::Unreadable { revision } => (UNREADABLE, revision),
+/// `email`'s record; `Garbled` also when the host failed: fail closed.
+pub fn read_record(store: &dyn SharedStore, namespace: &str, email: &str) -> bucket::Found {
+    match store.get(&keys::bucket(namespace, email)) {
+        Ok(None) => bucket::Found::Absent,
+        Ok(Some((bytes, _))) => bucket::find(&bytes, email),
+        Err(_) => bucket::Found::Garbled,
+    }
+}
+
+/// Makes `email`'s record `record` with the read-then-CAS loop on its bucket,
+/// unless it already is, or `keep(stored)` says the stored record must stay.
+pub fn write_record_unless(
+    store: &dyn SharedStore,
+    namespace: &str,
+    email: &str,
+    record: &Record,
+    keep: impl Fn(&Record) -> bool,
+) -> Result<WriteOutcome, WriteError> {
+    let key = keys::bucket(namespace, email);
+    if !bucket::storable(email) {
+        return Err(WriteError {
+            key,
+            reason: format!("{email:?} cannot be stored: not an address"),
+            collision: false,
+        });
+    }
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (current, cas) = match store.get(&key).map_err(|e| WriteError::host(&key, e))? {
+            Some((bytes, cas)) => (bytes, Some(cas)),
+            None => (Vec::new(), None),
         };
-        match self {
-            Record::Present {
-                expires_ms: Some(expires_ms),
-                ..
-            } => format!("{RECORD_FORMAT};{status};{revision};{expires_ms}").into_bytes(),
-            _ => format!("{RECORD_FORMAT};{status};{revision}").into_bytes(),
+        if let bucket::Found::Record(stored) = bucket::find(&current, email) {
+            if stored == *record || keep(&stored) {
+                return Ok(WriteOutcome::AlreadyCurrent);
+            }
+        }
+        match store.set(&key, &bucket::with(&current, email, record), cas) {
+            Ok(()) => return Ok(WriteOutcome::Written),
+            Err(StoreError::CasMismatch) => continue,
+            Err(error) => return Err(WriteError::host(&key, error)),
         }
     }
+    Err(WriteError::contended(&key))
+}
 
-    /// `None` for anything that is not a well-formed record of a known format.
-    pub fn decode(bytes: &[u8]) -> Option<Record> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut fields = text.split(';');
-        if fields.next()? != RECORD_FORMAT {
-            return None;
-        }
-        let status = fields.next()?;
-        let revision = fields.next()?.parse().ok()?;
-        let expires_ms = match fields.next() {
-            Some(expires) => Some(expires.parse().ok()?),
-            None => None,
-        };
-        if fields.next().is_some() {
-            return None;
-        }
-        if status == DELETED {
-            return Some(Record::Deleted { revision });
-        }
-        if status == UNREADABLE {
-            return Some(Record::Unreadable { revision });
-        }
-        Some(Record::Present {
-            status: Status::parse(status)?,
-            revision,
-            expires_ms,
-        })
-    }
+/// Makes `email`'s record `record`, unless it already is.
+pub fn write_record(
+    store: &dyn SharedStore,
+    namespace: &str,
+    email: &str,
+    record: &Record,
+) -> Result<WriteOutcome, WriteError> {
+    write_record_unless(store, namespace, email, record, |_| false)
 }
 
 /// What the directory says about one developer.
@@ -130,19 +142,15 @@ pub fn lookup(store: &dyn SharedStore, namespace: &str, email: &str) -> Lookup {
 /// `lookup` at `now_ms` by this gateway's clock: an approval whose expiry has
 /// come is `Expired` at once, without waiting for any sync.
 pub fn lookup_at(store: &dyn SharedStore, namespace: &str, email: &str, now_ms: u64) -> Lookup {
-    match store.get(&keys::developer(namespace, email)) {
-        Ok(None) => Lookup::Unknown,
-        Ok(Some((bytes, _))) => match Record::decode(&bytes) {
-            Some(Record::Present {
-                status: Status::Approved,
-                expires_ms: Some(expires_ms),
-                ..
-            }) if now_ms >= expires_ms => Lookup::Expired(expires_ms),
-            Some(Record::Present { status, .. }) => Lookup::Found(status),
-            Some(Record::Deleted { .. }) => Lookup::Unknown,
-            Some(Record::Unreadable { .. }) | None => Lookup::Unavailable,
-        },
-        Err(_) => Lookup::Unavailable,
+    match read_record(store, namespace, email) {
+        Found::Record(Record::Present {
+            status: Status::Approved,
+            expires_ms: Some(expires_ms),
+            ..
+        }) if now_ms >= expires_ms => Lookup::Expired(expires_ms),
+        Found::Record(Record::Present { status, .. }) => Lookup::Found(status),
+        Found::Absent | Found::Record(Record::Deleted { .. }) => Lookup::Unknown,
+        Found::Record(Record::Unreadable { .. }) | Found::Garbled => Lookup::Unavailable,
     }
 }
 
@@ -155,122 +163,140 @@ mod tests {
         list.iter().map(|(e, s)| (e.to_string(), *s)).collect()
     }
 
-    /// Anagrams share a slot: collisions without having to forge a CRC.
-    fn byte_sum(key: &str) -> u64 {
-        key.bytes().map(u64::from).sum()
-    }
-
-    #[test]
-    fn a_colliding_key_never_reads_or_overwrites_another_developer() {
-        let alice = devs(&[("alice@example.com", Status::Approved)]);
-        // Without the check, the host's confusion decides access.
-        let raw = SlotStore::new(byte_sum);
-        seed::records(&raw, "devportal", &alice).unwrap();
-        assert_eq!(
-            lookup(&raw, "devportal", "ecila@example.com"),
-            Lookup::Found(Status::Approved)
-        );
-
-        let store = KeyChecked(SlotStore::new(byte_sum));
-        seed::records(&store, "devportal", &alice).unwrap();
-        assert_eq!(lookup(&store, "devportal", "ecila@example.com"), Lookup::Unknown);
-        assert_eq!(
-            lookup(&store, "devportal", "alice@example.com"),
-            Lookup::Found(Status::Approved)
-        );
-        // Writing the colliding developer fails and leaves alice alone.
-        let record = Record::Present {
+    fn approved(revision: u64) -> Record {
+        Record::Present {
             expires_ms: None,
-            status: Status::Requested,
-            revision: 9,
+            status: Status::Approved,
+            revision,
+        }
+    }
+
+    /// Another address in `email`'s bucket, found by trying.
+    fn bucket_mate(email: &str) -> String {
+        let wanted = bucket::index(email);
+        (0..)
+            .map(|i| format!("mate{i}@example.com"))
+            .find(|candidate| bucket::index(candidate) == wanted)
+            .unwrap()
+    }
+
+    #[test]
+    fn addresses_in_one_bucket_are_told_apart_by_the_whole_email() {
+        let store = KeyChecked(MemoryStore::default());
+        let mate = bucket_mate("alice@example.com");
+        assert_eq!(
+            keys::bucket("devportal", &mate),
+            keys::bucket("devportal", "alice@example.com")
+        );
+        seed::records(&store, "devportal", &devs(&[("alice@example.com", Status::Approved)])).unwrap();
+        assert_eq!(lookup(&store, "devportal", &mate), Lookup::Unknown);
+        write_record(&store, "devportal", &mate, &Record::Deleted { revision: 3 }).unwrap();
+        write_record(&store, "devportal", &mate, &approved(4)).unwrap();
+        assert_eq!(lookup(&store, "devportal", &mate), Lookup::Found(Status::Approved));
+        let revoked = Record::Present {
+            expires_ms: None,
+            status: Status::Revoked,
+            revision: 5,
         };
-        let error = write_if_different(
-            &store,
-            &keys::developer("devportal", "ecila@example.com"),
-            &record.encode(),
-        )
-        .unwrap_err();
-        assert!(error.collision, "{error}");
-        assert!(error.to_string().contains("alice@example.com"), "{error}");
+        write_record(&store, "devportal", "alice@example.com", &revoked).unwrap();
+        assert_eq!(lookup(&store, "devportal", &mate), Lookup::Found(Status::Approved));
         assert_eq!(
             lookup(&store, "devportal", "alice@example.com"),
-            Lookup::Found(Status::Approved)
+            Lookup::Found(Status::Revoked)
         );
     }
 
     #[test]
-    fn the_filters_own_keys_take_their_slot_back_from_a_developer() {
-        // Keys of one length share a slot: "devportal/index" and "devportal/dev/a".
-        let store = KeyChecked(SlotStore::new(|key| key.len() as u64));
-        let (system, developer) = ("devportal/index", "devportal/dev/a");
-        write_if_different(&store, developer, b"1;approved;1").unwrap();
-        assert_eq!(store.get(system).unwrap(), None, "a developer's value is not the index");
-        write_if_different(&store, system, b"a@x.io").unwrap();
-        assert_eq!(store.get(system).unwrap().map(|(v, _)| v), Some(b"a@x.io".to_vec()));
-        assert_eq!(
-            store.get(developer).unwrap(),
-            None,
-            "the developer is now absent: refused"
-        );
-        // ...while a developer never takes a slot from the filter's own key.
+    fn a_colliding_key_never_reads_or_overwrites_another_bucket() {
+        // A host that confuses every bucket with every other: the worst case.
+        fn buckets_share_a_slot(key: &str) -> u64 {
+            if key.contains("/b/") {
+                0
+            } else {
+                key.len() as u64
+            }
+        }
+        let alice = devs(&[("alice@example.com", Status::Approved)]);
+        // Without the check, one bucket's value ends up in another's slot.
+        let raw = SlotStore::new(buckets_share_a_slot);
+        seed::records(&raw, "devportal", &alice).unwrap();
+        write_record(&raw, "devportal", "bob@example.com", &approved(1)).unwrap();
+        let (mixed, _) = raw
+            .get(&keys::bucket("devportal", "alice@example.com"))
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&mixed).contains("bob@example.com"));
+
+        let store = KeyChecked(SlotStore::new(buckets_share_a_slot));
+        seed::records(&store, "devportal", &alice).unwrap();
+        assert_eq!(lookup(&store, "devportal", "bob@example.com"), Lookup::Unknown);
+        let error = write_record(&store, "devportal", "bob@example.com", &approved(9)).unwrap_err();
+        assert!(error.collision, "{error}");
         assert!(
-            write_if_different(&store, developer, b"1;approved;2")
+            error
+                .to_string()
+                .contains(&keys::bucket("devportal", "alice@example.com")),
+            "{error}"
+        );
+        assert_eq!(
+            lookup(&store, "devportal", "alice@example.com"),
+            Lookup::Found(Status::Approved)
+        );
+        assert_eq!(lookup(&store, "devportal", "bob@example.com"), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_name_that_is_not_an_address_is_never_written() {
+        let store = MemoryStore::default();
+        let forged = "x\nalice@example.com;a1\nz";
+        assert!(write_record(&store, "devportal", forged, &approved(1)).is_err());
+        assert!(store.is_empty());
+        assert_eq!(lookup(&store, "devportal", "alice@example.com"), Lookup::Unknown);
+    }
+
+    #[test]
+    fn the_filters_own_keys_take_their_slot_back_from_a_bucket() {
+        let store = KeyChecked(SlotStore::new(|_| 0));
+        let system = "devportal/sync";
+        write_record(&store, "devportal", "a@x.io", &approved(1)).unwrap();
+        assert_eq!(store.get(system).unwrap(), None, "a bucket is not the sync state");
+        write_if_different(&store, system, b"7;0").unwrap();
+        assert_eq!(store.get(system).unwrap().map(|(v, _)| v), Some(b"7;0".to_vec()));
+        assert_eq!(
+            lookup(&store, "devportal", "a@x.io"),
+            Lookup::Unknown,
+            "now absent: refused"
+        );
+        // ...while a bucket never takes a slot from the filter's own key.
+        assert!(
+            write_record(&store, "devportal", "a@x.io", &approved(2))
                 .unwrap_err()
                 .collision
         );
         assert!(!keys::is_per_developer("devportal/sync"));
         assert!(!keys::is_per_developer("devportal/list/approved"));
-        assert!(!keys::is_per_developer("devportal/doc/a@x.io"));
-        assert!(keys::is_per_developer(developer));
+        assert!(!keys::is_per_developer("devportal/dev/a@x.io"));
+        assert!(keys::is_per_developer(&keys::bucket("devportal", "a@x.io")));
+        for own in keys::own_keys("devportal") {
+            assert!(!keys::is_per_developer(&own), "{own}");
+        }
     }
 
     #[test]
     fn values_without_the_envelope_read_as_absent_and_are_replaced() {
         let inner = MemoryStore::default();
-        inner.set("devportal/dev/a@x.io", b"1;approved;0", None).unwrap();
+        inner
+            .set(&keys::bucket("devportal", "a@x.io"), b"b1\na@x.io;a0", None)
+            .unwrap();
         let store = KeyChecked(inner);
         assert_eq!(lookup(&store, "devportal", "a@x.io"), Lookup::Unknown);
-        write_if_different(&store, "devportal/dev/a@x.io", b"1;revoked;0").unwrap();
+        let revoked = Record::Present {
+            expires_ms: None,
+            status: Status::Revoked,
+            revision: 0,
+        };
+        write_record(&store, "devportal", "a@x.io", &revoked).unwrap();
         assert_eq!(lookup(&store, "devportal", "a@x.io"), Lookup::Found(Status::Revoked));
-    }
-
-    #[test]
-    fn record_round_trip_and_rejects_garbage() {
-        for record in [
-            Record::Present {
-                expires_ms: None,
-                status: Status::Approved,
-                revision: 0,
-            },
-            Record::Present {
-                expires_ms: None,
-                status: Status::Revoked,
-                revision: 12345,
-            },
-            Record::Deleted { revision: 7 },
-        ] {
-            assert_eq!(Record::decode(&record.encode()), Some(record));
-        }
-        assert_eq!(
-            Record::Present {
-                expires_ms: None,
-                status: Status::Requested,
-                revision: 3
-            }
-            .encode(),
-            b"1;requested;3"
-        );
-        for garbage in [
-            &b""[..],
-            b"1;approved",
-            b"2;approved;0",
-            b"1;APPROVED;0",
-            b"1;approved;x",
-            b"1;approved;0;x",
-            b"\xff",
-        ] {
-            assert_eq!(Record::decode(garbage), None, "{garbage:?}");
-        }
     }
 
     #[test]
@@ -360,9 +386,18 @@ mod tests {
     fn unreadable_record_fails_closed() {
         let store = MemoryStore::default();
         store
-            .set(&keys::developer("devportal", "alice@example.com"), b"garbage", None)
+            .set(&keys::bucket("devportal", "alice@example.com"), b"garbage", None)
             .unwrap();
         assert_eq!(lookup(&store, "devportal", "alice@example.com"), Lookup::Unavailable);
+        // One garbled line fails closed for its developer only.
+        let store = MemoryStore::default();
+        let mate = bucket_mate("bob@example.com");
+        let bucket = format!("b1\n{mate};a3\nbob@example.com;a");
+        store
+            .set(&keys::bucket("devportal", &mate), bucket.as_bytes(), None)
+            .unwrap();
+        assert_eq!(lookup(&store, "devportal", "bob@example.com"), Lookup::Unavailable);
+        assert_eq!(lookup(&store, "devportal", &mate), Lookup::Found(Status::Approved));
     }
 
     /// A store whose every write first loses a race `races` times.
@@ -393,21 +428,17 @@ mod tests {
             inner: MemoryStore::default(),
             races: Cell::new(3),
         };
-        let desired = Record::Present {
-            expires_ms: None,
-            status: Status::Approved,
-            revision: 0,
-        }
-        .encode();
+        let desired = approved(0);
         assert_eq!(
-            write_if_different(&store, "devportal/dev/a@x.io", &desired),
+            write_record(&store, "devportal", "a@x.io", &desired),
             Ok(WriteOutcome::Written)
         );
+        assert_eq!(lookup(&store, "devportal", "a@x.io"), Lookup::Found(Status::Approved));
         let store = RacingStore {
             inner: MemoryStore::default(),
             races: Cell::new(100),
         };
-        let error = write_if_different(&store, "devportal/dev/a@x.io", &desired).unwrap_err();
+        let error = write_record(&store, "devportal", "a@x.io", &desired).unwrap_err();
         assert!(error.reason.contains("contended"), "{error}");
     }
 }
@@ -424,19 +455,7 @@ mod expiry_tests {
             revision: 7,
             expires_ms: Some(5000),
         };
-        assert_eq!(Record::decode(&record.encode()), Some(record));
-        assert_eq!(
-            Record::decode(b"1;approved;7"),
-            Some(Record::Present {
-                status: Status::Approved,
-                revision: 7,
-                expires_ms: None
-            })
-        );
-        assert_eq!(Record::decode(b"1;approved;7;soon"), None);
-        store
-            .set(&keys::developer("ns", "a@x.io"), &record.encode(), None)
-            .unwrap();
+        write_record(&store, "ns", "a@x.io", &record).unwrap();
         assert_eq!(lookup_at(&store, "ns", "a@x.io", 4999), Lookup::Found(Status::Approved));
         assert_eq!(lookup_at(&store, "ns", "a@x.io", 5000), Lookup::Expired(5000));
         // Only an approval expires.
@@ -445,7 +464,7 @@ mod expiry_tests {
             revision: 8,
             expires_ms: Some(5000),
         };
-        write_if_different(&store, &keys::developer("ns", "a@x.io"), &revoked.encode()).unwrap();
+        write_record(&store, "ns", "a@x.io", &revoked).unwrap();
         assert_eq!(lookup_at(&store, "ns", "a@x.io", 9000), Lookup::Found(Status::Revoked));
     }
 }

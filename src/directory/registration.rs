@@ -11,9 +11,15 @@
 //!   syncer, so the cap can be overshot by at most what all gateways admit in
 //!   one sync interval.
 //!
+//! - **Bucket cap**: no registration of an address whose shared-data bucket
+//!   already holds `bucket::SELF_SERVICE_LIMIT` developers. Anyone can compute
+//!   which bucket an address lands in; without the cap, registrations aimed at
+//!   one bucket would make every lookup in it read them all. Chance alone does
+//!   not fill a bucket (see `bucket`). Past it: 429 `registration_crowded`.
+//!
 //! A refused registration records nothing; the developer may try again later.
 
-use crate::directory::{keys, replica};
+use crate::directory::{bucket, keys, replica};
 use crate::directory::{SharedStore, Status, StoreError, MAX_CAS_ATTEMPTS};
 use crate::request::responses::{no_store_headers, LocalResponse};
 
@@ -45,15 +51,22 @@ pub enum Admission {
     },
     /// The Requested tab is full.
     Full,
+    /// The address's bucket holds `bucket::SELF_SERVICE_LIMIT` developers.
+    Crowded,
 }
 
 /// Decides one registration attempt, and counts it against the rate when it
 /// is admitted. Fails closed: a store that cannot be read or written admits
 /// nobody.
-pub fn admit(store: &dyn SharedStore, namespace: &str, limits: Limits, now_ms: u64) -> Admission {
+pub fn admit(store: &dyn SharedStore, namespace: &str, email: &str, limits: Limits, now_ms: u64) -> Admission {
     match replica::tab_size(store, namespace, Status::Requested) {
         Ok(pending) if pending < limits.max_pending as usize => {}
         _ => return Admission::Full,
+    }
+    match store.get(&keys::bucket(namespace, email)) {
+        Ok(None) => {}
+        Ok(Some((held, _))) if bucket::len(&held) < bucket::SELF_SERVICE_LIMIT => {}
+        _ => return Admission::Crowded,
     }
     let window = now_ms - now_ms % WINDOW_MS;
     let key = keys::registrations(namespace);
@@ -96,6 +109,11 @@ pub fn refused(admission: Admission) -> LocalResponse {
         Admission::Full => (
             "registration_full",
             "Registration is closed for now: too many requests are waiting for approval. Try again later.",
+            None,
+        ),
+        Admission::Crowded => (
+            "registration_crowded",
+            "This address cannot register itself here: ask the portal's administrators for an invitation.",
             None,
         ),
         Admission::RateLimited { retry_after_s } => (
@@ -145,7 +163,7 @@ pub fn again(target: &str) -> LocalResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::MemoryStore;
+    use crate::directory::{MemoryStore, Record};
 
     #[test]
     fn the_page_after_the_create() {
@@ -170,14 +188,14 @@ mod tests {
         };
         let t = 10 * WINDOW_MS + 5_000;
         for _ in 0..3 {
-            assert_eq!(admit(&store, "ns", limits, t), Admission::Admit);
+            assert_eq!(admit(&store, "ns", "new@x.io", limits, t), Admission::Admit);
         }
         assert_eq!(
-            admit(&store, "ns", limits, t + 1_000),
+            admit(&store, "ns", "new@x.io", limits, t + 1_000),
             Admission::RateLimited { retry_after_s: 54 }
         );
         // The next minute opens a new window.
-        assert_eq!(admit(&store, "ns", limits, t + WINDOW_MS), Admission::Admit);
+        assert_eq!(admit(&store, "ns", "new@x.io", limits, t + WINDOW_MS), Admission::Admit);
     }
 
     #[test]
@@ -191,15 +209,49 @@ mod tests {
         store
             .set(&keys::list("ns", Status::Requested), listed(1).as_bytes(), None)
             .unwrap();
-        assert_eq!(admit(&store, "ns", limits, 1), Admission::Admit);
+        assert_eq!(admit(&store, "ns", "new@x.io", limits, 1), Admission::Admit);
         let (_, cas) = store.get(&keys::list("ns", Status::Requested)).unwrap().unwrap();
         store
             .set(&keys::list("ns", Status::Requested), listed(2).as_bytes(), Some(cas))
             .unwrap();
-        assert_eq!(admit(&store, "ns", limits, 2), Admission::Full);
+        assert_eq!(admit(&store, "ns", "new@x.io", limits, 2), Admission::Full);
         let answer = refused(Admission::Full);
         assert_eq!(answer.status, 429);
         assert!(String::from_utf8_lossy(&answer.body).contains("registration_full"));
+        let answer = refused(Admission::RateLimited { retry_after_s: 7 });
+        assert!(answer.headers.contains(&("retry-after", "7".to_string())));
+    }
+
+    #[test]
+    fn a_crowded_bucket_takes_no_more_self_service_registrations() {
+        let store = MemoryStore::default();
+        let limits = Limits {
+            per_minute: 1000,
+            max_pending: 1000,
+        };
+        // Addresses aimed at victim's bucket (found by trying; written here
+        // straight into the bucket to keep the test short).
+        let key = keys::bucket("ns", "victim@x.io");
+        let requested = Record::Present {
+            status: Status::Requested,
+            revision: 1,
+            expires_ms: None,
+        };
+        for n in 0..bucket::SELF_SERVICE_LIMIT {
+            assert_eq!(admit(&store, "ns", "victim@x.io", limits, 1), Admission::Admit, "{n}");
+            let (held, cas) = store
+                .get(&key)
+                .unwrap()
+                .map_or((Vec::new(), None), |(v, c)| (v, Some(c)));
+            store
+                .set(&key, &bucket::with(&held, &format!("aimed{n}@x.io"), &requested), cas)
+                .unwrap();
+        }
+        assert_eq!(admit(&store, "ns", "victim@x.io", limits, 1), Admission::Crowded);
+        assert_eq!(admit(&store, "ns", "other@x.io", limits, 1), Admission::Admit);
+        let answer = refused(Admission::Crowded);
+        assert_eq!(answer.status, 429);
+        assert!(String::from_utf8_lossy(&answer.body).contains("registration_crowded"));
         let answer = refused(Admission::RateLimited { retry_after_s: 7 });
         assert!(answer.headers.contains(&("retry-after", "7".to_string())));
     }

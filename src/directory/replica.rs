@@ -1,7 +1,7 @@
 //! The gateway's replica of the durable directory, in proxy-wasm shared data.
 //!
 //! Per developer the replica holds only the one-read hot-path record of
-//! `directory` (`<ns>/dev/<email>`): status, revision, an approval's end. A
+//! `directory` (a line in its bucket): status, revision, an approval's end. A
 //! developer's document (metadata, history) stays in etcd, where the admin API
 //! reads it. Beside the records:
 //! - `<ns>/list/<status>`: that status's e-mails, newest status change first
@@ -16,7 +16,7 @@
 //! must win whichever lands last.
 
 use crate::directory::developer::Developer;
-use crate::directory::{keys, write_unless, Record, SharedStore, Status, WriteError, WriteOutcome};
+use crate::directory::{keys, write_record_unless, Record, SharedStore, Status, WriteError, WriteOutcome};
 
 /// What etcd says about one developer.
 #[derive(Debug, Clone, Copy)]
@@ -35,25 +35,6 @@ fn read_value(store: &dyn SharedStore, key: &str) -> Result<Vec<u8>, WriteError>
         .map(|(bytes, _)| bytes)
         .unwrap_or_default())
 }
-
-/// Writes `value` at `key` unless the key holds a newer revision or this value.
-fn write_unless_newer(
-    store: &dyn SharedStore,
-    key: &str,
-    revision: u64,
-    value: &[u8],
-    revision_of: RevisionOf,
-) -> Result<bool, WriteError> {
-    let newer = |current: &[u8]| revision_of(current).is_some_and(|stored| stored > revision);
-    Ok(write_unless(store, key, value, newer)? == WriteOutcome::Written)
-}
-
-fn record_revision(bytes: &[u8]) -> Option<u64> {
-    Record::decode(bytes).map(|record| record.revision())
-}
-
-/// Reads the revision a stored value carries.
-type RevisionOf = fn(&[u8]) -> Option<u64>;
 
 /// How `apply_with` treats a replica that holds a newer revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +66,6 @@ pub fn apply_with(
     entry: Entry<'_>,
     mode: WriteMode,
 ) -> Result<bool, WriteError> {
-    let record_revision: RevisionOf = match mode {
-        WriteMode::Monotonic => record_revision,
-        WriteMode::Overwrite => |_| None,
-    };
     let record = match entry {
         Entry::Present(developer) => Record::Present {
             status: developer.status,
@@ -100,13 +77,9 @@ pub fn apply_with(
         Entry::Deleted => Record::Deleted { revision },
         Entry::Unreadable => Record::Unreadable { revision },
     };
-    let record_written = write_unless_newer(
-        store,
-        &keys::developer(namespace, email),
-        revision,
-        &record.encode(),
-        record_revision,
-    )?;
+    // Monotonic: a stored newer revision stays.
+    let keep = |stored: &Record| mode == WriteMode::Monotonic && stored.revision() > revision;
+    let record_written = write_record_unless(store, namespace, email, &record, keep)? == WriteOutcome::Written;
     if record_written {
         let expires_ms = match record {
             Record::Present { expires_ms, .. } => expires_ms,

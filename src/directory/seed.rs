@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use super::developer::Developer;
 use super::replica::{write_lists, write_sync_state, Known, Listed, SyncState, Tabs};
 use super::store::{write_if_different, SharedStore, WriteError, WriteOutcome};
-use super::{keys, Record, Status};
+use super::{keys, write_record, Record, Status};
 use crate::etcd::{self, EtcdRequest};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub fn records(
             status: *status,
             revision: 0,
         };
-        match write_if_different(store, &keys::developer(namespace, email), &record.encode())? {
+        match write_record(store, namespace, email, &record)? {
             WriteOutcome::Written => report.written += 1,
             WriteOutcome::AlreadyCurrent => report.unchanged += 1,
         }
@@ -51,12 +51,12 @@ pub fn records(
         None => String::new(),
     };
     let current: BTreeSet<&str> = developers.iter().map(|(email, _)| email.as_str()).collect();
-    let tombstone = Record::Deleted { revision: 0 }.encode();
+    let tombstone = Record::Deleted { revision: 0 };
     for email in previous
         .lines()
         .filter(|email| !email.is_empty() && !current.contains(email))
     {
-        if write_if_different(store, &keys::developer(namespace, email), &tombstone)? == WriteOutcome::Written {
+        if write_record(store, namespace, email, &tombstone)? == WriteOutcome::Written {
             report.removed += 1;
         }
     }

@@ -25,15 +25,17 @@ pub enum StoreError {
 /// and write, over a host store that may confuse keys.
 ///
 /// Kong's `shm_kv` identifies a key by its CRC-32 alone, so two keys with the
-/// same CRC-32 share one slot, and a crafted e-mail can read (or overwrite) an
-/// approved developer's record. Here a value is stored as `<key>\0<value>`:
+/// same CRC-32 share one slot. Buckets never collide with each other (see
+/// `bucket`), but one may with one of the filter's own keys, and records
+/// must never be read from another key's value. Here a value is stored as
+/// `<key>\0<value>`:
 /// - a read that finds another key's value sees the key as absent (an unknown
 ///   developer: refused), never the other key's value;
-/// - a write never overwrites another developer's value: it fails with
-///   `StoreError::Collision` (that developer cannot be stored on this host and
-///   stays refused; the condition is logged). The filter's own keys (sync state,
-///   tabs, index, election) take their slot back from a developer's value, so a
-///   crafted address can deny only itself, never the whole gateway;
+/// - a bucket's write never overwrites another key's value: it fails with
+///   `StoreError::Collision` (those developers cannot be stored on this host
+///   and stay refused; the condition is logged). The filter's own keys (sync
+///   state, tabs, election) take their slot back from a bucket, so the
+///   directory's contents can never deny the whole gateway;
 /// - a value without the envelope (written by an older build) reads as absent
 ///   and may be overwritten.
 pub struct KeyChecked<S>(pub S);
@@ -140,11 +142,7 @@ pub fn write_unless(
             Err(error) => return Err(WriteError::host(key, error)),
         }
     }
-    Err(WriteError {
-        key: key.to_string(),
-        reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts"),
-        collision: false,
-    })
+    Err(WriteError::contended(key))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +154,14 @@ pub struct WriteError {
 }
 
 impl WriteError {
+    pub fn contended(key: &str) -> WriteError {
+        WriteError {
+            key: key.to_string(),
+            reason: format!("still contended after {MAX_CAS_ATTEMPTS} CAS attempts"),
+            collision: false,
+        }
+    }
+
     pub fn host(key: &str, error: StoreError) -> WriteError {
         let (reason, collision) = match error {
             StoreError::CasMismatch => ("CAS mismatch".to_string(), false),

@@ -252,10 +252,10 @@ impl GateHttp {
         target: &str,
     ) -> Action {
         let ctx = shared.registration_context();
-        let admission = registration::admit(ctx.store, ctx.namespace, shared.gate.registration, ctx.now_ms);
+        let admission = registration::admit(ctx.store, ctx.namespace, email, shared.gate.registration, ctx.now_ms);
         if admission != Admission::Admit {
             shared.count(match admission {
-                Admission::Full => Counter::RegistrationFull,
+                Admission::Full | Admission::Crowded => Counter::RegistrationFull,
                 _ => Counter::RegistrationLimited,
             });
             return respond(&registration::refused(admission));

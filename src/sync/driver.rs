@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use super::{elect, Next, SyncError, Syncer};
 use crate::directory::developer::{Developer, DeveloperAction};
 use crate::directory::replica::{self, Entry};
-use crate::directory::{keys, Record, SharedStore, Status};
+use crate::directory::{keys, read_record, Found, Record, SharedStore, Status};
 use crate::encoding::clock::rfc3339;
 use crate::etcd::{self, EtcdError, EtcdRequest};
 use crate::events::Change;
@@ -248,14 +248,11 @@ impl SyncDriver {
         let key_prefix = &self.pruning.as_ref()?.key_prefix;
         let expiring = replica::expiring(store, &self.namespace).ok()?;
         for (email, _) in expiring.into_iter().take_while(|(_, ms)| ms + EXPIRY_GRACE_MS <= now) {
-            let Ok(Some((bytes, _))) = store.get(&keys::developer(&self.namespace, &email)) else {
-                continue;
-            };
-            let Some(Record::Present {
+            let Found::Record(Record::Present {
                 status: Status::Approved,
                 revision,
                 ..
-            }) = Record::decode(&bytes)
+            }) = read_record(store, &self.namespace, &email)
             else {
                 continue;
             };

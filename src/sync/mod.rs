@@ -668,6 +668,10 @@ impl Syncer {
             report.tabs.add(listed.status);
             report.relisted += 1;
         }
+        // A name that is not an address was never written (`apply_kv`).
+        if !crate::directory::bucket::storable(email) {
+            return Ok(());
+        }
         let deleted = replica::apply(store, &self.namespace, email, revision, Entry::Deleted);
         if skip_collision(deleted, report)? {
             report.removed += 1;

@@ -176,7 +176,19 @@ impl Drop for Kong {
     }
 }
 
-/// An address whose shared-data key (`<namespace>/dev/<address>`) has the same
+/// Another address whose record lives in `victim`'s bucket: the same entry in
+/// Kong's `shm_kv`, found by trying.
+pub fn bucket_mate(victim: &str) -> String {
+    use devportal_gate::directory::bucket::index;
+    let wanted = index(victim);
+    (0u64..)
+        .map(|i| format!("mate{i}@example.net"))
+        .find(|candidate| index(candidate) == wanted)
+        .unwrap()
+}
+
+/// An address whose per-developer key (`<namespace>/dev/<address>`, the layout
+/// before buckets) has the same
 /// CRC-32 as `victim`'s: the key Kong's engine would confuse with it. CRC-32 is
 /// affine over GF(2), so 48 letters that are each `a` or `c` give enough
 /// independent bit flips to hit any value; solved by Gaussian elimination.

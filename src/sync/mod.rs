@@ -755,7 +755,7 @@ impl Syncer {
         };
         // The tabs change with the listing, whoever wrote the replica first (an
         // admin request on this gateway usually has).
-        let previous = into.insert(name, listed.clone());
+        let previous = into.insert(name, listed);
         if previous.as_ref() != Some(&listed) {
             report.relisted += 1;
             report.tabs.add(listed.status);

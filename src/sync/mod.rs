@@ -29,7 +29,7 @@ use std::collections::{HashSet, VecDeque};
 
 use crate::directory::developer::Developer;
 use crate::directory::replica::{self, Entry, Known, Listed, SyncState, Tabs, WriteMode};
-use crate::directory::{keys, SharedStore, StoreError, WriteError, MAX_CAS_ATTEMPTS};
+use crate::directory::{keys, SharedStore, Status, StoreError, WriteError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
 
 /// Keys per page of a full sync, at least. etcd (3.4) walks the rest of the
@@ -86,6 +86,9 @@ pub struct Syncer {
     pass: Option<ReconcilePass>,
     /// Known keys per part of a reconciliation (`RECONCILE_PART`).
     part_size: usize,
+    /// Tabs edited in place since they were last rebuilt: rebuilt whole at the
+    /// end of each reconciliation pass, so no drift outlives a pass.
+    edited: Tabs,
     phase: Phase,
 }
 
@@ -160,7 +163,27 @@ pub struct CycleReport {
     pub relisted: usize,
     /// The tabs those changes touched.
     pub tabs: Tabs,
+    /// Who they are, while there are at most `replica::MOVES_BY_EDIT` (the
+    /// tabs are then edited, not rebuilt).
+    pub moved: Vec<String>,
     pub revision: u64,
+}
+
+impl CycleReport {
+    /// `email` left the `from` list for the `to` list (or its place in one changed).
+    fn relist(&mut self, email: &str, from: Option<Status>, to: Option<Status>) {
+        self.relisted += 1;
+        self.tabs.add(from);
+        self.tabs.add(to);
+        if self.moved.len() <= replica::MOVES_BY_EDIT {
+            self.moved.push(email.to_string());
+        }
+    }
+
+    /// Whether `moved` names every developer relisted.
+    fn moves_are_few(&self) -> bool {
+        self.moved.len() <= replica::MOVES_BY_EDIT && self.moved.len() == self.relisted
+    }
 }
 
 pub enum Next {
@@ -204,6 +227,7 @@ impl Syncer {
             reconciled: 0,
             pass: None,
             part_size: RECONCILE_PART,
+            edited: Tabs::default(),
             phase: Phase::Idle,
         }
     }
@@ -396,6 +420,7 @@ impl Syncer {
             }
         }
         replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
+        self.edited = Tabs::default();
         self.known = seen;
         self.overwrite = false;
         self.done(store, revision, report, now_ms)
@@ -542,15 +567,26 @@ impl Syncer {
         report: CycleReport,
         now_ms: u64,
     ) -> Result<Next, SyncError> {
+        let mut rebuild = Tabs::default();
         if let Some(pass) = self.pass.as_mut() {
             pass.parts.pop_front();
             if pass.parts.is_empty() {
                 self.reconciled = pass.began_at;
                 self.pass = None;
+                rebuild = std::mem::take(&mut self.edited);
             }
         }
         if report.relisted > 0 {
-            replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
+            if report.moves_are_few() {
+                let tabs = report.tabs.minus(rebuild);
+                replica::move_in_lists(store, &self.namespace, &self.known, &report.moved, tabs)?;
+                self.edited = self.edited.union(tabs);
+            } else {
+                rebuild = rebuild.union(report.tabs);
+            }
+        }
+        if !rebuild.is_empty() {
+            replica::write_lists(store, &self.namespace, &self.known, rebuild)?;
         }
         self.done(store, feed_revision, report, now_ms)
     }
@@ -665,8 +701,7 @@ impl Syncer {
         report: &mut CycleReport,
     ) -> Result<(), SyncError> {
         if let Some(listed) = self.known.remove(email) {
-            report.tabs.add(listed.status);
-            report.relisted += 1;
+            report.relist(email, listed.status, None);
         }
         // A name that is not an address was never written (`apply_kv`).
         if !crate::directory::bucket::storable(email) {
@@ -755,11 +790,9 @@ impl Syncer {
         };
         // The tabs change with the listing, whoever wrote the replica first (an
         // admin request on this gateway usually has).
-        let previous = into.insert(name, listed);
+        let previous = into.insert(&name, listed);
         if previous.as_ref() != Some(&listed) {
-            report.relisted += 1;
-            report.tabs.add(listed.status);
-            report.tabs.add(previous.and_then(|previous| previous.status));
+            report.relist(&name, previous.and_then(|previous| previous.status), listed.status);
         }
         if changed {
             report.changed += 1;

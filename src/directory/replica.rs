@@ -77,22 +77,32 @@ pub fn apply_with(
         Entry::Deleted => Record::Deleted { revision },
         Entry::Unreadable => Record::Unreadable { revision },
     };
-    // Monotonic: a stored newer revision stays.
-    let keep = |stored: &Record| mode == WriteMode::Monotonic && stored.revision() > revision;
+    // Monotonic: a stored newer revision stays. What was stored is kept aside
+    // (the closure sees it whenever a different record is stored).
+    let replaced = std::cell::Cell::new(None);
+    let keep = |stored: &Record| {
+        replaced.set(Some(*stored));
+        mode == WriteMode::Monotonic && stored.revision() > revision
+    };
     let record_written = write_record_unless(store, namespace, email, &record, keep)? == WriteOutcome::Written;
-    if record_written {
-        let expires_ms = match record {
-            Record::Present { expires_ms, .. } => expires_ms,
-            _ => None,
-        };
-        note_expiry(store, namespace, email, expires_ms)?;
+    // `<ns>/expiring` is read and scanned only when the approval's end changed:
+    // most developers never have one, and a full sync writes every developer.
+    if record_written && expiry_of(replaced.get()) != expiry_of(Some(record)) {
+        note_expiry(store, namespace, email, expiry_of(Some(record)))?;
     }
     Ok(record_written)
 }
 
+fn expiry_of(record: Option<Record>) -> Option<u64> {
+    match record {
+        Some(Record::Present { expires_ms, .. }) => expires_ms,
+        _ => None,
+    }
+}
+
 /// Keeps `<ns>/expiring` (`email;ms` lines: every approval with an end) in
-/// step with one developer. Read first, written only on a change: most
-/// developers have no end and are not in it.
+/// step with one developer whose end changed. Read first, written only on a
+/// change.
 fn note_expiry(
     store: &dyn SharedStore,
     namespace: &str,
@@ -781,6 +791,78 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Counts the reads of one key.
+    struct ReadCounter<'a> {
+        inner: MemoryStore,
+        key: &'a str,
+        reads: std::cell::Cell<usize>,
+    }
+
+    impl SharedStore for ReadCounter<'_> {
+        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, crate::directory::StoreError> {
+            if key == self.key {
+                self.reads.set(self.reads.get() + 1);
+            }
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), crate::directory::StoreError> {
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn the_expiring_list_is_read_only_when_an_end_changes() {
+        let key = keys::expiring("ns");
+        let store = ReadCounter {
+            inner: MemoryStore::default(),
+            key: &key,
+            reads: Default::default(),
+        };
+        for i in 0..50 {
+            let email = format!("d{i}@x.io");
+            apply(
+                &store,
+                "ns",
+                &email,
+                i,
+                Entry::Present(&dev(&email, Status::Approved, 1)),
+            )
+            .unwrap();
+            apply(
+                &store,
+                "ns",
+                &email,
+                100 + i,
+                Entry::Present(&dev(&email, Status::Revoked, 2)),
+            )
+            .unwrap();
+        }
+        apply(&store, "ns", "d1@x.io", 200, Entry::Deleted).unwrap();
+        assert_eq!(store.reads.get(), 0, "no end ever: the list is never read");
+
+        let mut ending = dev("e@x.io", Status::Approved, 1);
+        ending.approval_expires_ms = Some(5000);
+        apply(&store, "ns", "e@x.io", 300, Entry::Present(&ending)).unwrap();
+        assert_eq!(expiring(&store, "ns").unwrap(), [("e@x.io".to_string(), 5000)]);
+        // Another revision with the same end: the list is not touched.
+        let reads = store.reads.get();
+        apply(&store, "ns", "e@x.io", 301, Entry::Present(&ending)).unwrap();
+        assert_eq!(store.reads.get(), reads);
+        // Revoked: the end no longer applies and leaves the list.
+        apply(
+            &store,
+            "ns",
+            "e@x.io",
+            302,
+            Entry::Present(&dev("e@x.io", Status::Revoked, 2)),
+        )
+        .unwrap();
+        assert_eq!(expiring(&store, "ns").unwrap(), []);
+        apply(&store, "ns", "e@x.io", 303, Entry::Present(&ending)).unwrap();
+        apply(&store, "ns", "e@x.io", 304, Entry::Deleted).unwrap();
+        assert_eq!(expiring(&store, "ns").unwrap(), []);
     }
 
     #[test]

@@ -52,11 +52,24 @@ fn timed<T>(what: &str, step: impl FnOnce() -> T) -> T {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    let bodies: Vec<Vec<u8>> = (0..n).step_by(PAGE).map(|first| page_body(first, (first + PAGE).min(n), n)).collect();
-    println!("{n} developers, {} pages of {} MB", bodies.len(), bodies[0].len() / 1_000_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let bodies: Vec<Vec<u8>> = (0..n)
+        .step_by(PAGE)
+        .map(|first| page_body(first, (first + PAGE).min(n), n))
+        .collect();
+    println!(
+        "{n} developers, {} pages of {} MB",
+        bodies.len(),
+        bodies[0].len() / 1_000_000
+    );
     let answers = timed("pages: JSON and base64 (etcd::parse_range)", || {
-        bodies.iter().map(|body| devportal_gate::etcd::parse_range(200, body).expect("a page")).collect::<Vec<_>>()
+        bodies
+            .iter()
+            .map(|body| devportal_gate::etcd::parse_range(200, body).expect("a page"))
+            .collect::<Vec<_>>()
     });
     let developers = timed("documents: canonical address and Developer::from_stored", || {
         let mut developers = Vec::with_capacity(n);
@@ -78,7 +91,13 @@ fn main() {
         let mut known = Known::new();
         known.reserve_for(n);
         for (name, developer, _) in &developers {
-            known.insert(name.as_str(), Listed { status: Some(developer.status), updated_ms: developer.updated_ms });
+            known.insert(
+                name.as_str(),
+                Listed {
+                    status: Some(developer.status),
+                    updated_ms: developer.updated_ms,
+                },
+            );
         }
         known
     });

@@ -29,7 +29,7 @@ pub use bucket::Found;
 pub use seed::SeedReport;
 pub use status::{Status, StatusInput};
 pub use store::{
-    write_if_different, write_unless, KeyChecked, MemoryStore, SharedStore, SlotStore, StoreError, WriteError,
+    update, write_if_different, write_unless, KeyChecked, MemoryStore, SharedStore, SlotStore, StoreError, WriteError,
     WriteOutcome, MAX_CAS_ATTEMPTS,
 };
 
@@ -95,23 +95,13 @@ pub fn write_record_unless(
             collision: false,
         });
     }
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let (current, cas) = match store.get(&key).map_err(|e| WriteError::host(&key, e))? {
-            Some((bytes, cas)) => (bytes, Some(cas)),
-            None => (Vec::new(), None),
-        };
-        if let bucket::Found::Record(stored) = bucket::find(&current, email) {
-            if stored == *record || keep(&stored) {
-                return Ok(WriteOutcome::AlreadyCurrent);
-            }
+    update(store, &key, |current| {
+        let current = current.unwrap_or_default();
+        match bucket::find(current, email) {
+            bucket::Found::Record(stored) if stored == *record || keep(&stored) => None,
+            _ => Some(bucket::with(current, email, record)),
         }
-        match store.set(&key, &bucket::with(&current, email, record), cas) {
-            Ok(()) => return Ok(WriteOutcome::Written),
-            Err(StoreError::CasMismatch) => continue,
-            Err(error) => return Err(WriteError::host(&key, error)),
-        }
-    }
-    Err(WriteError::contended(&key))
+    })
 }
 
 /// Makes `email`'s record `record`, unless it already is.

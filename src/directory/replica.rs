@@ -16,7 +16,7 @@
 //! must win whichever lands last.
 
 use crate::directory::developer::Developer;
-use crate::directory::{keys, write_record_unless, Record, SharedStore, Status, WriteError, WriteOutcome};
+use crate::directory::{keys, update, write_record_unless, Record, SharedStore, Status, WriteError, WriteOutcome};
 
 /// What etcd says about one developer.
 #[derive(Debug, Clone, Copy)]
@@ -112,18 +112,24 @@ fn note_expiry(
     let key = keys::expiring(namespace);
     let line = expires_ms.map(|ms| format!("{email};{ms}"));
     let prefix = format!("{email};");
-    let current = read_value(store, &key)?;
-    let text = String::from_utf8_lossy(&current);
-    let listed = text.lines().find(|l| l.starts_with(&prefix));
-    if listed == line.as_deref() {
-        return Ok(());
-    }
-    edit_tab(store, &key, |lines| {
-        lines.retain(|l| !l.starts_with(&prefix));
-        if let Some(line) = &line {
-            lines.push(line.clone());
+    update(store, &key, |current| {
+        let current = current.unwrap_or_default();
+        let mut lines = current.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+        if lines.clone().any(|l| Some(l) == line.as_deref().map(str::as_bytes)) {
+            return None;
         }
-    })
+        let mut next = Vec::with_capacity(current.len() + prefix.len() + 16);
+        for kept in lines.by_ref().filter(|l| !l.starts_with(prefix.as_bytes())) {
+            next.extend_from_slice(kept);
+            next.push(b'\n');
+        }
+        if let Some(line) = &line {
+            next.extend_from_slice(line.as_bytes());
+            next.push(b'\n');
+        }
+        Some(next)
+    })?;
+    Ok(())
 }
 
 /// Every approval with an end: (email, end), soonest first.
@@ -396,18 +402,13 @@ pub fn retab(
     to: Option<Status>,
 ) -> Result<(), WriteError> {
     if let Some(from) = from.filter(|&from| Some(from) != to) {
-        edit_list(store, &keys::list(namespace, from), |tab| {
-            Some(without_lines(tab, &[email]))
+        update(store, &keys::list(namespace, from), |tab| {
+            Some(without_lines(tab?, &[email]))
         })?;
     }
     if let Some(to) = to {
-        edit_list(store, &keys::list(namespace, to), |tab| {
-            let rest = without_lines(tab, &[email]);
-            let mut next = Vec::with_capacity(email.len() + 1 + rest.len());
-            next.extend_from_slice(email.as_bytes());
-            next.push(b'\n');
-            next.extend_from_slice(&rest);
-            Some(next)
+        update(store, &keys::list(namespace, to), |tab| {
+            Some(in_front(&[email], &without_lines(tab.unwrap_or_default(), &[email])))
         })?;
     }
     Ok(())
@@ -426,33 +427,15 @@ fn without_lines(tab: &[u8], emails: &[&str]) -> Vec<u8> {
     kept
 }
 
-/// Rewrites the list at `key` as `change` makes it from the current bytes, with
-/// the CAS that was read (retried on contention). `change` returning `None`
-/// leaves it alone; so does the answer `false`.
-fn edit_list(
-    store: &dyn SharedStore,
-    key: &str,
-    change: impl Fn(&[u8]) -> Option<Vec<u8>>,
-) -> Result<bool, WriteError> {
-    for _ in 0..crate::directory::MAX_CAS_ATTEMPTS {
-        let current = store.get(key).map_err(|e| WriteError::host(key, e))?;
-        let (bytes, cas) = match &current {
-            Some((bytes, cas)) => (bytes.as_slice(), Some(*cas)),
-            None => (&[][..], None),
-        };
-        let Some(next) = change(bytes) else {
-            return Ok(false);
-        };
-        if next == bytes {
-            return Ok(true);
-        }
-        match store.set(key, &next, cas) {
-            Ok(()) => return Ok(true),
-            Err(crate::directory::StoreError::CasMismatch) => continue,
-            Err(error) => return Err(WriteError::host(key, error)),
-        }
+/// `first` (one line each), then `rest`.
+fn in_front(first: &[&str], rest: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(first.iter().map(|email| email.len() + 1).sum::<usize>() + rest.len());
+    for email in first {
+        next.extend_from_slice(email.as_bytes());
+        next.push(b'\n');
     }
-    Err(WriteError::host(key, crate::directory::StoreError::CasMismatch))
+    next.extend_from_slice(rest);
+    next
 }
 
 /// The most developers `move_in_lists` moves by editing; a cycle that changed
@@ -486,27 +469,29 @@ pub fn move_in_lists(
             .collect();
         entering.sort_unstable_by(|a, b| tab_order(*a, *b));
         entering.dedup_by(|a, b| a.0 == b.0);
-        let edited = edit_list(store, &list_key(namespace, status), |tab| {
-            let rest = without_lines(tab, &leaving);
+        let last_entering = entering.last().copied();
+        let entering: Vec<&str> = entering.into_iter().map(|(email, _)| email).collect();
+        let refused = std::cell::Cell::new(false);
+        update(store, &list_key(namespace, status), |tab| {
+            if tab.is_none() && entering.is_empty() {
+                return None;
+            }
+            let rest = without_lines(tab.unwrap_or_default(), &leaving);
             // The last to enter must still sort ahead of the first that stays.
-            if let (Some(&last), Some(first)) = (entering.last(), rest.split(|&b| b == b'\n').next()) {
-                if !first.is_empty() {
-                    let first = std::str::from_utf8(first).ok()?;
-                    let first_ms = known.get(first)?.updated_ms;
-                    if tab_order(last, (first, first_ms)) != std::cmp::Ordering::Less {
-                        return None;
-                    }
+            if let (Some(last), Some(first)) = (last_entering, rest.split(|&b| b == b'\n').next()) {
+                let ahead = first.is_empty()
+                    || std::str::from_utf8(first)
+                        .ok()
+                        .and_then(|first| Some((first, known.get(first)?.updated_ms)))
+                        .is_some_and(|first| tab_order(last, first) == std::cmp::Ordering::Less);
+                if !ahead {
+                    refused.set(true);
+                    return None;
                 }
             }
-            let mut next = Vec::with_capacity(rest.len() + entering.len() * 24);
-            for (email, _) in &entering {
-                next.extend_from_slice(email.as_bytes());
-                next.push(b'\n');
-            }
-            next.extend_from_slice(&rest);
-            Some(next)
+            Some(in_front(&entering, &rest))
         })?;
-        if !edited {
+        if refused.get() {
             write_lists(store, namespace, known, Tabs::only(status))?;
         }
     }
@@ -523,34 +508,6 @@ fn list_key(namespace: &str, status: Option<Status>) -> String {
         Some(status) => keys::list(namespace, status),
         None => keys::unreadable(namespace),
     }
-}
-
-/// Read, change, write back with the CAS that was read; retried on contention.
-fn edit_tab(store: &dyn SharedStore, key: &str, change: impl Fn(&mut Vec<String>)) -> Result<(), WriteError> {
-    for _ in 0..crate::directory::MAX_CAS_ATTEMPTS {
-        let current = store.get(key).map_err(|e| WriteError::host(key, e))?;
-        let text = current
-            .as_ref()
-            .map(|(bytes, _)| String::from_utf8_lossy(bytes).into_owned())
-            .unwrap_or_default();
-        let mut lines: Vec<String> = text
-            .lines()
-            .filter(|line| !line.is_empty())
-            .map(str::to_string)
-            .collect();
-        change(&mut lines);
-        let mut next = String::with_capacity(text.len() + 64);
-        for line in lines {
-            next.push_str(&line);
-            next.push('\n');
-        }
-        match store.set(key, next.as_bytes(), current.map(|(_, cas)| cas)) {
-            Ok(()) => return Ok(()),
-            Err(crate::directory::StoreError::CasMismatch) => continue,
-            Err(error) => return Err(WriteError::host(key, error)),
-        }
-    }
-    Err(WriteError::host(key, crate::directory::StoreError::CasMismatch))
 }
 
 /// Rewrites the tab lists of `tabs` (each only if it changed): newest status

@@ -130,13 +130,35 @@ pub fn write_unless(
     desired: &[u8],
     keep: impl Fn(&[u8]) -> bool,
 ) -> Result<WriteOutcome, WriteError> {
+    update(store, key, |current| {
+        if current.is_some_and(&keep) {
+            None
+        } else {
+            Some(desired.to_vec())
+        }
+    })
+}
+
+/// The one read-then-CAS loop every write goes through: `change(current)`
+/// (`None`: the key is absent) gives the value to store, or `None` to leave the
+/// key as it is; a value equal to the current one is not written either.
+/// Retried a bounded number of times when another writer got in between.
+pub fn update(
+    store: &dyn SharedStore,
+    key: &str,
+    change: impl Fn(Option<&[u8]>) -> Option<Vec<u8>>,
+) -> Result<WriteOutcome, WriteError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let cas = match store.get(key).map_err(|e| WriteError::host(key, e))? {
-            Some((current, _)) if current == desired || keep(&current) => return Ok(WriteOutcome::AlreadyCurrent),
-            Some((_, cas)) => Some(cas),
-            None => None,
+        let current = store.get(key).map_err(|e| WriteError::host(key, e))?;
+        let (bytes, cas) = match &current {
+            Some((bytes, cas)) => (Some(bytes.as_slice()), Some(*cas)),
+            None => (None, None),
         };
-        match store.set(key, desired, cas) {
+        let next = match change(bytes) {
+            Some(next) if Some(next.as_slice()) != bytes => next,
+            _ => return Ok(WriteOutcome::AlreadyCurrent),
+        };
+        match store.set(key, &next, cas) {
             Ok(()) => return Ok(WriteOutcome::Written),
             Err(StoreError::CasMismatch) => continue,
             Err(error) => return Err(WriteError::host(key, error)),

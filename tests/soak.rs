@@ -65,6 +65,8 @@ struct Observation {
     gateway: usize,
     developer: usize,
     sent: u64,
+    /// When the answer came back: the gateway decided somewhere in between.
+    answered: u64,
     status: u16,
 }
 
@@ -218,10 +220,12 @@ fn the_fleet_under_faults() {
                     }
                     let sent = clock.ms();
                     if let Ok(response) = Request::get("/api/orders").user(email).try_send(port) {
+                        let answered = clock.ms();
                         log.lock().unwrap().observations.push(Observation {
                             gateway,
                             developer,
                             sent,
+                            answered,
                             status: response.status,
                         });
                     }
@@ -527,7 +531,10 @@ fn the_fleet_under_faults() {
 /// The requests decided wrongly, and how many were answered 503 (failing
 /// closed, not wrong). A request is judged only where its developer's state was
 /// confirmed and held over the whole bound before it (0 on gateway A, which made
-/// the changes; `BOUND_MS` on B).
+/// the changes; `BOUND_MS` on B) and until its answer came back: the gateway
+/// decides at some instant between sending and answering, so a write sent
+/// meanwhile (on a loaded machine the request may wait in a queue) may already
+/// have taken effect.
 fn wrong_decisions(log: &Log) -> (Vec<String>, usize) {
     // The state of a developer at time t, from confirmed writes; `None` where an
     // unconfirmed write (failed or unknown) may have changed it since.
@@ -557,18 +564,35 @@ fn wrong_decisions(log: &Log) -> (Vec<String>, usize) {
         let changed_within = log
             .writes
             .iter()
-            .any(|w| w.developer == developer && w.done > t.saturating_sub(bound) && w.sent <= t);
+            .any(|w| w.developer == developer && w.done > t.saturating_sub(bound) && w.sent <= observation.answered);
         if then != now || changed_within {
             continue;
         }
         match (now, observation.status) {
-            ("revoked", 200) => wrong.push(format!("{observation:?}: allowed after a confirmed revocation")),
-            ("approved", 403) => wrong.push(format!("{observation:?}: refused although approved")),
+            ("revoked", 200) => wrong.push(format!(
+                "{observation:?}: allowed after a confirmed revocation; {}",
+                writes_near(log, developer, t)
+            )),
+            ("approved", 403) => wrong.push(format!(
+                "{observation:?}: refused although approved; {}",
+                writes_near(log, developer, t)
+            )),
             (_, 503) => fail_closed += 1,
             _ => {}
         }
     }
     (wrong, fail_closed)
+}
+
+/// The developer's writes within 5 s of `t`, to tell what a wrong decision met.
+fn writes_near(log: &Log, developer: &str, t: u64) -> String {
+    let near: Vec<String> = log
+        .writes
+        .iter()
+        .filter(|w| w.developer == developer && w.done + 5000 >= t && w.sent <= t + 5000)
+        .map(|w| format!("{}..{} {} {:?} {}", w.sent, w.done, w.status, w.confirmed, w.operation))
+        .collect();
+    format!("writes near: [{}]", near.join("; "))
 }
 
 /// The evaluator catches what it is there to catch (so a soak run with 0 wrong
@@ -588,6 +612,7 @@ fn the_evaluator_finds_planted_wrong_decisions() {
         gateway,
         developer: 1,
         sent,
+        answered: sent + 5,
         status,
     };
     let log = Log {
@@ -615,4 +640,17 @@ fn the_evaluator_finds_planted_wrong_decisions() {
         ..Log::default()
     };
     assert_eq!(wrong_decisions(&log).0.len(), 1);
+    // A write sent while the request waited for its answer may have decided it.
+    let slow = Observation {
+        answered: 9300,
+        ..seen(0, 8950, 403)
+    };
+    let log = Log {
+        writes: vec![write(1000, 1100, Some("approved")), write(9000, 9100, Some("revoked"))],
+        observations: vec![slow, seen(0, 8900, 403)],
+        ..Log::default()
+    };
+    let (wrong, _) = wrong_decisions(&log);
+    assert_eq!(wrong.len(), 1, "{wrong:#?}");
+    assert!(wrong[0].contains("sent: 8900"), "{wrong:#?}");
 }

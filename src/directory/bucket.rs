@@ -159,7 +159,9 @@ fn code(record: &Record) -> u8 {
     }
 }
 
-fn encode_into(record: &Record, out: &mut Vec<u8>) {
+/// `<code><revision>[;<expiry ms>]` (a line's tail; the snapshot's lines end
+/// with it too).
+pub fn encode_into(record: &Record, out: &mut Vec<u8>) {
     out.push(code(record));
     out.extend_from_slice(record.revision().to_string().as_bytes());
     if let Record::Present {
@@ -173,7 +175,7 @@ fn encode_into(record: &Record, out: &mut Vec<u8>) {
 }
 
 /// `<code><revision>[;<expiry ms>]`; `None` for anything else.
-fn decode(text: &[u8]) -> Option<Record> {
+pub fn decode(text: &[u8]) -> Option<Record> {
     let (&code, rest) = text.split_first()?;
     let (revision, expires) = match rest.iter().position(|&b| b == b';') {
         Some(split) => (rest.get(..split)?, Some(rest.get(split + 1..)?)),

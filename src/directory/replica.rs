@@ -77,6 +77,19 @@ pub fn apply_with(
         Entry::Deleted => Record::Deleted { revision },
         Entry::Unreadable => Record::Unreadable { revision },
     };
+    apply_record(store, namespace, email, record, mode)
+}
+
+/// Records one developer's `record` as it stands (a snapshot's line), as
+/// `apply_with` does.
+pub fn apply_record(
+    store: &dyn SharedStore,
+    namespace: &str,
+    email: &str,
+    record: Record,
+    mode: WriteMode,
+) -> Result<bool, WriteError> {
+    let revision = record.revision();
     // Monotonic: a stored newer revision stays. What was stored is kept aside
     // (the closure sees it whenever a different record is stored).
     let replaced = std::cell::Cell::new(None);
@@ -313,6 +326,18 @@ impl Known {
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|entry| self.name(entry))
+    }
+
+    /// The developers after `after` (all of them for `None`), in order.
+    pub fn after(&self, after: Option<&str>) -> impl Iterator<Item = (&str, Listed)> {
+        let start = after.map_or(0, |after| {
+            self.entries.partition_point(|entry| self.name(entry) <= after)
+        });
+        self.entries
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| (self.name(entry), entry.listed()))
     }
 
     /// The e-mails in `[from, to)` (`to` `None`: to the end); none when the

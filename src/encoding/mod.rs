@@ -4,3 +4,13 @@
 pub mod base64;
 pub mod clock;
 pub mod header_map;
+
+/// A unique id for one write (an operation, a snapshot): the time and 64
+/// random bits (WASI's random source seeds std's `RandomState`, which both
+/// hosts provide).
+pub fn unique_id(now_ms: u64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_ms);
+    format!("{now_ms:x}-{:016x}", hasher.finish())
+}

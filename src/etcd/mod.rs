@@ -105,6 +105,21 @@ pub fn range_changed_since(start: &[u8], end: &[u8], revision: u64) -> EtcdReque
     }
 }
 
+/// `range_changed_since`, at most `limit` of them (`more` says there were more:
+/// etcd filters, then truncates).
+pub fn range_changed_since_at_most(start: &[u8], end: &[u8], revision: u64, limit: u32) -> EtcdRequest {
+    let body = json!({
+        "key": b64(start),
+        "range_end": b64(end),
+        "min_mod_revision": (revision + 1).to_string(),
+        "limit": limit.to_string(),
+    });
+    EtcdRequest {
+        path: RANGE,
+        body: body.to_string(),
+    }
+}
+
 pub fn get(key: &[u8]) -> EtcdRequest {
     EtcdRequest {
         path: RANGE,

@@ -92,10 +92,16 @@ impl SyncDuty {
             Outcome::Continues => {}
             Outcome::Done { report, took_ms } => {
                 bump(self.ok_counter);
-                if report.full || report.changed > 0 || report.removed > 0 {
+                if report.full || report.from_snapshot || report.changed > 0 || report.removed > 0 {
                     log::info!(
                         "devportal-gate: {} sync to etcd revision {} in {took_ms} ms: {} changed, {} removed, {} unreadable",
-                        if report.full { "full" } else { "incremental" },
+                        if report.full {
+                            "full"
+                        } else if report.from_snapshot {
+                            "first (from the snapshot)"
+                        } else {
+                            "incremental"
+                        },
                         report.revision,
                         report.changed,
                         report.removed,
@@ -206,7 +212,8 @@ impl GateRoot {
                 let worker = sync::claim_worker_id(&HostSharedData, &namespace)
                     .map_err(|error| format!("cannot register this worker in shared data: {error:?}"))?;
                 let seed = crate::directory::seed::etcd_once(&etcd.key_prefix, &config.developers, now_ms());
-                let syncer = Syncer::new(&namespace, &etcd.key_prefix, seed);
+                let syncer = Syncer::new(&namespace, &etcd.key_prefix, seed)
+                    .with_snapshots(&etcd.key_prefix, etcd.change_log_retention_ms);
                 self.sync = Some(SyncDuty {
                     driver: SyncDriver::new(&namespace, worker, syncer, etcd.sync_interval_ms, etcd.timeout_ms)
                         .with_pruning(&etcd.key_prefix, etcd.change_log_retention_ms),

@@ -59,11 +59,5 @@ impl Shared {
     }
 }
 
-/// A unique id for one write: the time and 64 random bits (WASI's random
-/// source seeds std's `RandomState`, which both hosts provide).
-pub fn operation_id(now_ms: u64) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(now_ms);
-    format!("{now_ms:x}-{:016x}", hasher.finish())
-}
+/// A unique id for one write.
+pub use crate::encoding::unique_id as operation_id;

@@ -398,7 +398,7 @@ impl SyncDriver {
         }
         let result = match answer {
             Ok((status, body)) => self.syncer.on_answer(store, status, &body, now),
-            Err(error) => Err(SyncError::Etcd(error)),
+            Err(error) => self.syncer.on_call_failed(error, now),
         };
         Some(match result {
             Ok(Next::Call(request)) => {

@@ -21,9 +21,13 @@
 //!   listed (keys only) to find which, in the same cycle. A cycle's cost stays
 //!   bounded whatever the directory's size; a pass takes one cycle per part.
 //!
+//! A large directory's first sync reads a snapshot instead of every
+//! developer, and the syncer writes that snapshot now and then (`snapshot`).
+//!
 //! The hot path never waits for any of this: it reads the replica.
 
 pub mod driver;
+pub mod snapshot;
 
 use std::collections::{HashSet, VecDeque};
 
@@ -89,6 +93,11 @@ pub struct Syncer {
     /// Tabs edited in place since they were last rebuilt: rebuilt whole at the
     /// end of each reconciliation pass, so no drift outlives a pass.
     edited: Tabs,
+    /// Reading and writing the directory's snapshot (`None`: off).
+    snapshots: Option<snapshot::Snapshots>,
+    /// This cycle began from a snapshot and has not ended: if it fails, the
+    /// next one starts over (the change log since the snapshot is not read yet).
+    loading_snapshot: bool,
     phase: Phase,
 }
 
@@ -139,6 +148,17 @@ enum Phase {
     /// The part holds fewer keys than known: list its keys (only) at that
     /// revision and tombstone the missing ones.
     Deletions(DeletionScan),
+    /// A first sync from the snapshot: its `current` key,
+    SnapshotCurrent,
+    /// its parts, one by one,
+    SnapshotPart(snapshot::Loading),
+    /// then the developers changed since it.
+    SnapshotCatchUp(snapshot::Loading),
+    /// The cycle's work is done; the snapshot writer's call is out.
+    SnapshotWrite {
+        step: snapshot::WriteStep,
+        report: CycleReport,
+    },
 }
 
 /// Looking for deletions in one part of the key space, at one revision.
@@ -167,6 +187,8 @@ pub struct CycleReport {
     /// tabs are then edited, not rebuilt).
     pub moved: Vec<String>,
     pub revision: u64,
+    /// The first sync, from the snapshot.
+    pub from_snapshot: bool,
 }
 
 impl CycleReport {
@@ -228,8 +250,18 @@ impl Syncer {
             pass: None,
             part_size: RECONCILE_PART,
             edited: Tabs::default(),
+            snapshots: None,
+            loading_snapshot: false,
             phase: Phase::Idle,
         }
+    }
+
+    /// First syncs from the directory's snapshot in etcd, and snapshots
+    /// written now and then (`snapshot`); `log_retention_ms` is how long the
+    /// change log keeps entries (an older snapshot is of no use).
+    pub fn with_snapshots(mut self, key_prefix: &str, log_retention_ms: u64) -> Syncer {
+        self.snapshots = Some(snapshot::Snapshots::new(key_prefix, log_retention_ms));
+        self
     }
 
     pub fn in_cycle(&self) -> bool {
@@ -255,17 +287,22 @@ impl Syncer {
         }
         match self.revision {
             Some(revision) => self.begin_feed(revision),
-            None => self.begin_full(),
+            None => self.begin_first(),
         }
     }
 
     /// The change log entries created after `revision`, among those named by a
     /// time from `FEED_LOOKBACK_MS` before the cycle on.
     fn begin_feed(&mut self, revision: u64) -> EtcdRequest {
+        self.feed_request(self.cycle_started_ms.saturating_sub(FEED_LOOKBACK_MS), revision)
+    }
+
+    /// The change log entries created after `revision`, among those named by
+    /// `since_ms` or later.
+    fn feed_request(&mut self, since_ms: u64, revision: u64) -> EtcdRequest {
         self.phase = Phase::Feed;
         let mut start = self.log_prefix.clone();
-        let since = self.cycle_started_ms.saturating_sub(FEED_LOOKBACK_MS);
-        start.extend_from_slice(format!("{since:016}").as_bytes());
+        start.extend_from_slice(format!("{since_ms:016}").as_bytes());
         let end = etcd::prefix_end(&self.log_prefix);
         etcd::txn(vec![], vec![etcd::op_created_since(&start, &end, revision)], vec![])
     }
@@ -308,6 +345,11 @@ impl Syncer {
     /// has, and the next cycle starts over.
     pub fn abandon(&mut self) {
         self.phase = Phase::Idle;
+        if std::mem::take(&mut self.loading_snapshot) {
+            self.revision = None;
+            self.known = Known::new();
+            self.pass = None;
+        }
     }
 
     /// Feeds the answer to the last call.
@@ -319,10 +361,27 @@ impl Syncer {
         now_ms: u64,
     ) -> Result<Next, SyncError> {
         let result = self.step(store, status, body, now_ms);
-        if !matches!(result, Ok(Next::Call(_))) {
-            self.phase = Phase::Idle;
+        match result {
+            Ok(Next::Call(_)) => {}
+            Ok(Next::Done(_)) => self.phase = Phase::Idle,
+            Err(_) => self.abandon(),
         }
         result
+    }
+
+    /// The last call failed (no answer, or none the host could deliver).
+    pub fn on_call_failed(&mut self, error: EtcdError, now_ms: u64) -> Result<Next, SyncError> {
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            // The cycle's own work is done; only the snapshot's part is lost.
+            Phase::SnapshotWrite { report, .. } => {
+                self.snapshot_call_failed(&error, now_ms);
+                Ok(Next::Done(report))
+            }
+            _ => {
+                self.abandon();
+                Err(SyncError::Etcd(error))
+            }
+        }
     }
 
     fn step(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
@@ -348,6 +407,10 @@ impl Syncer {
                 self.reconcile_part(store, status, body, feed_revision, report, now_ms)
             }
             Phase::Deletions(scan) => self.deletions(store, status, body, scan, now_ms),
+            Phase::SnapshotCurrent => self.snapshot_current(status, body, now_ms),
+            Phase::SnapshotPart(loading) => self.snapshot_part(store, status, body, loading),
+            Phase::SnapshotCatchUp(loading) => self.snapshot_catch_up(store, status, body, loading),
+            Phase::SnapshotWrite { step, report } => Ok(self.snapshot_written(status, body, step, report, now_ms)),
         }
     }
 
@@ -591,18 +654,20 @@ impl Syncer {
         self.done(store, feed_revision, report, now_ms)
     }
 
-    /// A cycle ends: the replica reflects `revision`, as of now.
+    /// A cycle ends: the replica reflects `revision`, as of now. The snapshot
+    /// writer may still make one call.
     fn done(
         &mut self,
         store: &dyn SharedStore,
         revision: u64,
-        report: CycleReport,
+        mut report: CycleReport,
         now_ms: u64,
     ) -> Result<Next, SyncError> {
         self.revision = Some(revision);
         if report.full {
             self.reconciled = revision;
         }
+        report.from_snapshot = std::mem::take(&mut self.loading_snapshot);
         replica::write_sync_state(
             store,
             &self.namespace,
@@ -611,6 +676,10 @@ impl Syncer {
                 synced_at_ms: now_ms,
             },
         )?;
+        if let Some((request, step)) = self.snapshot_step(store, now_ms) {
+            self.phase = Phase::SnapshotWrite { step, report };
+            return Ok(Next::Call(request));
+        }
         Ok(Next::Done(report))
     }
 

@@ -330,3 +330,239 @@ fn the_change_feed_finds_logged_changes_and_reconciliation_the_rest() {
     assert_eq!(lookup(&store, "ns", "user020@x.io"), Lookup::Unknown);
     assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 294);
 }
+
+// ---- The snapshot ------------------------------------------------------------------
+
+const HOUR: u64 = 3_600_000;
+
+/// A syncer with snapshots on, for a directory this small.
+fn snapshotting() -> Syncer {
+    let mut syncer = Syncer::new("ns", "/dp/", None).with_snapshots("/dp/", HOUR);
+    snapshot::set_min_developers(&mut syncer, 100);
+    syncer
+}
+
+fn snapshot_current(etcd: &FakeEtcd) -> Option<snapshot::Current> {
+    etcd.kvs
+        .get(b"/dp/snapshot/current".as_slice())
+        .map(|(value, _, _)| serde_json::from_slice(value).unwrap())
+}
+
+fn snapshot_keys(etcd: &FakeEtcd) -> Vec<String> {
+    etcd.kvs
+        .keys()
+        .map(|key| String::from_utf8_lossy(key).into_owned())
+        .filter(|key| key.starts_with("/dp/snapshot/"))
+        .collect()
+}
+
+/// A directory of `n` developers, synced by a syncer that then writes the
+/// snapshot (one part per cycle, then `current`).
+fn directory_with_snapshot(n: usize, now: u64) -> (FakeEtcd, MemoryStore, Syncer) {
+    let mut etcd = FakeEtcd::default();
+    for i in 0..n {
+        etcd.put(&format!("/dp/dev/user{i:05}@x.io"), &developer("approved", i as u64));
+    }
+    etcd.put("/dp/dev/Not-An-Address", &developer("approved", 1));
+    etcd.put("/dp/dev/broken@x.io", b"{oops");
+    let store = MemoryStore::default();
+    let mut writer = snapshotting();
+    assert!(cycle_at(&mut writer, &mut etcd, &store, now).0.full);
+    for i in 1..100 {
+        if snapshot_current(&etcd).is_some() {
+            return (etcd, store, writer);
+        }
+        cycle_at(&mut writer, &mut etcd, &store, now + i * 1000);
+    }
+    panic!("no snapshot written");
+}
+
+#[test]
+fn a_new_syncer_starts_from_the_snapshot_and_catches_up_with_what_changed_since() {
+    let now = 10 * HOUR;
+    let (mut etcd, _, _) = directory_with_snapshot(30_000, now);
+    let current = snapshot_current(&etcd).unwrap();
+    assert_eq!(current.developers, 30_002);
+    assert!(current.parts > 1, "{current:?}");
+    assert_eq!(
+        snapshot_keys(&etcd).len(),
+        current.parts as usize + 1,
+        "the parts and current, nothing else"
+    );
+
+    // After the snapshot: logged changes, a deletion through the filter, and
+    // writes straight into etcd (the first in the last part of the key space).
+    logged_put(&mut etcd, "user00007@x.io", Some("revoked"), now + 60_000);
+    logged_put(&mut etcd, "user20008@x.io", None, now + 61_000);
+    logged_put(&mut etcd, "new@x.io", Some("requested"), now + 62_000);
+    etcd.put("/dp/dev/user25009@x.io", &developer("rejected", 3));
+    etcd.delete("/dp/dev/user00010@x.io");
+    etcd.delete("/dp/dev/user29000@x.io");
+    etcd.put("/dp/dev/direct@x.io", &developer("approved", 4));
+
+    // Five minutes on: past the feed's usual look back, not the log's retention.
+    let later = now + 300_000;
+    let store = MemoryStore::default();
+    let mut reader = snapshotting();
+    reader.part_size = 10_000;
+    let (report, calls) = cycle_at(&mut reader, &mut etcd, &store, later);
+    assert!(report.from_snapshot && !report.full, "{report:?}");
+    // current, the parts, the catch-up, the log, what it names, the first
+    // reconciliation part and its keys (they tell the direct deletion there).
+    assert_eq!(calls, current.parts as usize + 6);
+    assert_eq!(lookup(&store, "ns", "user00001@x.io"), Lookup::Found(Status::Approved));
+    assert_eq!(lookup(&store, "ns", "user00007@x.io"), Lookup::Found(Status::Revoked));
+    assert_eq!(lookup(&store, "ns", "user20008@x.io"), Lookup::Unknown, "from the log");
+    assert_eq!(lookup(&store, "ns", "new@x.io"), Lookup::Found(Status::Requested));
+    assert_eq!(
+        lookup(&store, "ns", "user25009@x.io"),
+        Lookup::Found(Status::Rejected),
+        "from the catch-up"
+    );
+    assert_eq!(lookup(&store, "ns", "direct@x.io"), Lookup::Found(Status::Approved));
+    assert_eq!(lookup(&store, "ns", "broken@x.io"), Lookup::Unavailable);
+    assert_eq!(lookup(&store, "ns", "not-an-address"), Lookup::Unknown);
+    assert_eq!(replica::read_sync_state(&store, "ns").unwrap().revision, etcd.revision);
+    assert_eq!(
+        lookup(&store, "ns", "user00010@x.io"),
+        Lookup::Unknown,
+        "in the first part"
+    );
+    // A deletion straight into etcd elsewhere is found within the pass the
+    // first cycle began, as any direct write is.
+    assert_eq!(lookup(&store, "ns", "user29000@x.io"), Lookup::Found(Status::Approved));
+    for i in 1..=3 {
+        cycle_at(&mut reader, &mut etcd, &store, later + i * 1000);
+    }
+    assert_eq!(lookup(&store, "ns", "user29000@x.io"), Lookup::Unknown);
+    // The replica is then what a full sync gives.
+    let full = MemoryStore::default();
+    let mut full_syncer = Syncer::new("ns", "/dp/", None);
+    cycle_at(&mut full_syncer, &mut etcd, &full, later + 5000);
+    for status in Status::ALL {
+        assert_eq!(
+            replica::list_page(&store, "ns", status, 0, 100_000, None).unwrap(),
+            replica::list_page(&full, "ns", status, 0, 100_000, None).unwrap(),
+            "{status:?}"
+        );
+    }
+    assert!(
+        reader.known == full_syncer.known,
+        "the syncers know the same developers"
+    );
+    // And the next cycles go on incrementally.
+    logged_put(&mut etcd, "user00011@x.io", Some("revoked"), later + 6000);
+    let (report, _) = cycle_at(&mut reader, &mut etcd, &store, later + 6000);
+    assert!(!report.full && !report.from_snapshot);
+    assert_eq!(lookup(&store, "ns", "user00011@x.io"), Lookup::Found(Status::Revoked));
+}
+
+#[test]
+fn a_snapshot_that_cannot_be_trusted_means_a_full_sync() {
+    let now = 10 * HOUR;
+    // Too old: the change log no longer reaches back to it.
+    let (mut etcd, _, _) = directory_with_snapshot(200, now);
+    let (report, _) = cycle_at(&mut snapshotting(), &mut etcd, &MemoryStore::default(), now + HOUR);
+    assert!(report.full && !report.from_snapshot);
+    // A part gone or damaged.
+    let (mut etcd, _, _) = directory_with_snapshot(200, now);
+    let current = snapshot_current(&etcd).unwrap();
+    let part = format!("/dp/snapshot/{}/000000", current.id);
+    let mut damaged = etcd.kvs.get(part.as_bytes()).unwrap().0.clone();
+    damaged.extend_from_slice(b"\nuser;1;a1");
+    etcd.put(&part, &damaged);
+    let store = MemoryStore::default();
+    let (report, _) = cycle_at(&mut snapshotting(), &mut etcd, &store, now + 60_000);
+    assert!(report.full);
+    assert_eq!(lookup(&store, "ns", "user00001@x.io"), Lookup::Found(Status::Approved));
+    etcd.delete(&part);
+    assert!(
+        cycle_at(&mut snapshotting(), &mut etcd, &MemoryStore::default(), now + 60_000)
+            .0
+            .full
+    );
+    // Too many changes since.
+    let (mut etcd, _, _) = directory_with_snapshot(200, now);
+    for i in 0..=snapshot::CATCH_UP_LIMIT {
+        etcd.put(&format!("/dp/dev/late{i}@x.io"), &developer("approved", 1));
+    }
+    assert!(
+        cycle_at(&mut snapshotting(), &mut etcd, &MemoryStore::default(), now + 60_000)
+            .0
+            .full
+    );
+}
+
+#[test]
+fn a_failed_first_cycle_from_the_snapshot_starts_over() {
+    let now = 10 * HOUR;
+    let (mut etcd, _, _) = directory_with_snapshot(200, now);
+    logged_put(&mut etcd, "user00003@x.io", None, now + 30_000);
+    let store = MemoryStore::default();
+    let mut reader = snapshotting();
+    // The parts and the catch-up are in; the change log's answer is lost.
+    let mut request = reader.begin(now + 60_000);
+    while !matches!(reader.phase, Phase::Feed) {
+        let (status, body) = etcd.answer(&request);
+        match reader.on_answer(&store, status, &body, now + 60_000).unwrap() {
+            Next::Call(next) => request = next,
+            Next::Done(_) => panic!("ended before the change log"),
+        }
+    }
+    assert!(reader
+        .on_call_failed(EtcdError::Unreachable("lost".into()), now + 60_000)
+        .is_err());
+    assert!(replica::read_sync_state(&store, "ns").is_none(), "still closed");
+    // The next cycle reads the snapshot again (and the deletion in the log).
+    let (report, _) = cycle_at(&mut reader, &mut etcd, &store, now + 61_000);
+    assert!(report.from_snapshot);
+    assert_eq!(lookup(&store, "ns", "user00003@x.io"), Lookup::Unknown);
+}
+
+#[test]
+fn two_writers_at_once_leave_one_snapshot() {
+    let now = 10 * HOUR;
+    let mut etcd = FakeEtcd::default();
+    for i in 0..200 {
+        etcd.put(&format!("/dp/dev/user{i:05}@x.io"), &developer("approved", i));
+    }
+    let stores = [MemoryStore::default(), MemoryStore::default()];
+    let mut writers = [snapshotting(), snapshotting()];
+    // Both sync and look at the same moment: neither finds a snapshot.
+    for (writer, store) in writers.iter_mut().zip(&stores) {
+        cycle_at(writer, &mut etcd, store, now);
+    }
+    // They write in turns; the first to commit wins.
+    for i in 1..10 {
+        for (writer, store) in writers.iter_mut().zip(&stores) {
+            cycle_at(writer, &mut etcd, store, now + i * 1000);
+        }
+    }
+    let current = snapshot_current(&etcd).unwrap();
+    let keys = snapshot_keys(&etcd);
+    assert_eq!(keys.len(), current.parts as usize + 1, "{keys:?}");
+    assert!(keys
+        .iter()
+        .all(|key| key.contains(&current.id) || key.ends_with("/current")));
+    // Later, once it is old enough, one of them writes the next, and the old
+    // one's parts go.
+    for i in 0..5 {
+        cycle_at(
+            &mut writers[1],
+            &mut etcd,
+            &stores[1],
+            now + snapshot::SNAPSHOT_EVERY_MS + 20_000 + i * 1000,
+        );
+    }
+    let next = snapshot_current(&etcd).unwrap();
+    assert_ne!(next.id, current.id);
+    assert_eq!(snapshot_keys(&etcd).len(), next.parts as usize + 1);
+    // A syncer of a small directory writes none.
+    let mut small = FakeEtcd::default();
+    small.put("/dp/dev/a@x.io", &developer("approved", 1));
+    let mut syncer = Syncer::new("ns", "/dp/", None).with_snapshots("/dp/", HOUR);
+    for i in 0..5 {
+        cycle_at(&mut syncer, &mut small, &MemoryStore::default(), now + i * 1000);
+    }
+    assert!(snapshot_keys(&small).is_empty());
+}

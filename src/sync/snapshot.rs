@@ -1,0 +1,682 @@
+//! The directory's snapshot in etcd: how a new syncer fills a large replica
+//! without reading every developer's document.
+//!
+//! etcd's JSON gateway pays per key-value more than per byte: a full sync of a
+//! million developers costs etcd about 15 s of CPU, and the filter as much
+//! again parsing the documents (bench/SNAPSHOT-PROBE.md). So a syncer whose
+//! replica is complete as of a revision S (a full sync or a reconciliation
+//! pass has just ended: every change up to S is in it) writes, at most once
+//! every `SNAPSHOT_EVERY_MS` across the fleet, the line per developer a replica
+//! needs, in parts of about `PART_BYTES`:
+//!
+//! | key | holds |
+//! |---|---|
+//! | `<prefix>snapshot/<id>/<n>` | part `n`: `s1;<id>;<n>`, then `email;<updated_ms>;<record>` lines (`<record>` as in a bucket) and `?<hex>` for a key that is not an address |
+//! | `<prefix>snapshot/current` | `Current`: the id, S, how many parts and developers, when |
+//!
+//! One part goes out per sync cycle (a cycle's cost stays bounded). The parts
+//! are composed from the replica as it is then: it only moves forward, so each
+//! still holds every change up to S. `current` is written last, in a
+//! transaction that holds only if `current` did not change since the writer
+//! looked (two gateways writing at once: one wins, the other deletes its parts)
+//! and that deletes every other snapshot's parts.
+//!
+//! A new syncer's first cycle reads `current` and the parts, then every
+//! developer changed after S (one range of at most `CATCH_UP_LIMIT`), then the
+//! change log from S on, which names the developers deleted through the
+//! filter since; those are read, and the cycle ends with a reconciliation part
+//! as any other. The pass it begins reads every part for changes after S, so a
+//! deletion made straight in etcd after S is found within that pass, the bound
+//! every direct write already has. Anything unexpected (no snapshot, one older
+//! than the change log reaches back, a part missing or unreadable, too many
+//! changes since, etcd behind the replica) means a full sync, as before.
+
+use serde::{Deserialize, Serialize};
+
+use super::{skip_collision, CycleReport, Next, Phase, SyncError, Syncer};
+use crate::directory::bucket::{self, Found};
+use crate::directory::replica::{self, Known, Listed, Tabs};
+use crate::directory::{read_record, Record, SharedStore};
+use crate::etcd::{self, EtcdRequest};
+
+/// A fleet writes a snapshot at most this often.
+pub const SNAPSHOT_EVERY_MS: u64 = 10 * 60 * 1000;
+/// Smaller directories are read whole: a full sync of 10,000 takes well under a second.
+pub const SNAPSHOT_MIN_DEVELOPERS: usize = 10_000;
+/// A part's size, about (etcd takes requests up to 1.5 MiB).
+pub const PART_BYTES: usize = 768 * 1024;
+/// More developers changed since the snapshot than this: a full sync instead.
+pub const CATCH_UP_LIMIT: u32 = 10_000;
+
+const FORMAT: &str = "s1";
+
+/// `<prefix>snapshot/current`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Current {
+    pub id: String,
+    /// Every change up to this revision is in the snapshot.
+    pub revision: u64,
+    pub parts: u32,
+    pub developers: u64,
+    pub written_ms: u64,
+}
+
+/// What a syncer knows of snapshots.
+pub(super) struct Snapshots {
+    /// `<prefix>snapshot/`.
+    prefix: Vec<u8>,
+    /// The change log's retention: an older snapshot cannot be caught up from.
+    log_retention_ms: u64,
+    min_developers: usize,
+    /// When this syncer last found a fresh snapshot or wrote one (0: never).
+    fresh_as_of_ms: u64,
+    writing: Option<Writing>,
+}
+
+/// A snapshot being written, one part per cycle.
+struct Writing {
+    id: String,
+    revision: u64,
+    /// `current`'s mod revision when the writer looked (0: absent).
+    expected: u64,
+    parts: u32,
+    developers: u64,
+    /// The last developer written: the next part starts after it.
+    after: Option<String>,
+}
+
+/// The writer's call in flight.
+pub(super) enum WriteStep {
+    Look,
+    Part { last: Option<String>, developers: u64 },
+    Commit,
+}
+
+/// A snapshot being read.
+pub(super) struct Loading {
+    current: Current,
+    next: u32,
+    seen: Known,
+    report: CycleReport,
+}
+
+impl Snapshots {
+    pub(super) fn new(key_prefix: &str, log_retention_ms: u64) -> Snapshots {
+        Snapshots {
+            prefix: format!("{key_prefix}snapshot/").into_bytes(),
+            log_retention_ms,
+            min_developers: SNAPSHOT_MIN_DEVELOPERS,
+            fresh_as_of_ms: 0,
+            writing: None,
+        }
+    }
+
+    fn current_key(&self) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(b"current");
+        key
+    }
+
+    fn parts_prefix(&self, id: &str) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(id.as_bytes());
+        key.push(b'/');
+        key
+    }
+
+    fn part_key(&self, id: &str, n: u32) -> Vec<u8> {
+        let mut key = self.parts_prefix(id);
+        key.extend_from_slice(format!("{n:06}").as_bytes());
+        key
+    }
+
+    /// Whether a snapshot written at `written_ms` can still be caught up
+    /// from at `now_ms`: the change log must reach back past it (with the
+    /// feed's allowance for writers' clocks).
+    fn usable(&self, written_ms: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(written_ms) + 2 * super::FEED_LOOKBACK_MS < self.log_retention_ms
+    }
+}
+
+/// One line of a part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line<'a> {
+    Developer {
+        email: &'a str,
+        updated_ms: u64,
+        record: Record,
+    },
+    /// A key under the prefix that is not an address: counted, never looked up.
+    Other(String),
+}
+
+/// Part `n` of snapshot `id`: the developers of `known` after `after`, about
+/// `PART_BYTES` of them, with their records as `store` holds them. Returns the
+/// part, the last developer in it (`None`: none was left) and how many lines.
+pub fn compose_part(
+    store: &dyn SharedStore,
+    namespace: &str,
+    known: &Known,
+    after: Option<&str>,
+    id: &str,
+    n: u32,
+) -> (Vec<u8>, Option<String>, u64) {
+    let mut out = format!("{FORMAT};{id};{n}").into_bytes();
+    let mut last = None;
+    let mut lines = 0;
+    for (email, listed) in known.after(after) {
+        if out.len() >= PART_BYTES {
+            break;
+        }
+        last = Some(email);
+        let record = match bucket::storable(email).then(|| read_record(store, namespace, email)) {
+            // Deleted here since the syncer listed it (after S: the reader finds
+            // it gone too).
+            Some(Found::Record(Record::Deleted { .. })) => continue,
+            Some(Found::Record(record)) => Some(record),
+            _ => None,
+        };
+        out.push(b'\n');
+        match record {
+            Some(record) => {
+                out.extend_from_slice(email.as_bytes());
+                out.extend_from_slice(format!(";{};", listed.updated_ms).as_bytes());
+                bucket::encode_into(&record, &mut out);
+            }
+            None => {
+                out.push(b'?');
+                for byte in email.bytes() {
+                    out.extend_from_slice(format!("{byte:02x}").as_bytes());
+                }
+            }
+        }
+        lines += 1;
+    }
+    (out, last.map(str::to_string), lines)
+}
+
+/// Reads part `n` of snapshot `id`, line by line; an error for anything
+/// that is not exactly what `compose_part` writes.
+pub fn read_part<'a>(part: &'a [u8], id: &str, n: u32, mut each: impl FnMut(Line<'a>)) -> Result<(), String> {
+    let text = std::str::from_utf8(part).map_err(|_| "not UTF-8".to_string())?;
+    let mut lines = text.split('\n');
+    let header = lines.next().unwrap_or_default();
+    if header != format!("{FORMAT};{id};{n}") {
+        return Err(format!("part {n} begins {header:?}"));
+    }
+    for line in lines {
+        if let Some(hex) = line.strip_prefix('?') {
+            each(Line::Other(
+                unhex(hex).ok_or_else(|| format!("a bad line in part {n}: {line:?}"))?,
+            ));
+            continue;
+        }
+        let bad = || format!("a bad line in part {n}: {line:?}");
+        let mut fields = line.splitn(3, ';');
+        let (Some(email), Some(updated_ms), Some(record)) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(bad());
+        };
+        let canonical = crate::request::email::canonical_email(email).ok();
+        if canonical.as_deref() != Some(email) || !bucket::storable(email) {
+            return Err(bad());
+        }
+        let updated_ms = updated_ms.parse().map_err(|_| bad())?;
+        let record = bucket::decode(record.as_bytes())
+            .filter(|record| !matches!(record, Record::Deleted { .. }))
+            .ok_or_else(bad)?;
+        each(Line::Developer {
+            email,
+            updated_ms,
+            record,
+        });
+    }
+    Ok(())
+}
+
+fn unhex(hex: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair)
+                .ok()
+                .filter(|pair| pair.bytes().all(|b| b.is_ascii_hexdigit()))?;
+            u8::from_str_radix(pair, 16).ok()
+        })
+        .collect();
+    let bytes = bytes.filter(|bytes| !bytes.is_empty() && bytes.len() * 2 == hex.len())?;
+    String::from_utf8(bytes).ok()
+}
+
+// ---- Reading: a new syncer's first cycle ------------------------------------------
+
+impl Syncer {
+    /// The first call of a first sync: the snapshot's `current` when snapshots
+    /// are on, else the full read.
+    pub(super) fn begin_first(&mut self) -> EtcdRequest {
+        match &self.snapshots {
+            Some(snapshots) => {
+                let request = etcd::get(&snapshots.current_key());
+                self.phase = Phase::SnapshotCurrent;
+                request
+            }
+            None => self.begin_full(),
+        }
+    }
+
+    /// Falls back to a full sync, saying why.
+    fn snapshot_unusable(&mut self, why: &str) -> Result<Next, SyncError> {
+        log::info!("devportal-gate: reading the whole directory: {why}");
+        self.loading_snapshot = false;
+        Ok(Next::Call(self.begin_full()))
+    }
+
+    pub(super) fn snapshot_current(&mut self, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
+        let answer = etcd::parse_range(status, body).map_err(SyncError::Etcd)?;
+        let Some(kv) = answer.kvs.first() else {
+            return self.snapshot_unusable("no snapshot in etcd yet");
+        };
+        let Ok(current) = serde_json::from_slice::<Current>(&kv.value) else {
+            return self.snapshot_unusable("the snapshot's current key is not readable");
+        };
+        let usable = self
+            .snapshots
+            .as_ref()
+            .is_some_and(|s| s.usable(current.written_ms, now_ms));
+        if !usable {
+            return self.snapshot_unusable("the snapshot is older than the change log reaches back");
+        }
+        if current.parts == 0 {
+            return self.snapshot_unusable("the snapshot has no parts");
+        }
+        let mut seen = Known::new();
+        seen.reserve_for(usize::try_from(current.developers).unwrap_or(0));
+        self.loading_snapshot = true;
+        Ok(self.next_snapshot_part(Loading {
+            current,
+            next: 0,
+            seen,
+            report: CycleReport::default(),
+        }))
+    }
+
+    fn next_snapshot_part(&mut self, loading: Loading) -> Next {
+        let key = match &self.snapshots {
+            Some(snapshots) => snapshots.part_key(&loading.current.id, loading.next),
+            None => Vec::new(),
+        };
+        self.phase = Phase::SnapshotPart(loading);
+        Next::Call(etcd::get(&key))
+    }
+
+    pub(super) fn snapshot_part(
+        &mut self,
+        store: &dyn SharedStore,
+        status: u32,
+        body: &[u8],
+        mut loading: Loading,
+    ) -> Result<Next, SyncError> {
+        let answer = etcd::parse_range(status, body).map_err(SyncError::Etcd)?;
+        let Some(kv) = answer.kvs.first() else {
+            return self.snapshot_unusable("a part of the snapshot is gone (a newer one replaced it)");
+        };
+        let mut lines = Vec::new();
+        if let Err(why) = read_part(&kv.value, &loading.current.id, loading.next, |line| lines.push(line)) {
+            return self.snapshot_unusable(&format!("the snapshot is not readable: {why}"));
+        }
+        for line in lines {
+            match line {
+                Line::Developer {
+                    email,
+                    updated_ms,
+                    record,
+                } => {
+                    let status = match record {
+                        Record::Present { status, .. } => Some(status),
+                        _ => {
+                            loading.report.unreadable += 1;
+                            None
+                        }
+                    };
+                    let written = replica::apply_record(store, &self.namespace, email, record, self.write_mode());
+                    if skip_collision(written, &mut loading.report)? {
+                        loading.report.changed += 1;
+                    }
+                    loading.seen.insert(email, Listed { status, updated_ms });
+                }
+                Line::Other(name) => {
+                    loading.report.unreadable += 1;
+                    loading.seen.insert(
+                        name,
+                        Listed {
+                            status: None,
+                            updated_ms: 0,
+                        },
+                    );
+                }
+            }
+        }
+        loading.next += 1;
+        if loading.next < loading.current.parts {
+            return Ok(self.next_snapshot_part(loading));
+        }
+        let end = etcd::prefix_end(&self.prefix);
+        let request = etcd::range_changed_since_at_most(&self.prefix, &end, loading.current.revision, CATCH_UP_LIMIT);
+        self.phase = Phase::SnapshotCatchUp(loading);
+        Ok(Next::Call(request))
+    }
+
+    /// The developers changed since the snapshot: applied; the replica is then
+    /// the snapshot's, and the cycle goes on with the change log from the
+    /// snapshot's revision on.
+    pub(super) fn snapshot_catch_up(
+        &mut self,
+        store: &dyn SharedStore,
+        status: u32,
+        body: &[u8],
+        loading: Loading,
+    ) -> Result<Next, SyncError> {
+        let answer = etcd::parse_range(status, body).map_err(SyncError::Etcd)?;
+        if answer.more {
+            return self.snapshot_unusable(&format!(
+                "more than {CATCH_UP_LIMIT} developers changed since the snapshot"
+            ));
+        }
+        if replica::read_sync_state(store, &self.namespace).is_some_and(|state| state.revision > answer.revision) {
+            return self.snapshot_unusable("etcd is behind this replica (restored from a backup?)");
+        }
+        let Loading {
+            current,
+            mut seen,
+            mut report,
+            ..
+        } = loading;
+        for kv in &answer.kvs {
+            self.apply_kv(store, kv, &mut seen, &mut report)?;
+        }
+        // As in a full sync: whatever the replica's lists name and etcd has not
+        // (at the catch-up's revision) is gone. A developer deleted after the
+        // snapshot is still in `seen`: the change log or the pass finds it.
+        for email in replica::listed_emails(store, &self.namespace)? {
+            if !seen.contains_key(&email)
+                && skip_collision(
+                    replica::apply_with(
+                        store,
+                        &self.namespace,
+                        &email,
+                        answer.revision,
+                        replica::Entry::Deleted,
+                        self.write_mode(),
+                    ),
+                    &mut report,
+                )?
+            {
+                report.removed += 1;
+            }
+        }
+        replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
+        log::info!(
+            "devportal-gate: read the snapshot of {} developers at etcd revision {} ({} parts); {} changed since, up to revision {}",
+            seen.len(),
+            current.revision,
+            current.parts,
+            answer.kvs.len(),
+            answer.revision
+        );
+        self.edited = Tabs::default();
+        self.known = seen;
+        self.revision = Some(answer.revision);
+        self.reconciled = current.revision;
+        if let Some(snapshots) = self.snapshots.as_mut() {
+            // No need to write one soon: it is fresh enough for the fleet.
+            snapshots.fresh_as_of_ms = current.written_ms;
+        }
+        let since_ms = current.written_ms.saturating_sub(super::FEED_LOOKBACK_MS);
+        Ok(Next::Call(self.feed_request(since_ms, current.revision)))
+    }
+}
+
+// ---- Writing: at the end of a cycle, one call -------------------------------------
+
+impl Syncer {
+    /// The writer's next call, if one is due: look at `current`, write the
+    /// next part, or commit.
+    pub(super) fn snapshot_step(&mut self, store: &dyn SharedStore, now_ms: u64) -> Option<(EtcdRequest, WriteStep)> {
+        let snapshots = self.snapshots.as_ref()?;
+        let Some(writing) = &snapshots.writing else {
+            let due = self.known.len() >= snapshots.min_developers
+                && self.reconciled > 0
+                && now_ms.saturating_sub(snapshots.fresh_as_of_ms) >= SNAPSHOT_EVERY_MS;
+            return due.then(|| (etcd::get(&snapshots.current_key()), WriteStep::Look));
+        };
+        let (part, last, developers) = compose_part(
+            store,
+            &self.namespace,
+            &self.known,
+            writing.after.as_deref(),
+            &writing.id,
+            writing.parts,
+        );
+        if last.is_some() {
+            let key = snapshots.part_key(&writing.id, writing.parts);
+            let request = etcd::txn(vec![], vec![etcd::op_put(&key, &part)], vec![]);
+            return Some((request, WriteStep::Part { last, developers }));
+        }
+        // Every part is out: `current` names this snapshot, unless another
+        // gateway's won meanwhile; the other snapshots' parts go.
+        let current_key = snapshots.current_key();
+        let compare = match writing.expected {
+            0 => etcd::compare_absent(&current_key),
+            expected => etcd::compare_mod_revision(&current_key, expected),
+        };
+        let current = Current {
+            id: writing.id.clone(),
+            revision: writing.revision,
+            parts: writing.parts,
+            developers: writing.developers,
+            written_ms: now_ms,
+        };
+        let mine = snapshots.parts_prefix(&writing.id);
+        let request = etcd::txn(
+            vec![compare],
+            vec![
+                etcd::op_put(&current_key, &serde_json::to_vec(&current).unwrap_or_default()),
+                etcd::op_delete_range(&snapshots.prefix, &mine),
+                etcd::op_delete_range(&etcd::prefix_end(&mine), &current_key),
+            ],
+            vec![etcd::op_delete_range(&mine, &etcd::prefix_end(&mine))],
+        );
+        Some((request, WriteStep::Commit))
+    }
+
+    /// The writer's call failed: the cycle's work is done all the same.
+    pub(super) fn snapshot_call_failed(&mut self, error: &crate::etcd::EtcdError, now_ms: u64) {
+        log::warn!("devportal-gate: could not write the directory's snapshot: {error}");
+        if let Some(snapshots) = self.snapshots.as_mut() {
+            snapshots.writing = None;
+            snapshots.fresh_as_of_ms = now_ms;
+        }
+    }
+
+    /// The answer to the writer's call; the cycle then ends. A failure ends
+    /// this snapshot (the next successful one deletes what it left).
+    pub(super) fn snapshot_written(
+        &mut self,
+        status: u32,
+        body: &[u8],
+        step: WriteStep,
+        report: CycleReport,
+        now_ms: u64,
+    ) -> Next {
+        let reconciled = self.reconciled;
+        let Some(snapshots) = self.snapshots.as_mut() else {
+            return Next::Done(report);
+        };
+        match step {
+            WriteStep::Look => match etcd::parse_range(status, body) {
+                Ok(answer) => {
+                    let found = answer.kvs.first();
+                    let current = found.and_then(|kv| serde_json::from_slice::<Current>(&kv.value).ok());
+                    match current {
+                        Some(current) if current.revision >= reconciled => snapshots.fresh_as_of_ms = now_ms,
+                        Some(current) if now_ms.saturating_sub(current.written_ms) < SNAPSHOT_EVERY_MS => {
+                            snapshots.fresh_as_of_ms = current.written_ms.min(now_ms);
+                        }
+                        _ => {
+                            snapshots.writing = Some(Writing {
+                                id: crate::encoding::unique_id(now_ms),
+                                revision: reconciled,
+                                expected: found.map_or(0, |kv| kv.mod_revision),
+                                parts: 0,
+                                developers: 0,
+                                after: None,
+                            })
+                        }
+                    }
+                }
+                Err(error) => {
+                    log::warn!("devportal-gate: could not look for the directory's snapshot: {error}");
+                    snapshots.fresh_as_of_ms = now_ms;
+                }
+            },
+            WriteStep::Part { last, developers } => match (etcd::parse_txn(status, body), &mut snapshots.writing) {
+                (Ok(_), Some(writing)) => {
+                    writing.parts += 1;
+                    writing.developers += developers;
+                    writing.after = last;
+                }
+                (result, _) => {
+                    if let Err(error) = result {
+                        log::warn!("devportal-gate: could not write a part of the directory's snapshot: {error}");
+                    }
+                    snapshots.writing = None;
+                    snapshots.fresh_as_of_ms = now_ms;
+                }
+            },
+            WriteStep::Commit => {
+                let writing = snapshots.writing.take();
+                snapshots.fresh_as_of_ms = now_ms;
+                match (etcd::parse_txn(status, body), writing) {
+                    (Ok(txn), Some(writing)) if txn.succeeded => log::info!(
+                        "devportal-gate: wrote the directory's snapshot: {} developers at etcd revision {} in {} parts",
+                        writing.developers,
+                        writing.revision,
+                        writing.parts
+                    ),
+                    (Ok(_), _) => log::info!("devportal-gate: another gateway wrote the directory's snapshot first"),
+                    (Err(error), _) => {
+                        log::warn!("devportal-gate: could not commit the directory's snapshot: {error}")
+                    }
+                }
+            }
+        }
+        Next::Done(report)
+    }
+}
+
+#[cfg(test)]
+pub(super) fn set_min_developers(syncer: &mut Syncer, min: usize) {
+    if let Some(snapshots) = syncer.snapshots.as_mut() {
+        snapshots.min_developers = min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::{MemoryStore, Status};
+
+    #[test]
+    fn a_part_reads_back_as_written() {
+        let store = MemoryStore::default();
+        let mut known = Known::new();
+        let approved = Record::Present {
+            status: Status::Approved,
+            revision: 7,
+            expires_ms: Some(99),
+        };
+        crate::directory::write_record(&store, "ns", "a@x.io", &approved).unwrap();
+        known.insert(
+            "a@x.io",
+            Listed {
+                status: Some(Status::Approved),
+                updated_ms: 5,
+            },
+        );
+        let unreadable = Record::Unreadable { revision: 8 };
+        crate::directory::write_record(&store, "ns", "b@x.io", &unreadable).unwrap();
+        known.insert(
+            "b@x.io",
+            Listed {
+                status: None,
+                updated_ms: 0,
+            },
+        );
+        crate::directory::write_record(&store, "ns", "c@x.io", &Record::Deleted { revision: 9 }).unwrap();
+        known.insert(
+            "c@x.io",
+            Listed {
+                status: Some(Status::Revoked),
+                updated_ms: 1,
+            },
+        );
+        known.insert(
+            "Not An Address;\n",
+            Listed {
+                status: None,
+                updated_ms: 0,
+            },
+        );
+        let (part, last, lines) = compose_part(&store, "ns", &known, None, "id1", 0);
+        assert_eq!(last.as_deref(), Some("c@x.io"));
+        assert_eq!(lines, 3, "the deleted one is left out");
+        let mut read = Vec::new();
+        read_part(&part, "id1", 0, |line| read.push(line)).unwrap();
+        assert_eq!(
+            read,
+            vec![
+                Line::Other("Not An Address;\n".into()),
+                Line::Developer {
+                    email: "a@x.io",
+                    updated_ms: 5,
+                    record: approved
+                },
+                Line::Developer {
+                    email: "b@x.io",
+                    updated_ms: 0,
+                    record: unreadable
+                },
+            ]
+        );
+        // Nothing after the last: an empty part says the snapshot is complete.
+        let (_, last, lines) = compose_part(&store, "ns", &known, Some("c@x.io"), "id1", 1);
+        assert_eq!((last, lines), (None, 0));
+    }
+
+    #[test]
+    fn a_part_that_is_not_exactly_as_written_is_refused() {
+        let ok = b"s1;id;0\na@x.io;5;a7";
+        assert!(read_part(ok, "id", 0, |_| {}).is_ok());
+        for bad in [
+            &b"s1;id;1\na@x.io;5;a7"[..], // another part
+            b"s1;other;0\na@x.io;5;a7",   // another snapshot
+            b"s2;id;0\na@x.io;5;a7",      // another format
+            b"s1;id;0\nA@x.io;5;a7",      // not canonical
+            b"s1;id;0\na@x.io;x;a7",      // a bad time
+            b"s1;id;0\na@x.io;5;z7",      // a bad record
+            b"s1;id;0\na@x.io;5;d7",      // a tombstone is never written
+            b"s1;id;0\na@x.io;5",         // too few fields
+            b"s1;id;0\n?4",               // odd hex
+            b"s1;id;0\n?zz",              // not hex
+            b"s1;id;0\n?",                // empty name
+            b"s1;id;0\na@x.io;5;a7\n",    // a trailing empty line
+            b"s1;id;0\n\xff@x.io;5;a7",   // not UTF-8
+        ] {
+            assert!(
+                read_part(bad, "id", 0, |_| {}).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

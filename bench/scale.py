@@ -5,6 +5,11 @@ Envoy (`--concurrency 1`) with the gate in etcd mode. Per size it measures:
 
 - first sync: from Envoy's start to `/health` answering 200 (the gate fails
   closed until then), and the same with 2 developers (Envoy's own start);
+- first sync from the snapshot (10,000 developers and more): the first
+  gateway writes the directory's snapshot after its own first sync; once it
+  is in etcd (and the revocations below are in, after it), that gateway stops
+  and a second one starts: its first sync reads the snapshot, the developers
+  changed since, and the change log;
 - memory per developer: Envoy's RSS after the first sync (and two more sync
   cycles) at N, minus the same at 2, divided by N;
 - revocation delay (sizes in --revocations-at): a developer is revoked the way
@@ -44,6 +49,8 @@ BULK = 5000
 STATUSES = ["approved", "requested", "revoked", "rejected"]
 # 10M developers take minutes to sync.
 FIRST_SYNC_LIMIT_S = 1800
+# Below this the filter writes no snapshot (`sync::snapshot::SNAPSHOT_MIN_DEVELOPERS`).
+SNAPSHOT_MIN = 10_000
 
 
 def b64(text):
@@ -112,6 +119,10 @@ class Etcd:
                    for i in range(first, min(n, first + BULK))]
             self.post("/v3/kv/txn", {"success": ops})
         return time.time() - started
+
+    def get(self, key):
+        kvs = self.post("/v3/kv/range", {"key": b64(key)}).get("kvs") or []
+        return base64.b64decode(kvs[0]["value"]) if kvs else None
 
     def put(self, key, value):
         return int(self.post("/v3/kv/put", {"key": b64(key), "value": b64(value)})["header"]["revision"])
@@ -211,10 +222,12 @@ class Envoy:
         path = os.path.join(WORK, f"envoy-{name}.json")
         with open(path, "w") as f:
             json.dump(envoy_config(), f)
-        self.log = open(os.path.join(WORK, f"envoy-{name}.log"), "w")
+        self.log_path = os.path.join(WORK, f"envoy-{name}.log")
+        self.log = open(self.log_path, "w")
         self.started = time.time()
+        # The filter's own lines (how it synced) at info; Envoy's at warn.
         self.proc = subprocess.Popen([ENVOY, "-c", path, "--concurrency", "1", "--disable-hot-restart",
-                                      "--log-level", "warn"],
+                                      "--log-level", "warn", "--component-log-level", "wasm:info"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_synced(self, limit_s):
@@ -279,9 +292,39 @@ def measure(n, revocations, direct_writes):
             print(f"   Envoy RSS {rss / 2**20:.0f} MiB, of which Envoy's heap {heap / 2**20:.0f} MiB", flush=True)
             delays = revocation_delays(etcd, n, revocations, 0, logged=True)
             direct = revocation_delays(etcd, n, direct_writes, 1000, logged=False)
-            return {"n": n, "load_s": load_s, "first_sync_s": first_sync_s, "rss": rss, "heap": heap, "delays": delays, "direct": direct, "cpu": cpu}
+            result = {"n": n, "load_s": load_s, "first_sync_s": first_sync_s, "rss": rss, "heap": heap, "delays": delays,
+                      "direct": direct, "cpu": cpu, "snapshot": None}
+            if n >= SNAPSHOT_MIN:
+                while etcd.get(PREFIX + "snapshot/current") is None:
+                    if time.time() - envoy.started > FIRST_SYNC_LIMIT_S * 2:
+                        raise SystemExit("no snapshot written; see " + envoy.log_path)
+                    time.sleep(0.5)
+                current = json.loads(etcd.get(PREFIX + "snapshot/current"))
+                written_after_s = time.time() - envoy.started - first_sync_s
+                print(f"   snapshot in etcd {written_after_s:.0f} s after the first sync: {current['parts']} parts", flush=True)
+                # Changes after the snapshot: the second gateway must catch up with them.
+                for k in range(5):
+                    etcd.revoke_logged(email_of(4 * (k + 7)), 4 * (k + 7), int(time.time() * 1000))
         finally:
             envoy.stop()
+        if result["snapshot"] is None and n >= SNAPSHOT_MIN:
+            etcd_cpu = cpu_seconds(etcd.proc.pid)
+            second = Envoy(f"{n}-second")
+            try:
+                sync_s = second.wait_synced(FIRST_SYNC_LIMIT_S)
+                second_cpu = (cpu_seconds(second.proc.pid), cpu_seconds(etcd.proc.pid) - etcd_cpu)
+                with open(second.log_path) as f:
+                    from_snapshot = "first (from the snapshot) sync" in f.read()
+                if not from_snapshot:
+                    raise SystemExit("the second gateway did not start from the snapshot; see " + second.log_path)
+                assert gate(email_of(4)) == 200 and gate(email_of(28)) == 403, "caught up with the changes after the snapshot"
+                print(f"   second gateway: first sync from the snapshot after {sync_s:.2f} s "
+                      f"(CPU: Envoy {second_cpu[0]:.1f} s, etcd {second_cpu[1]:.1f} s)", flush=True)
+                result["snapshot"] = {"first_sync_s": sync_s, "cpu": second_cpu, "parts": current["parts"],
+                                      "written_after_s": written_after_s}
+            finally:
+                second.stop()
+        return result
     finally:
         etcd.stop()
 
@@ -314,8 +357,11 @@ def main():
                       if delays else "not measured")
         direct = (f"{statistics.median(r['direct']) * 1000:.0f} / {max(r['direct']) * 1000:.0f} ({len(r['direct'])})"
                   if r["direct"] else "not measured")
+        snap = r["snapshot"]
+        from_snapshot = (f"{snap['first_sync_s'] - baseline['first_sync_s']:.2f} ({snap['cpu'][0]:.1f} / {snap['cpu'][1]:.1f}; "
+                         f"{snap['parts']} parts, written in {snap['written_after_s']:.0f} s)" if snap else "-")
         rows.append(f"| {r['n']:,} | {r['load_s']:.1f} | {r['first_sync_s']:.2f} | "
-                    f"{r['first_sync_s'] - baseline['first_sync_s']:.2f} | {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} | {r['rss'] / 2**20:,.0f} | {per_dev:,.0f} | {heap_per_dev:,.0f} | {revocation} | {direct} |")
+                    f"{r['first_sync_s'] - baseline['first_sync_s']:.2f} | {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} | {from_snapshot} | {r['rss'] / 2**20:,.0f} | {per_dev:,.0f} | {heap_per_dev:,.0f} | {revocation} | {direct} |")
     report = "\n".join([
         "# devportal-gate at scale",
         "",
@@ -326,8 +372,8 @@ def main():
         f"- command: `make bench-scale` (`bench/scale.py {' '.join(sys.argv[1:])}`)",
         f"- baseline (2 developers): first sync {baseline['first_sync_s']:.2f} s after Envoy's start, RSS {baseline['rss'] / 2**20:.0f} MiB",
         "",
-        "| developers in etcd | bulk load (s) | Envoy start to first sync (s) | first sync, net of Envoy's start (s) | CPU in it: Envoy / etcd (s) | Envoy RSS (MiB) | RSS per developer (B) | of which Envoy's heap (B) | revocation delay p50 / p99 (ms) (count) | direct etcd write delay p50 / max (ms) (count) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| developers in etcd | bulk load (s) | Envoy start to first sync (s) | first sync, net of Envoy's start (s) | CPU in it: Envoy / etcd (s) | a second gateway's first sync from the snapshot, net (s) (CPU Envoy / etcd) | Envoy RSS (MiB) | RSS per developer (B) | of which Envoy's heap (B) | revocation delay p50 / p99 (ms) (count) | direct etcd write delay p50 / max (ms) (count) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "Each developer is stored as the filter stores one (status, times, a name, a",
@@ -341,6 +387,10 @@ def main():
         "that acts enforces at once, so this is what every other gateway sees. A",
         "direct etcd write is a revocation written by another tool, without a change",
         "log entry: the change feed does not see it, the reconciliation does.",
+        "The first gateway reads every developer (there is no snapshot yet); it then",
+        "writes the snapshot, a part per sync cycle, while the revocations are",
+        "measured. The second gateway starts once the snapshot and five revocations",
+        "after it are in etcd, the first stopped.",
         "",
     ])
     with open(args.report, "w") as f:
@@ -351,6 +401,7 @@ def main():
     for r in results:
         figures["sizes"][str(r["n"])] = {
             "first_sync_s": r["first_sync_s"] - baseline["first_sync_s"],
+            "snapshot_first_sync_s": (r["snapshot"]["first_sync_s"] - baseline["first_sync_s"]) if r["snapshot"] else None,
             "rss_per_developer": (r["rss"] - baseline["rss"]) / r["n"],
             "rss_bytes": r["rss"],
             "revocation_p50_ms": statistics.median(r["delays"]) * 1000 if r["delays"] else None,

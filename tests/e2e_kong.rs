@@ -643,4 +643,47 @@ fn kong_holds_100k_developers_in_a_32m_zone() {
     wait_until("a change in a 100k directory in Kong", CEILING, || {
         status(kong.port, "/api/orders", "dev000000@example.com") == 401
     });
+
+    // The snapshot (issue 14), written by Kong (parts of ~1 MB sent from its
+    // ticks) and read by a second Kong, which catches up with a change made
+    // after it.
+    wait_until(
+        "the directory's snapshot written by Kong",
+        Duration::from_secs(90),
+        || etcd.get("/devportal/snapshot/current").is_some(),
+    );
+    etcd.put("/devportal/dev/dev000004@example.com", r#"{"status":"revoked"}"#);
+    let second = Kong::start_args(
+        "100k-second",
+        Engine::Current,
+        &gate,
+        Some(&admin_config),
+        2,
+        &["--shm-kv", "devportal:32m"],
+    );
+    wait_until(
+        "first sync of 100k in Kong from the snapshot",
+        Duration::from_secs(120),
+        || Request::get("/_devportal/health").send(second.admin).status == 200,
+    );
+    wait_until(
+        "the second Kong's log: it started from the snapshot",
+        Duration::from_secs(10),
+        || second.error_log().contains("first (from the snapshot) sync"),
+    );
+    for (email, expected) in [
+        ("dev000000@example.com", 401), // changed after the first sync, before the snapshot's revision or after
+        ("dev000004@example.com", 401), // changed after the snapshot
+        ("dev000008@example.com", 200),
+        ("dev099996@example.com", 200),
+        ("dev099999@example.com", 401),
+    ] {
+        assert_eq!(
+            status(second.port, "/api/orders", email),
+            expected,
+            "{email} on the second Kong"
+        );
+    }
+    kong.assert_no_crash();
+    second.assert_no_crash();
 }

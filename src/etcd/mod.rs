@@ -476,6 +476,11 @@ pub fn op_get_at(key: &[u8], revision: u64) -> Value {
     json!({"request_range": {"key": b64(key), "revision": revision.to_string()}})
 }
 
+/// A transaction nested in another (etcd 3.3 and later).
+pub fn op_txn(compare: Vec<Value>, success: Vec<Value>) -> Value {
+    json!({"request_txn": {"compare": compare, "success": success}})
+}
+
 pub fn op_delete_range(start: &[u8], end: &[u8]) -> Value {
     json!({"request_delete_range": {"key": b64(start), "range_end": b64(end)}})
 }

@@ -13,13 +13,18 @@
 //! |---|---|
 //! | `<prefix>snapshot/<id>/<n>` | part `n`: `s1;<id>;<n>`, then `email;<updated_ms>;<record>` lines (`<record>` as in a bucket) and `?<hex>` for a key that is not an address |
 //! | `<prefix>snapshot/current` | `Current`: the id, S, how many parts and developers, when |
+//! | `<prefix>snapshot/writer` | `Claim`: the gateway writing one, and its heartbeat |
 //!
-//! One part goes out per sync cycle (a cycle's cost stays bounded). The parts
-//! are composed from the replica as it is then: it only moves forward, so each
+//! One gateway of the fleet writes at a time: it first claims
+//! `<prefix>snapshot/writer` (a CAS), and every part it writes moves the
+//! claim's heartbeat in the same transaction, which holds only while the claim
+//! is still its own; a claim still for `CLAIM_STALE_MS` is free again. One
+//! part goes out per sync cycle (a cycle's cost stays bounded). The parts are
+//! composed from the replica as it is then: it only moves forward, so each
 //! still holds every change up to S. `current` is written last, in a
 //! transaction that holds only if `current` did not change since the writer
-//! looked (two gateways writing at once: one wins, the other deletes its parts)
-//! and that deletes every other snapshot's parts.
+//! looked and the claim is still its own, and that deletes every other
+//! snapshot's parts (a writer that stopped midway leaves some) and the claim.
 //!
 //! A new syncer's first cycle reads `current` and the parts, then every
 //! developer changed after S (one range of at most `CATCH_UP_LIMIT`), then the
@@ -47,6 +52,9 @@ pub const SNAPSHOT_MIN_DEVELOPERS: usize = 10_000;
 pub const PART_BYTES: usize = 768 * 1024;
 /// More developers changed since the snapshot than this: a full sync instead.
 pub const CATCH_UP_LIMIT: u32 = 10_000;
+/// A writer whose claim has not moved for this long has stopped: another may
+/// claim. Every part moves it (a part per sync cycle, at most a minute apart).
+pub const CLAIM_STALE_MS: u64 = 2 * 60 * 1000;
 
 const FORMAT: &str = "s1";
 
@@ -68,6 +76,8 @@ pub(super) struct Snapshots {
     /// The change log's retention: an older snapshot cannot be caught up from.
     log_retention_ms: u64,
     min_developers: usize,
+    /// A part's size, about (`PART_BYTES`).
+    part_bytes: usize,
     /// When this syncer last found a fresh snapshot or wrote one (0: never).
     fresh_as_of_ms: u64,
     writing: Option<Writing>,
@@ -79,6 +89,10 @@ struct Writing {
     revision: u64,
     /// `current`'s mod revision when the writer looked (0: absent).
     expected: u64,
+    /// The claim's mod revision when the writer looked (0: absent).
+    expected_claim: u64,
+    /// The claim's mod revision once this writer holds it.
+    claim: Option<u64>,
     parts: u32,
     developers: u64,
     /// The last developer written: the next part starts after it.
@@ -88,6 +102,7 @@ struct Writing {
 /// The writer's call in flight.
 pub(super) enum WriteStep {
     Look,
+    Claim,
     Part { last: Option<String>, developers: u64 },
     Commit,
 }
@@ -106,6 +121,7 @@ impl Snapshots {
             prefix: format!("{key_prefix}snapshot/").into_bytes(),
             log_retention_ms,
             min_developers: SNAPSHOT_MIN_DEVELOPERS,
+            part_bytes: PART_BYTES,
             fresh_as_of_ms: 0,
             writing: None,
         }
@@ -151,21 +167,21 @@ pub enum Line<'a> {
 }
 
 /// Part `n` of snapshot `id`: the developers of `known` after `after`, about
-/// `PART_BYTES` of them, with their records as `store` holds them. Returns the
+/// `max_bytes` of them, with their records as `store` holds them. Returns the
 /// part, the last developer in it (`None`: none was left) and how many lines.
 pub fn compose_part(
     store: &dyn SharedStore,
     namespace: &str,
     known: &Known,
     after: Option<&str>,
-    id: &str,
-    n: u32,
+    (id, n): (&str, u32),
+    max_bytes: usize,
 ) -> (Vec<u8>, Option<String>, u64) {
     let mut out = format!("{FORMAT};{id};{n}").into_bytes();
     let mut last = None;
     let mut lines = 0;
     for (email, listed) in known.after(after) {
-        if out.len() >= PART_BYTES {
+        if out.len() >= max_bytes {
             break;
         }
         last = Some(email);
@@ -438,34 +454,86 @@ impl Syncer {
 
 // ---- Writing: at the end of a cycle, one call -------------------------------------
 
+/// `<prefix>snapshot/writer`: the gateway writing a snapshot, so the rest of
+/// the fleet does not write one too. Its heartbeat moves with every part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Claim {
+    id: String,
+    heartbeat_ms: u64,
+}
+
+impl Snapshots {
+    fn claim_key(&self) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(b"writer");
+        key
+    }
+
+    /// Put the claim with a fresh heartbeat.
+    fn claim_put(&self, id: &str, now_ms: u64) -> serde_json::Value {
+        let claim = Claim {
+            id: id.to_string(),
+            heartbeat_ms: now_ms,
+        };
+        etcd::op_put(&self.claim_key(), &serde_json::to_vec(&claim).unwrap_or_default())
+    }
+
+    /// Look again in `after_ms`.
+    fn look_again_in(&mut self, after_ms: u64, now_ms: u64) {
+        self.fresh_as_of_ms = now_ms.saturating_sub(SNAPSHOT_EVERY_MS.saturating_sub(after_ms));
+    }
+}
+
 impl Syncer {
-    /// The writer's next call, if one is due: look at `current`, write the
-    /// next part, or commit.
+    /// The writer's next call, if one is due: look at `current` and the
+    /// claim, claim, write the next part, or commit.
     pub(super) fn snapshot_step(&mut self, store: &dyn SharedStore, now_ms: u64) -> Option<(EtcdRequest, WriteStep)> {
         let snapshots = self.snapshots.as_ref()?;
         let Some(writing) = &snapshots.writing else {
             let due = self.known.len() >= snapshots.min_developers
                 && self.reconciled > 0
                 && now_ms.saturating_sub(snapshots.fresh_as_of_ms) >= SNAPSHOT_EVERY_MS;
-            return due.then(|| (etcd::get(&snapshots.current_key()), WriteStep::Look));
+            let look = || {
+                let reads = vec![
+                    etcd::op_get(&snapshots.current_key()),
+                    etcd::op_get(&snapshots.claim_key()),
+                ];
+                (etcd::txn(vec![], reads, vec![]), WriteStep::Look)
+            };
+            return due.then(look);
+        };
+        let claim_key = snapshots.claim_key();
+        let Some(claim) = writing.claim else {
+            // Claim it, unless another gateway did since the look.
+            let compare = match writing.expected_claim {
+                0 => etcd::compare_absent(&claim_key),
+                expected => etcd::compare_mod_revision(&claim_key, expected),
+            };
+            let request = etcd::txn(vec![compare], vec![snapshots.claim_put(&writing.id, now_ms)], vec![]);
+            return Some((request, WriteStep::Claim));
         };
         let (part, last, developers) = compose_part(
             store,
             &self.namespace,
             &self.known,
             writing.after.as_deref(),
-            &writing.id,
-            writing.parts,
+            (&writing.id, writing.parts),
+            snapshots.part_bytes,
         );
+        let still_mine = etcd::compare_mod_revision(&claim_key, claim);
         if last.is_some() {
             let key = snapshots.part_key(&writing.id, writing.parts);
-            let request = etcd::txn(vec![], vec![etcd::op_put(&key, &part)], vec![]);
+            let request = etcd::txn(
+                vec![still_mine],
+                vec![etcd::op_put(&key, &part), snapshots.claim_put(&writing.id, now_ms)],
+                vec![],
+            );
             return Some((request, WriteStep::Part { last, developers }));
         }
         // Every part is out: `current` names this snapshot, unless another
-        // gateway's won meanwhile; the other snapshots' parts go.
+        // gateway's won meanwhile; the other snapshots' parts go, and the claim.
         let current_key = snapshots.current_key();
-        let compare = match writing.expected {
+        let current_unchanged = match writing.expected {
             0 => etcd::compare_absent(&current_key),
             expected => etcd::compare_mod_revision(&current_key, expected),
         };
@@ -478,13 +546,20 @@ impl Syncer {
         };
         let mine = snapshots.parts_prefix(&writing.id);
         let request = etcd::txn(
-            vec![compare],
+            vec![current_unchanged, still_mine.clone()],
             vec![
                 etcd::op_put(&current_key, &serde_json::to_vec(&current).unwrap_or_default()),
                 etcd::op_delete_range(&snapshots.prefix, &mine),
                 etcd::op_delete_range(&etcd::prefix_end(&mine), &current_key),
+                etcd::op_delete_range(&claim_key, &etcd::prefix_end(&claim_key)),
             ],
-            vec![etcd::op_delete_range(&mine, &etcd::prefix_end(&mine))],
+            vec![
+                etcd::op_delete_range(&mine, &etcd::prefix_end(&mine)),
+                etcd::op_txn(
+                    vec![still_mine],
+                    vec![etcd::op_delete_range(&claim_key, &etcd::prefix_end(&claim_key))],
+                ),
+            ],
         );
         Some((request, WriteStep::Commit))
     }
@@ -494,7 +569,7 @@ impl Syncer {
         log::warn!("devportal-gate: could not write the directory's snapshot: {error}");
         if let Some(snapshots) = self.snapshots.as_mut() {
             snapshots.writing = None;
-            snapshots.fresh_as_of_ms = now_ms;
+            snapshots.look_again_in(CLAIM_STALE_MS, now_ms);
         }
     }
 
@@ -512,61 +587,76 @@ impl Syncer {
         let Some(snapshots) = self.snapshots.as_mut() else {
             return Next::Done(report);
         };
+        let answer = etcd::parse_txn_reads(status, body);
+        if let Err(error) = &answer {
+            log::warn!("devportal-gate: the directory's snapshot: {error}");
+            snapshots.writing = None;
+            snapshots.look_again_in(CLAIM_STALE_MS, now_ms);
+            return Next::Done(report);
+        }
+        let Ok(answer) = answer else {
+            return Next::Done(report);
+        };
+        let read = |i: usize| answer.ranges.get(i).and_then(|range| range.kvs.first());
         match step {
-            WriteStep::Look => match etcd::parse_range(status, body) {
-                Ok(answer) => {
-                    let found = answer.kvs.first();
-                    let current = found.and_then(|kv| serde_json::from_slice::<Current>(&kv.value).ok());
-                    match current {
-                        Some(current) if current.revision >= reconciled => snapshots.fresh_as_of_ms = now_ms,
-                        Some(current) if now_ms.saturating_sub(current.written_ms) < SNAPSHOT_EVERY_MS => {
-                            snapshots.fresh_as_of_ms = current.written_ms.min(now_ms);
-                        }
-                        _ => {
-                            snapshots.writing = Some(Writing {
-                                id: crate::encoding::unique_id(now_ms),
-                                revision: reconciled,
-                                expected: found.map_or(0, |kv| kv.mod_revision),
-                                parts: 0,
-                                developers: 0,
-                                after: None,
-                            })
-                        }
+            WriteStep::Look => {
+                let current = read(0).and_then(|kv| serde_json::from_slice::<Current>(&kv.value).ok());
+                let claim = read(1).and_then(|kv| serde_json::from_slice::<Claim>(&kv.value).ok());
+                match (current, claim) {
+                    // Nothing newer to write.
+                    (Some(current), _) if current.revision >= reconciled => snapshots.fresh_as_of_ms = now_ms,
+                    (Some(current), _) if now_ms.saturating_sub(current.written_ms) < SNAPSHOT_EVERY_MS => {
+                        snapshots.fresh_as_of_ms = current.written_ms.min(now_ms);
+                    }
+                    // Another gateway is writing one.
+                    (_, Some(claim)) if now_ms.saturating_sub(claim.heartbeat_ms) < CLAIM_STALE_MS => {
+                        snapshots.look_again_in(CLAIM_STALE_MS, now_ms)
+                    }
+                    _ => {
+                        snapshots.writing = Some(Writing {
+                            id: crate::encoding::unique_id(now_ms),
+                            revision: reconciled,
+                            expected: read(0).map_or(0, |kv| kv.mod_revision),
+                            expected_claim: read(1).map_or(0, |kv| kv.mod_revision),
+                            claim: None,
+                            parts: 0,
+                            developers: 0,
+                            after: None,
+                        })
                     }
                 }
-                Err(error) => {
-                    log::warn!("devportal-gate: could not look for the directory's snapshot: {error}");
-                    snapshots.fresh_as_of_ms = now_ms;
+            }
+            WriteStep::Claim => match &mut snapshots.writing {
+                Some(writing) if answer.succeeded => writing.claim = Some(answer.revision),
+                _ => {
+                    snapshots.writing = None;
+                    snapshots.look_again_in(CLAIM_STALE_MS, now_ms);
                 }
             },
-            WriteStep::Part { last, developers } => match (etcd::parse_txn(status, body), &mut snapshots.writing) {
-                (Ok(_), Some(writing)) => {
+            WriteStep::Part { last, developers } => match &mut snapshots.writing {
+                Some(writing) if answer.succeeded => {
+                    writing.claim = Some(answer.revision);
                     writing.parts += 1;
                     writing.developers += developers;
                     writing.after = last;
                 }
-                (result, _) => {
-                    if let Err(error) = result {
-                        log::warn!("devportal-gate: could not write a part of the directory's snapshot: {error}");
-                    }
+                _ => {
+                    log::info!("devportal-gate: another gateway took over writing the directory's snapshot");
                     snapshots.writing = None;
-                    snapshots.fresh_as_of_ms = now_ms;
+                    snapshots.look_again_in(CLAIM_STALE_MS, now_ms);
                 }
             },
             WriteStep::Commit => {
                 let writing = snapshots.writing.take();
                 snapshots.fresh_as_of_ms = now_ms;
-                match (etcd::parse_txn(status, body), writing) {
-                    (Ok(txn), Some(writing)) if txn.succeeded => log::info!(
+                match writing {
+                    Some(writing) if answer.succeeded => log::info!(
                         "devportal-gate: wrote the directory's snapshot: {} developers at etcd revision {} in {} parts",
                         writing.developers,
                         writing.revision,
                         writing.parts
                     ),
-                    (Ok(_), _) => log::info!("devportal-gate: another gateway wrote the directory's snapshot first"),
-                    (Err(error), _) => {
-                        log::warn!("devportal-gate: could not commit the directory's snapshot: {error}")
-                    }
+                    _ => log::info!("devportal-gate: another gateway wrote the directory's snapshot first"),
                 }
             }
         }
@@ -574,10 +664,13 @@ impl Syncer {
     }
 }
 
+/// For tests of small directories: snapshots from `min` developers on, in
+/// parts of `part_bytes`.
 #[cfg(test)]
-pub(super) fn set_min_developers(syncer: &mut Syncer, min: usize) {
+pub(super) fn set_sizes(syncer: &mut Syncer, min: usize, part_bytes: usize) {
     if let Some(snapshots) = syncer.snapshots.as_mut() {
         snapshots.min_developers = min;
+        snapshots.part_bytes = part_bytes;
     }
 }
 
@@ -627,7 +720,7 @@ mod tests {
                 updated_ms: 0,
             },
         );
-        let (part, last, lines) = compose_part(&store, "ns", &known, None, "id1", 0);
+        let (part, last, lines) = compose_part(&store, "ns", &known, None, ("id1", 0), PART_BYTES);
         assert_eq!(last.as_deref(), Some("c@x.io"));
         assert_eq!(lines, 3, "the deleted one is left out");
         let mut read = Vec::new();
@@ -649,7 +742,7 @@ mod tests {
             ]
         );
         // Nothing after the last: an empty part says the snapshot is complete.
-        let (_, last, lines) = compose_part(&store, "ns", &known, Some("c@x.io"), "id1", 1);
+        let (_, last, lines) = compose_part(&store, "ns", &known, Some("c@x.io"), ("id1", 1), PART_BYTES);
         assert_eq!((last, lines), (None, 0));
     }
 

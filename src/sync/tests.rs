@@ -338,8 +338,27 @@ const HOUR: u64 = 3_600_000;
 /// A syncer with snapshots on, for a directory this small.
 fn snapshotting() -> Syncer {
     let mut syncer = Syncer::new("ns", "/dp/", None).with_snapshots("/dp/", HOUR);
-    snapshot::set_min_developers(&mut syncer, 100);
+    snapshot::set_sizes(&mut syncer, 100, snapshot::PART_BYTES);
     syncer
+}
+
+/// The same, in parts of about 2 KB (some 60 developers).
+fn snapshotting_in_small_parts() -> Syncer {
+    let mut syncer = snapshotting();
+    snapshot::set_sizes(&mut syncer, 100, 2048);
+    syncer
+}
+
+/// The ids of the snapshots whose parts are in etcd.
+fn snapshot_ids(etcd: &FakeEtcd) -> std::collections::BTreeSet<String> {
+    snapshot_keys(etcd)
+        .iter()
+        .filter_map(|key| {
+            key.strip_prefix("/dp/snapshot/")?
+                .split_once('/')
+                .map(|(id, _)| id.to_string())
+        })
+        .collect()
 }
 
 fn snapshot_current(etcd: &FakeEtcd) -> Option<snapshot::Current> {
@@ -520,43 +539,69 @@ fn a_failed_first_cycle_from_the_snapshot_starts_over() {
 }
 
 #[test]
-fn two_writers_at_once_leave_one_snapshot() {
+fn one_gateway_of_the_fleet_writes_the_snapshot_at_a_time() {
     let now = 10 * HOUR;
     let mut etcd = FakeEtcd::default();
     for i in 0..200 {
         etcd.put(&format!("/dp/dev/user{i:05}@x.io"), &developer("approved", i));
     }
     let stores = [MemoryStore::default(), MemoryStore::default()];
-    let mut writers = [snapshotting(), snapshotting()];
-    // Both sync and look at the same moment: neither finds a snapshot.
-    for (writer, store) in writers.iter_mut().zip(&stores) {
-        cycle_at(writer, &mut etcd, store, now);
-    }
-    // They write in turns; the first to commit wins.
-    for i in 1..10 {
+    let mut writers = [snapshotting_in_small_parts(), snapshotting_in_small_parts()];
+    // Both sync and look at the same moment: neither finds a snapshot nor a
+    // claim; the first to claim writes, the other does not write a part.
+    for i in 0..12 {
         for (writer, store) in writers.iter_mut().zip(&stores) {
             cycle_at(writer, &mut etcd, store, now + i * 1000);
         }
+        assert!(snapshot_ids(&etcd).len() <= 1, "{:?}", snapshot_keys(&etcd));
     }
-    let current = snapshot_current(&etcd).unwrap();
-    let keys = snapshot_keys(&etcd);
-    assert_eq!(keys.len(), current.parts as usize + 1, "{keys:?}");
-    assert!(keys
-        .iter()
-        .all(|key| key.contains(&current.id) || key.ends_with("/current")));
-    // Later, once it is old enough, one of them writes the next, and the old
-    // one's parts go.
-    for i in 0..5 {
-        cycle_at(
-            &mut writers[1],
-            &mut etcd,
-            &stores[1],
-            now + snapshot::SNAPSHOT_EVERY_MS + 20_000 + i * 1000,
-        );
+    let current = snapshot_current(&etcd).expect("a snapshot");
+    assert!(current.parts >= 3, "{current:?}");
+    assert_eq!(
+        snapshot_keys(&etcd).len(),
+        current.parts as usize + 1,
+        "its parts and current; the claim is gone"
+    );
+    // A reader gets the whole directory from it.
+    let store = MemoryStore::default();
+    let (report, _) = cycle_at(&mut snapshotting(), &mut etcd, &store, now + 20_000);
+    assert!(report.from_snapshot);
+    assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 200);
+
+    // Ten minutes on, one writes the next; the first stops midway (its
+    // gateway went away): its claim holds the others off for two minutes, then
+    // the other takes over, and the parts the first left go with its commit.
+    let later = now + snapshot::SNAPSHOT_EVERY_MS + 60_000;
+    let mut t = later;
+    while snapshot_ids(&etcd).len() < 2 {
+        cycle_at(&mut writers[0], &mut etcd, &stores[0], t);
+        t += 1000;
+        assert!(t < later + 20_000, "the first never began the next snapshot");
+    }
+    cycle_at(&mut writers[0], &mut etcd, &stores[0], t);
+    let abandoned: Vec<String> = snapshot_ids(&etcd).into_iter().filter(|id| *id != current.id).collect();
+    for i in 0..30 {
+        cycle_at(&mut writers[1], &mut etcd, &stores[1], t + 5000 + i * 1000);
+    }
+    assert_eq!(snapshot_current(&etcd).unwrap().id, current.id, "held off by the claim");
+    let mut t = t + snapshot::CLAIM_STALE_MS + 1000;
+    while snapshot_current(&etcd).unwrap().id == current.id {
+        cycle_at(&mut writers[1], &mut etcd, &stores[1], t);
+        t += 1000;
+        assert!(t < later + 3 * snapshot::CLAIM_STALE_MS, "the other never took over");
     }
     let next = snapshot_current(&etcd).unwrap();
-    assert_ne!(next.id, current.id);
+    assert!(!abandoned.contains(&next.id));
+    assert_eq!(
+        snapshot_ids(&etcd).into_iter().collect::<Vec<_>>(),
+        vec![next.id.clone()]
+    );
     assert_eq!(snapshot_keys(&etcd).len(), next.parts as usize + 1);
+    // The first comes back: its claim is gone, so its next part is refused
+    // and it writes nothing more.
+    cycle_at(&mut writers[0], &mut etcd, &stores[0], t);
+    assert_eq!(snapshot_ids(&etcd).len(), 1);
+
     // A syncer of a small directory writes none.
     let mut small = FakeEtcd::default();
     small.put("/dp/dev/a@x.io", &developer("approved", 1));

@@ -98,6 +98,9 @@ pub struct Syncer {
     /// This cycle began from a snapshot and has not ended: if it fails, the
     /// next one starts over (the change log since the snapshot is not read yet).
     loading_snapshot: bool,
+    /// The next cycle first reads what changed after this revision (the
+    /// snapshot's): other tools' writes since it.
+    catch_up: Option<u64>,
     phase: Phase,
 }
 
@@ -152,8 +155,8 @@ enum Phase {
     SnapshotCurrent,
     /// its parts, one by one,
     SnapshotPart(snapshot::Loading),
-    /// then the developers changed since it.
-    SnapshotCatchUp(snapshot::Loading),
+    /// The cycle after: the developers changed since it.
+    SnapshotCatchUp,
     /// The cycle's work is done; the snapshot writer's call is out.
     SnapshotWrite {
         step: snapshot::WriteStep,
@@ -252,6 +255,7 @@ impl Syncer {
             edited: Tabs::default(),
             snapshots: None,
             loading_snapshot: false,
+            catch_up: None,
             phase: Phase::Idle,
         }
     }
@@ -285,9 +289,10 @@ impl Syncer {
             self.phase = Phase::Seeding;
             return seed;
         }
-        match self.revision {
-            Some(revision) => self.begin_feed(revision),
-            None => self.begin_first(),
+        match (self.revision, self.catch_up) {
+            (Some(_), Some(since)) => self.begin_catch_up(since),
+            (Some(revision), None) => self.begin_feed(revision),
+            (None, _) => self.begin_first(),
         }
     }
 
@@ -330,6 +335,7 @@ impl Syncer {
 
     fn begin_full(&mut self) -> EtcdRequest {
         self.pass = None;
+        self.catch_up = None;
         self.phase = Phase::Full(FullSync {
             revision: None,
             seen: Known::new(),
@@ -349,6 +355,7 @@ impl Syncer {
             self.revision = None;
             self.known = Known::new();
             self.pass = None;
+            self.catch_up = None;
         }
     }
 
@@ -409,7 +416,7 @@ impl Syncer {
             Phase::Deletions(scan) => self.deletions(store, status, body, scan, now_ms),
             Phase::SnapshotCurrent => self.snapshot_current(status, body, now_ms),
             Phase::SnapshotPart(loading) => self.snapshot_part(store, status, body, loading),
-            Phase::SnapshotCatchUp(loading) => self.snapshot_catch_up(store, status, body, loading),
+            Phase::SnapshotCatchUp => self.snapshot_catch_up(store, status, body),
             Phase::SnapshotWrite { step, report } => Ok(self.snapshot_written(status, body, step, report, now_ms)),
         }
     }

@@ -26,15 +26,19 @@
 //! looked and the claim is still its own, and that deletes every other
 //! snapshot's parts (a writer that stopped midway leaves some) and the claim.
 //!
-//! A new syncer's first cycle reads `current` and the parts, then every
-//! developer changed after S (one range of at most `CATCH_UP_LIMIT`), then the
-//! change log from S on, which names the developers deleted through the
-//! filter since; those are read, and the cycle ends with a reconciliation part
-//! as any other. The pass it begins reads every part for changes after S, so a
-//! deletion made straight in etcd after S is found within that pass, the bound
-//! every direct write already has. Anything unexpected (no snapshot, one older
-//! than the change log reaches back, a part missing or unreadable, too many
-//! changes since, etcd behind the replica) means a full sync, as before.
+//! A new syncer's first cycle reads `current` and the parts, then the change
+//! log from S on, which names every developer the filter changed since
+//! (admin API, self-service, expiry; deletions included); those are read,
+//! and the cycle ends with a reconciliation part as any other: the gate
+//! opens. The next cycle first reads every developer changed after S (the
+//! catch-up: one range of at most `CATCH_UP_LIMIT`), which brings what other
+//! tools wrote straight into etcd since; etcd scans every key for it (1.2 s of
+//! its CPU at a million), which is why it does not hold the gate closed. A
+//! deletion made straight in etcd after S is found by the reconciliation pass
+//! the first cycle began, the bound every direct write has. Anything
+//! unexpected (no snapshot, one older than the change log reaches back, a
+//! part missing or unreadable, too many changes since, etcd behind the
+//! replica) means a full sync, as before.
 
 use serde::{Deserialize, Serialize};
 
@@ -376,43 +380,24 @@ impl Syncer {
         if loading.next < loading.current.parts {
             return Ok(self.next_snapshot_part(loading));
         }
-        let end = etcd::prefix_end(&self.prefix);
-        let request = etcd::range_changed_since_at_most(&self.prefix, &end, loading.current.revision, CATCH_UP_LIMIT);
-        self.phase = Phase::SnapshotCatchUp(loading);
-        Ok(Next::Call(request))
+        self.snapshot_loaded(store, loading)
     }
 
-    /// The developers changed since the snapshot: applied; the replica is then
-    /// the snapshot's, and the cycle goes on with the change log from the
-    /// snapshot's revision on.
-    pub(super) fn snapshot_catch_up(
-        &mut self,
-        store: &dyn SharedStore,
-        status: u32,
-        body: &[u8],
-        loading: Loading,
-    ) -> Result<Next, SyncError> {
-        let answer = etcd::parse_range(status, body).map_err(SyncError::Etcd)?;
-        if answer.more {
-            return self.snapshot_unusable(&format!(
-                "more than {CATCH_UP_LIMIT} developers changed since the snapshot"
-            ));
-        }
-        if replica::read_sync_state(store, &self.namespace).is_some_and(|state| state.revision > answer.revision) {
-            return self.snapshot_unusable("etcd is behind this replica (restored from a backup?)");
-        }
+    /// Every part is in: the replica is the snapshot's. The cycle goes on with
+    /// the change log from the snapshot's revision on (what the filter changed
+    /// since, deletions included), then as any cycle; the gate opens at its
+    /// end. The developers changed since by other tools are read first thing
+    /// in the next cycle (the catch-up).
+    fn snapshot_loaded(&mut self, store: &dyn SharedStore, loading: Loading) -> Result<Next, SyncError> {
         let Loading {
             current,
-            mut seen,
+            seen,
             mut report,
             ..
         } = loading;
-        for kv in &answer.kvs {
-            self.apply_kv(store, kv, &mut seen, &mut report)?;
-        }
-        // As in a full sync: whatever the replica's lists name and etcd has not
-        // (at the catch-up's revision) is gone. A developer deleted after the
-        // snapshot is still in `seen`: the change log or the pass finds it.
+        // As in a full sync: whatever the replica's lists name and the snapshot
+        // has not was deleted by its revision (a syncer taking over a replica:
+        // a newer record, written by this gateway's admin API, stays).
         for email in replica::listed_emails(store, &self.namespace)? {
             if !seen.contains_key(&email)
                 && skip_collision(
@@ -420,7 +405,7 @@ impl Syncer {
                         store,
                         &self.namespace,
                         &email,
-                        answer.revision,
+                        current.revision,
                         replica::Entry::Deleted,
                         self.write_mode(),
                     ),
@@ -432,23 +417,73 @@ impl Syncer {
         }
         replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
         log::info!(
-            "devportal-gate: read the snapshot of {} developers at etcd revision {} ({} parts); {} changed since, up to revision {}",
+            "devportal-gate: read the snapshot of {} developers at etcd revision {} ({} parts)",
             seen.len(),
             current.revision,
             current.parts,
-            answer.kvs.len(),
-            answer.revision
         );
         self.edited = Tabs::default();
         self.known = seen;
-        self.revision = Some(answer.revision);
+        self.revision = Some(current.revision);
         self.reconciled = current.revision;
+        self.catch_up = Some(current.revision);
         if let Some(snapshots) = self.snapshots.as_mut() {
             // No need to write one soon: it is fresh enough for the fleet.
             snapshots.fresh_as_of_ms = current.written_ms;
         }
         let since_ms = current.written_ms.saturating_sub(super::FEED_LOOKBACK_MS);
         Ok(Next::Call(self.feed_request(since_ms, current.revision)))
+    }
+
+    /// The developers changed after the snapshot's revision `since` (other
+    /// tools' writes: the change log had the filter's), at most `CATCH_UP_LIMIT`.
+    pub(super) fn begin_catch_up(&mut self, since: u64) -> EtcdRequest {
+        self.phase = Phase::SnapshotCatchUp;
+        let end = etcd::prefix_end(&self.prefix);
+        etcd::range_changed_since_at_most(&self.prefix, &end, since, CATCH_UP_LIMIT)
+    }
+
+    /// The catch-up's answer: applied (the tabs follow); the cycle goes on
+    /// with the change feed. Too many changes, or etcd behind: a full sync.
+    pub(super) fn snapshot_catch_up(
+        &mut self,
+        store: &dyn SharedStore,
+        status: u32,
+        body: &[u8],
+    ) -> Result<Next, SyncError> {
+        let answer = etcd::parse_range(status, body).map_err(SyncError::Etcd)?;
+        let revision = self.revision.unwrap_or(0);
+        self.catch_up = None;
+        if answer.more {
+            log::info!(
+                "devportal-gate: reading the whole directory: more than {CATCH_UP_LIMIT} developers changed since the snapshot"
+            );
+            return Ok(Next::Call(self.begin_full()));
+        }
+        if answer.revision < revision {
+            // etcd went back in time (restored from a backup): trust nothing.
+            self.revision = None;
+            return Ok(Next::Call(self.begin_full()));
+        }
+        let mut report = CycleReport::default();
+        let mut known = std::mem::take(&mut self.known);
+        let applied: Result<(), SyncError> = answer
+            .kvs
+            .iter()
+            .try_for_each(|kv| self.apply_kv(store, kv, &mut known, &mut report));
+        self.known = known;
+        applied?;
+        if report.relisted > 0 {
+            replica::write_lists(store, &self.namespace, &self.known, report.tabs)?;
+        }
+        if !answer.kvs.is_empty() {
+            log::info!(
+                "devportal-gate: caught up with {} developers changed since the snapshot: {} changed",
+                answer.kvs.len(),
+                report.changed
+            );
+        }
+        Ok(Next::Call(self.begin_feed(revision)))
     }
 }
 

@@ -50,6 +50,10 @@ use crate::etcd::{self, EtcdRequest};
 
 /// A fleet writes a snapshot at most this often.
 pub const SNAPSHOT_EVERY_MS: u64 = 10 * 60 * 1000;
+/// An older snapshot is not read: a fleet that writes them has one at most
+/// about `SNAPSHOT_EVERY_MS` old, and the change log since an old one may be
+/// long (a fleet coming back after an outage starts with full syncs).
+pub const SNAPSHOT_MAX_AGE_MS: u64 = 60 * 60 * 1000;
 /// Smaller directories are read whole: a full sync of 10,000 takes well under a second.
 pub const SNAPSHOT_MIN_DEVELOPERS: usize = 10_000;
 /// A part's size, about (etcd takes requests up to 1.5 MiB).
@@ -70,6 +74,10 @@ pub struct Current {
     pub revision: u64,
     pub parts: u32,
     pub developers: u64,
+    /// When the writer took S (by its clock): every change after S is logged
+    /// under a later time (within the feed's allowance for writers' clocks).
+    pub began_ms: u64,
+    /// When the last part was written.
     pub written_ms: u64,
 }
 
@@ -91,6 +99,8 @@ pub(super) struct Snapshots {
 struct Writing {
     id: String,
     revision: u64,
+    /// When it took `revision` (`Current::began_ms`).
+    began_ms: u64,
     /// `current`'s mod revision when the writer looked (0: absent).
     expected: u64,
     /// The claim's mod revision when the writer looked (0: absent).
@@ -150,11 +160,13 @@ impl Snapshots {
         key
     }
 
-    /// Whether a snapshot written at `written_ms` can still be caught up
-    /// from at `now_ms`: the change log must reach back past it (with the
-    /// feed's allowance for writers' clocks).
-    fn usable(&self, written_ms: u64, now_ms: u64) -> bool {
-        now_ms.saturating_sub(written_ms) + 2 * super::FEED_LOOKBACK_MS < self.log_retention_ms
+    /// Whether a snapshot begun at `began_ms` can still be caught up from at
+    /// `now_ms`: the change log must reach back past it (with the feed's
+    /// allowance for writers' clocks), and the changes since must be few
+    /// enough to read in a first cycle (`SNAPSHOT_MAX_AGE_MS`).
+    fn usable(&self, began_ms: u64, now_ms: u64) -> bool {
+        let age = now_ms.saturating_sub(began_ms);
+        age + 2 * super::FEED_LOOKBACK_MS < self.log_retention_ms && age < SNAPSHOT_MAX_AGE_MS
     }
 }
 
@@ -302,9 +314,9 @@ impl Syncer {
         let usable = self
             .snapshots
             .as_ref()
-            .is_some_and(|s| s.usable(current.written_ms, now_ms));
+            .is_some_and(|s| s.usable(current.began_ms, now_ms));
         if !usable {
-            return self.snapshot_unusable("the snapshot is older than the change log reaches back");
+            return self.snapshot_unusable("the snapshot is too old (an hour, or what the change log keeps)");
         }
         if current.parts == 0 {
             return self.snapshot_unusable("the snapshot has no parts");
@@ -431,7 +443,9 @@ impl Syncer {
             // No need to write one soon: it is fresh enough for the fleet.
             snapshots.fresh_as_of_ms = current.written_ms;
         }
-        let since_ms = current.written_ms.saturating_sub(super::FEED_LOOKBACK_MS);
+        // Every change after S is logged under a time after the writer took S
+        // (the parts took a while to write: not after `written_ms`).
+        let since_ms = current.began_ms.saturating_sub(super::FEED_LOOKBACK_MS);
         Ok(Next::Call(self.feed_request(since_ms, current.revision)))
     }
 
@@ -577,6 +591,7 @@ impl Syncer {
             revision: writing.revision,
             parts: writing.parts,
             developers: writing.developers,
+            began_ms: writing.began_ms,
             written_ms: now_ms,
         };
         let mine = snapshots.parts_prefix(&writing.id);
@@ -651,6 +666,7 @@ impl Syncer {
                         snapshots.writing = Some(Writing {
                             id: crate::encoding::unique_id(now_ms),
                             revision: reconciled,
+                            began_ms: now_ms,
                             expected: read(0).map_or(0, |kv| kv.mod_revision),
                             expected_claim: read(1).map_or(0, |kv| kv.mod_revision),
                             claim: None,

@@ -488,6 +488,38 @@ fn a_new_syncer_starts_from_the_snapshot_and_catches_up_with_what_changed_since(
 }
 
 #[test]
+fn a_change_logged_while_the_snapshot_was_being_written_is_read() {
+    // Parts take a while to write (a minute at a million developers): the
+    // log is read from when the writer took its revision, not from the end.
+    let now = 10 * HOUR;
+    let mut etcd = FakeEtcd::default();
+    for i in 0..200 {
+        etcd.put(&format!("/dp/dev/user{i:05}@x.io"), &developer("approved", i));
+    }
+    let mut writer = snapshotting_in_small_parts();
+    let store = MemoryStore::default();
+    let mut t = now;
+    while snapshot_current(&etcd).is_none() {
+        cycle_at(&mut writer, &mut etcd, &store, t);
+        if snapshot_ids(&etcd).len() == 1 && etcd.kvs.contains_key(b"/dp/dev/user00050@x.io".as_slice()) {
+            // The first part is written (it holds user00050): deleted now.
+            logged_put(&mut etcd, "user00050@x.io", None, t + 1000);
+        }
+        t += 30_000;
+        assert!(t < now + 600_000, "no snapshot");
+    }
+    let current = snapshot_current(&etcd).unwrap();
+    assert!(current.written_ms - current.began_ms > FEED_LOOKBACK_MS + 30_000);
+    let store = MemoryStore::default();
+    let mut reader = snapshotting();
+    // (Its first reconciliation part does not reach user00050.)
+    reader.part_size = 20;
+    assert!(cycle_at(&mut reader, &mut etcd, &store, t).0.from_snapshot);
+    assert_eq!(lookup(&store, "ns", "user00050@x.io"), Lookup::Unknown);
+    assert_eq!(lookup(&store, "ns", "user00051@x.io"), Lookup::Found(Status::Approved));
+}
+
+#[test]
 fn a_snapshot_that_cannot_be_trusted_means_a_full_sync() {
     let now = 10 * HOUR;
     // Too old: the change log no longer reaches back to it.

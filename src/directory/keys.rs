@@ -30,7 +30,7 @@
 //! | `<prefix>events/<time>-<operation>-<email>` | the change log: one entry per change, same transaction |
 //! | `<prefix>delivery/holder` | which candidate delivers events, and its lease |
 //! | `<prefix>delivery/sinks/<name>` | a sink's position, last error, count delivered |
-//! | `<prefix>snapshot/current`, `<prefix>snapshot/<id>/<n>` | the directory's snapshot: what it is, its parts (`sync::snapshot`) |
+//! | `<prefix>snapshot/current`, `<prefix>snapshot/parts/<id>/<n>`, `<prefix>snapshot/writer` | the directory's snapshot: what it is, its parts, who writes the next (`sync::snapshot`) |
 
 use super::Status;
 

@@ -80,6 +80,8 @@ struct InFlight {
 #[derive(Clone)]
 enum CallKind {
     Cycle,
+    /// The snapshot writer's call (`sync::snapshot`), between cycles.
+    Snapshot,
     /// Deleting expired change log entries.
     Prune,
     /// Reading the document of an approval that has ended.
@@ -150,7 +152,15 @@ impl SyncDriver {
         let election_due = now.saturating_sub(self.last_election_ms) >= ELECTION_PERIOD_MS;
         if let Some(call) = self.in_flight.as_ref() {
             let mut lost = None;
-            if now.saturating_sub(call.call_started_ms) > self.timeout_ms.saturating_mul(4) {
+            let overdue = now.saturating_sub(call.call_started_ms) > self.timeout_ms.saturating_mul(4);
+            if overdue && matches!(call.kind, CallKind::Snapshot) {
+                // Not a cycle: the snapshot's writer gives up, the sync goes on.
+                self.in_flight = None;
+                self.syncer.snapshot_answer(
+                    Err(EtcdError::Unreachable("a snapshot call never answered".into())),
+                    now,
+                );
+            } else if overdue {
                 lost = Some(self.fail(
                     SyncError::Etcd(EtcdError::Unreachable("a sync call never answered".into())),
                     now,
@@ -190,6 +200,11 @@ impl SyncDriver {
                 }
                 None => (Tick::Nothing, None),
             };
+        }
+        // Right after a cycle: the snapshot writer's call (`sync::snapshot`),
+        // in the pause, so it does not delay the next cycle.
+        if let Some(request) = self.syncer.snapshot_chore(store, now) {
+            return self.send_chore(request, CallKind::Snapshot, now);
         }
         if now.saturating_sub(self.last_cycle_ms) < self.sync_interval_ms {
             return (Tick::Nothing, None);
@@ -319,6 +334,10 @@ impl SyncDriver {
     /// The host could not send it.
     pub fn not_sent(&mut self, error: EtcdError, now: u64) -> Outcome {
         if let Some(call) = self.in_flight.take() {
+            if matches!(call.kind, CallKind::Snapshot) {
+                self.syncer.snapshot_answer(Err(error), now);
+                return Outcome::Continues;
+            }
             if self.retry(call) {
                 return Outcome::Continues;
             }
@@ -341,6 +360,10 @@ impl SyncDriver {
         let call = self.in_flight.take()?;
         match call.kind {
             CallKind::Cycle => {}
+            CallKind::Snapshot => {
+                self.syncer.snapshot_answer(answer, now);
+                return Some(Outcome::Continues);
+            }
             CallKind::Prune => {
                 // Not a cycle: a failure is tried again at the next hour.
                 if let Err(error) = answer.and_then(|(status, body)| etcd::parse_txn_reads(status, &body)) {
@@ -398,7 +421,7 @@ impl SyncDriver {
         }
         let result = match answer {
             Ok((status, body)) => self.syncer.on_answer(store, status, &body, now),
-            Err(error) => self.syncer.on_call_failed(error, now),
+            Err(error) => Err(SyncError::Etcd(error)),
         };
         Some(match result {
             Ok(Next::Call(request)) => {
@@ -560,6 +583,31 @@ mod tests {
         let next_hour = now + PRUNE_PERIOD_MS;
         run(&mut driver, &store, &mut etcd, next_hour, next_hour + 3000);
         assert!(!etcd.kvs.contains_key(&expired), "pruned the next hour");
+    }
+
+    #[test]
+    fn the_snapshot_writer_calls_between_cycles_and_the_cycles_keep_their_pace() {
+        let calls_in_a_minute = |snapshots: bool| {
+            let store = MemoryStore::default();
+            let mut etcd = FakeEtcd::default();
+            for i in 0..12_000 {
+                etcd.put(&format!("/dp/dev/d{i:05}@x.io"), br#"{"status":"approved"}"#);
+            }
+            let worker = claim_worker_id(&store, "ns").unwrap();
+            let mut syncer = Syncer::new("ns", "/dp/", None);
+            if snapshots {
+                syncer = syncer.with_snapshots("/dp/", 3_600_000);
+            }
+            let mut driver = SyncDriver::new("ns", worker, syncer, 1000, 2000);
+            let calls = run(&mut driver, &store, &mut etcd, T, T + 60_000);
+            (calls, etcd.kvs.contains_key(b"/dp/snapshot/current".as_slice()))
+        };
+        let (without, _) = calls_in_a_minute(false);
+        let (with, written) = calls_in_a_minute(true);
+        assert!(written, "12,000 developers: a snapshot");
+        // The first sync's look for a snapshot, then the writer's look, claim,
+        // one part and the commit: the cycles themselves are as many.
+        assert_eq!(with, without + 5);
     }
 
     #[test]

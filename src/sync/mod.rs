@@ -101,6 +101,8 @@ pub struct Syncer {
     /// The next cycle first reads what changed after this revision (the
     /// snapshot's): other tools' writes since it.
     catch_up: Option<u64>,
+    /// A cycle ended since the snapshot writer's last call.
+    snapshot_step_due: bool,
     phase: Phase,
 }
 
@@ -157,11 +159,6 @@ enum Phase {
     SnapshotPart(snapshot::Loading),
     /// The cycle after: the developers changed since it.
     SnapshotCatchUp,
-    /// The cycle's work is done; the snapshot writer's call is out.
-    SnapshotWrite {
-        step: snapshot::WriteStep,
-        report: CycleReport,
-    },
 }
 
 /// Looking for deletions in one part of the key space, at one revision.
@@ -256,6 +253,7 @@ impl Syncer {
             snapshots: None,
             loading_snapshot: false,
             catch_up: None,
+            snapshot_step_due: false,
             phase: Phase::Idle,
         }
     }
@@ -376,21 +374,6 @@ impl Syncer {
         result
     }
 
-    /// The last call failed (no answer, or none the host could deliver).
-    pub fn on_call_failed(&mut self, error: EtcdError, now_ms: u64) -> Result<Next, SyncError> {
-        match std::mem::replace(&mut self.phase, Phase::Idle) {
-            // The cycle's own work is done; only the snapshot's part is lost.
-            Phase::SnapshotWrite { report, .. } => {
-                self.snapshot_call_failed(&error, now_ms);
-                Ok(Next::Done(report))
-            }
-            _ => {
-                self.abandon();
-                Err(SyncError::Etcd(error))
-            }
-        }
-    }
-
     fn step(&mut self, store: &dyn SharedStore, status: u32, body: &[u8], now_ms: u64) -> Result<Next, SyncError> {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Idle => Err(SyncError::Etcd(EtcdError::Malformed(
@@ -417,7 +400,6 @@ impl Syncer {
             Phase::SnapshotCurrent => self.snapshot_current(status, body, now_ms),
             Phase::SnapshotPart(loading) => self.snapshot_part(store, status, body, loading),
             Phase::SnapshotCatchUp => self.snapshot_catch_up(store, status, body),
-            Phase::SnapshotWrite { step, report } => Ok(self.snapshot_written(status, body, step, report, now_ms)),
         }
     }
 
@@ -662,7 +644,7 @@ impl Syncer {
     }
 
     /// A cycle ends: the replica reflects `revision`, as of now. The snapshot
-    /// writer may still make one call.
+    /// writer may make one call before the next (`snapshot_chore`).
     fn done(
         &mut self,
         store: &dyn SharedStore,
@@ -683,10 +665,7 @@ impl Syncer {
                 synced_at_ms: now_ms,
             },
         )?;
-        if let Some((request, step)) = self.snapshot_step(store, now_ms) {
-            self.phase = Phase::SnapshotWrite { step, report };
-            return Ok(Next::Call(request));
-        }
+        self.snapshot_step_due = true;
         Ok(Next::Done(report))
     }
 

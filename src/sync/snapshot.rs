@@ -11,7 +11,7 @@
 //!
 //! | key | holds |
 //! |---|---|
-//! | `<prefix>snapshot/<id>/<n>` | part `n`: `s1;<id>;<n>`, then `email;<updated_ms>;<record>` lines (`<record>` as in a bucket) and `?<hex>` for a key that is not an address |
+//! | `<prefix>snapshot/parts/<id>/<n>` | part `n`: `s1;<id>;<n>`, then `email;<updated_ms>;<record>` lines (`<record>` as in a bucket) and `?<hex>` for a key that is not an address |
 //! | `<prefix>snapshot/current` | `Current`: the id, S, how many parts and developers, when |
 //! | `<prefix>snapshot/writer` | `Claim`: the gateway writing one, and its heartbeat |
 //!
@@ -93,6 +93,8 @@ pub(super) struct Snapshots {
     /// When this syncer last found a fresh snapshot or wrote one (0: never).
     fresh_as_of_ms: u64,
     writing: Option<Writing>,
+    /// The writer's call out, if one is.
+    in_flight: Option<WriteStep>,
 }
 
 /// A snapshot being written, one part per cycle.
@@ -138,6 +140,7 @@ impl Snapshots {
             part_bytes: PART_BYTES,
             fresh_as_of_ms: 0,
             writing: None,
+            in_flight: None,
         }
     }
 
@@ -147,8 +150,15 @@ impl Snapshots {
         key
     }
 
-    fn parts_prefix(&self, id: &str) -> Vec<u8> {
+    /// `<prefix>snapshot/parts/`: every snapshot's parts, and nothing else.
+    fn all_parts(&self) -> Vec<u8> {
         let mut key = self.prefix.clone();
+        key.extend_from_slice(b"parts/");
+        key
+    }
+
+    fn parts_prefix(&self, id: &str) -> Vec<u8> {
+        let mut key = self.all_parts();
         key.extend_from_slice(id.as_bytes());
         key.push(b'/');
         key
@@ -534,9 +544,34 @@ impl Snapshots {
 }
 
 impl Syncer {
+    /// Between two cycles, at most once after each: the writer's next call,
+    /// if one is due. Not part of a cycle, so it does not delay the next one
+    /// (nor what the next one brings). The answer goes to `snapshot_answer`.
+    pub fn snapshot_chore(&mut self, store: &dyn SharedStore, now_ms: u64) -> Option<EtcdRequest> {
+        if self.in_cycle() || !std::mem::take(&mut self.snapshot_step_due) {
+            return None;
+        }
+        let (request, step) = self.snapshot_step(store, now_ms)?;
+        if let Some(snapshots) = self.snapshots.as_mut() {
+            snapshots.in_flight = Some(step);
+        }
+        Some(request)
+    }
+
+    /// The answer to the writer's call, or why there was none.
+    pub fn snapshot_answer(&mut self, answer: Result<(u32, Vec<u8>), crate::etcd::EtcdError>, now_ms: u64) {
+        let Some(step) = self.snapshots.as_mut().and_then(|snapshots| snapshots.in_flight.take()) else {
+            return;
+        };
+        match answer {
+            Ok((status, body)) => self.snapshot_written(status, &body, step, now_ms),
+            Err(error) => self.snapshot_call_failed(&error, now_ms),
+        }
+    }
+
     /// The writer's next call, if one is due: look at `current` and the
     /// claim, claim, write the next part, or commit.
-    pub(super) fn snapshot_step(&mut self, store: &dyn SharedStore, now_ms: u64) -> Option<(EtcdRequest, WriteStep)> {
+    fn snapshot_step(&mut self, store: &dyn SharedStore, now_ms: u64) -> Option<(EtcdRequest, WriteStep)> {
         let snapshots = self.snapshots.as_ref()?;
         let Some(writing) = &snapshots.writing else {
             let due = self.known.len() >= snapshots.min_developers
@@ -599,8 +634,8 @@ impl Syncer {
             vec![current_unchanged, still_mine.clone()],
             vec![
                 etcd::op_put(&current_key, &serde_json::to_vec(&current).unwrap_or_default()),
-                etcd::op_delete_range(&snapshots.prefix, &mine),
-                etcd::op_delete_range(&etcd::prefix_end(&mine), &current_key),
+                etcd::op_delete_range(&snapshots.all_parts(), &mine),
+                etcd::op_delete_range(&etcd::prefix_end(&mine), &etcd::prefix_end(&snapshots.all_parts())),
                 etcd::op_delete_range(&claim_key, &etcd::prefix_end(&claim_key)),
             ],
             vec![
@@ -614,8 +649,8 @@ impl Syncer {
         Some((request, WriteStep::Commit))
     }
 
-    /// The writer's call failed: the cycle's work is done all the same.
-    pub(super) fn snapshot_call_failed(&mut self, error: &crate::etcd::EtcdError, now_ms: u64) {
+    /// The writer's call failed.
+    fn snapshot_call_failed(&mut self, error: &crate::etcd::EtcdError, now_ms: u64) {
         log::warn!("devportal-gate: could not write the directory's snapshot: {error}");
         if let Some(snapshots) = self.snapshots.as_mut() {
             snapshots.writing = None;
@@ -623,29 +658,21 @@ impl Syncer {
         }
     }
 
-    /// The answer to the writer's call; the cycle then ends. A failure ends
-    /// this snapshot (the next successful one deletes what it left).
-    pub(super) fn snapshot_written(
-        &mut self,
-        status: u32,
-        body: &[u8],
-        step: WriteStep,
-        report: CycleReport,
-        now_ms: u64,
-    ) -> Next {
+    /// The answer to the writer's call. A failure ends this snapshot (the
+    /// next successful one deletes what it left).
+    fn snapshot_written(&mut self, status: u32, body: &[u8], step: WriteStep, now_ms: u64) {
         let reconciled = self.reconciled;
         let Some(snapshots) = self.snapshots.as_mut() else {
-            return Next::Done(report);
+            return;
         };
-        let answer = etcd::parse_txn_reads(status, body);
-        if let Err(error) = &answer {
-            log::warn!("devportal-gate: the directory's snapshot: {error}");
-            snapshots.writing = None;
-            snapshots.look_again_in(CLAIM_STALE_MS, now_ms);
-            return Next::Done(report);
-        }
-        let Ok(answer) = answer else {
-            return Next::Done(report);
+        let answer = match etcd::parse_txn_reads(status, body) {
+            Ok(answer) => answer,
+            Err(error) => {
+                log::warn!("devportal-gate: the directory's snapshot: {error}");
+                snapshots.writing = None;
+                snapshots.look_again_in(CLAIM_STALE_MS, now_ms);
+                return;
+            }
         };
         let read = |i: usize| answer.ranges.get(i).and_then(|range| range.kvs.first());
         match step {
@@ -711,7 +738,6 @@ impl Syncer {
                 }
             }
         }
-        Next::Done(report)
     }
 }
 

@@ -454,6 +454,22 @@ impl Syncer {
             }
         }
         // The snapshot is complete: whatever the replica had and etcd has not is gone.
+        self.replace_known(store, seen, revision, &mut report)?;
+        self.overwrite = false;
+        self.done(store, revision, report, now_ms)
+    }
+
+    /// The whole directory as of `revision` is `seen` (a full read, or the
+    /// snapshot): whatever the replica's tabs name and `seen` has not is
+    /// tombstoned at `revision` (a newer record, from this gateway's admin
+    /// API, stays), the tabs are rebuilt, and `seen` is what the syncer knows.
+    fn replace_known(
+        &mut self,
+        store: &dyn SharedStore,
+        seen: Known,
+        revision: u64,
+        report: &mut CycleReport,
+    ) -> Result<(), SyncError> {
         for email in replica::listed_emails(store, &self.namespace)? {
             if !seen.contains_key(&email)
                 && skip_collision(
@@ -465,7 +481,7 @@ impl Syncer {
                         Entry::Deleted,
                         self.write_mode(),
                     ),
-                    &mut report,
+                    report,
                 )?
             {
                 report.removed += 1;
@@ -474,8 +490,7 @@ impl Syncer {
         replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
         self.edited = Tabs::default();
         self.known = seen;
-        self.overwrite = false;
-        self.done(store, revision, report, now_ms)
+        Ok(())
     }
 
     /// The change log's answer: the developers it names are read next.

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{skip_collision, CycleReport, Next, Phase, SyncError, Syncer};
 use crate::directory::bucket::{self, Found};
-use crate::directory::replica::{self, Known, Listed, Tabs};
+use crate::directory::replica::{self, Known, Listed};
 use crate::directory::{read_record, Record, SharedStore};
 use crate::etcd::{self, EtcdRequest};
 
@@ -417,35 +417,13 @@ impl Syncer {
             mut report,
             ..
         } = loading;
-        // As in a full sync: whatever the replica's lists name and the snapshot
-        // has not was deleted by its revision (a syncer taking over a replica:
-        // a newer record, written by this gateway's admin API, stays).
-        for email in replica::listed_emails(store, &self.namespace)? {
-            if !seen.contains_key(&email)
-                && skip_collision(
-                    replica::apply_with(
-                        store,
-                        &self.namespace,
-                        &email,
-                        current.revision,
-                        replica::Entry::Deleted,
-                        self.write_mode(),
-                    ),
-                    &mut report,
-                )?
-            {
-                report.removed += 1;
-            }
-        }
-        replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
+        let developers = seen.len();
+        self.replace_known(store, seen, current.revision, &mut report)?;
         log::info!(
-            "devportal-gate: read the snapshot of {} developers at etcd revision {} ({} parts)",
-            seen.len(),
+            "devportal-gate: read the snapshot of {developers} developers at etcd revision {} ({} parts)",
             current.revision,
             current.parts,
         );
-        self.edited = Tabs::default();
-        self.known = seen;
         self.revision = Some(current.revision);
         self.reconciled = current.revision;
         self.catch_up = Some(current.revision);

@@ -94,15 +94,8 @@ pub fn key_page(start: &[u8], end: &[u8], revision: u64, limit: u32) -> EtcdRequ
 /// still counts every key in the range (etcd filters after counting), which is
 /// how a deletion shows.
 pub fn range_changed_since(start: &[u8], end: &[u8], revision: u64) -> EtcdRequest {
-    let body = json!({
-        "key": b64(start),
-        "range_end": b64(end),
-        "min_mod_revision": (revision + 1).to_string(),
-    });
-    EtcdRequest {
-        path: RANGE,
-        body: body.to_string(),
-    }
+    // A limit of 0 is none, to etcd.
+    range_changed_since_at_most(start, end, revision, 0)
 }
 
 /// `range_changed_since`, at most `limit` of them (`more` says there were more:

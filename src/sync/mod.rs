@@ -643,6 +643,19 @@ impl Syncer {
                 rebuild = std::mem::take(&mut self.edited);
             }
         }
+        self.follow_in_tabs(store, &report, rebuild)?;
+        self.done(store, feed_revision, report, now_ms)
+    }
+
+    /// The tabs follow the developers `report` relisted: edited in place when
+    /// they are few (those tabs are rebuilt at the pass's end), rebuilt now
+    /// otherwise; the tabs in `rebuild` are rebuilt either way.
+    fn follow_in_tabs(
+        &mut self,
+        store: &dyn SharedStore,
+        report: &CycleReport,
+        mut rebuild: Tabs,
+    ) -> Result<(), SyncError> {
         if report.relisted > 0 {
             if report.moves_are_few() {
                 let tabs = report.tabs.minus(rebuild);
@@ -655,7 +668,7 @@ impl Syncer {
         if !rebuild.is_empty() {
             replica::write_lists(store, &self.namespace, &self.known, rebuild)?;
         }
-        self.done(store, feed_revision, report, now_ms)
+        Ok(())
     }
 
     /// A cycle ends: the replica reflects `revision`, as of now. The snapshot

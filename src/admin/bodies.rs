@@ -5,10 +5,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::directory::expiry::Requested;
+pub(super) use crate::encoding::json_path::StringOrList;
 
 use super::*;
 
-pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiResponse> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiResponse> {
     if body.len() > MAX_BODY_BYTES {
         return Err(error(
             413,
@@ -16,20 +17,14 @@ pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T,
             format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
         ));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let at = e.path().to_string();
-        let message = if at == "." || at == "?" {
-            e.inner().to_string()
+    crate::encoding::json_path::from_slice(body).map_err(|e| {
+        let message = if e.path.is_empty() {
+            e.message
         } else {
-            format!("at `{at}`: {}", e.inner())
+            format!("at `{}`: {}", e.path, e.message)
         };
         error(400, "invalid_body", message)
-    })?;
-    deserializer
-        .end()
-        .map_err(|e| error(400, "invalid_body", e.to_string()))?;
-    Ok(value)
+    })
 }
 
 pub(super) fn check_reason(reason: Option<String>) -> Result<Option<String>, ApiResponse> {
@@ -156,12 +151,5 @@ pub(super) fn action_expiry(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct InviteRequest {
-    pub(super) emails: EmailList,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum EmailList {
-    Text(String),
-    List(Vec<String>),
+    pub(super) emails: StringOrList,
 }

@@ -8,8 +8,8 @@ use super::*;
 pub(super) fn invite(ctx: &AdminContext<'_>, body: &[u8]) -> Result<ApiResponse, ApiResponse> {
     let request: InviteRequest = parse_body(body)?;
     let invitees = match &request.emails {
-        EmailList::Text(text) => mailto::invitees(text.split(',')),
-        EmailList::List(list) => mailto::invitees(list.iter().map(String::as_str)),
+        StringOrList::One(text) => mailto::invitees(text.split(',')),
+        StringOrList::List(list) => mailto::invitees(list.iter().map(String::as_str)),
     };
     if invitees.valid.len() > MAX_INVITATIONS {
         return Err(error(

@@ -199,6 +199,30 @@ fn bad_input_is_refused_before_etcd() {
         let label = format!("{route:?} {query:?} {}", String::from_utf8_lossy(body));
         assert_eq!(respond(start(&ctx, route, query, body, "ops")).0, expected, "{label}");
     }
+    // A 400 names the field.
+    for (route, body, message) in [
+        (
+            Route::Create,
+            &br#"{"email":"a@x.io","role":"admin"}"#[..],
+            "at `role`: unknown field `role`",
+        ),
+        (
+            Route::Invite,
+            br#"{"emails":["a@x.io",7]}"#,
+            "at `emails[1]`: invalid type: integer `7`",
+        ),
+        (
+            Route::Invite,
+            br#"{"emails":7}"#,
+            "at `emails`: invalid type: integer `7`, expected a string, or a list",
+        ),
+        (Route::Create, br#"{"email":"a@x.io"} {}"#, "trailing characters"),
+    ] {
+        let (status, answer) = respond(start(&ctx, route, None, body, "ops"));
+        assert_eq!(status, 400);
+        let text = answer["message"].as_str().unwrap_or_default();
+        assert!(text.starts_with(message), "{answer}");
+    }
     let huge = vec![b' '; MAX_BODY_BYTES + 1];
     assert_eq!(respond(start(&ctx, Route::Create, None, &huge, "ops")).0, 413);
     // Before the first sync the health page says so.

@@ -429,11 +429,11 @@ fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError
 
 const MAX_MEMBERS: usize = 16;
 
-fn compile_members(raw: RawUpstream) -> Result<Members, ConfigError> {
+fn compile_members(raw: StringOrList) -> Result<Members, ConfigError> {
     const FIELD: &str = "directory.etcd.upstream";
     let (names, listed) = match raw {
-        RawUpstream::One(name) => (vec![name], false),
-        RawUpstream::Members(names) => (names, true),
+        StringOrList::One(name) => (vec![name], false),
+        StringOrList::List(names) => (names, true),
     };
     let field = |i: usize| {
         if listed {

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::admin::AdminConfig;
 use crate::directory::{Directory, Status};
@@ -88,7 +88,7 @@ pub fn compile(bytes: &[u8]) -> Result<Config, ConfigError> {
     }
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|error| ConfigError::new("", error.to_string()))?;
-    match Versioned::parse(value)? {
+    match Versioned::parse(bytes, value)? {
         Versioned::V1(raw) => compile::compile_raw(raw),
     }
 }
@@ -100,7 +100,7 @@ enum Versioned {
 }
 
 impl Versioned {
-    fn parse(value: serde_json::Value) -> Result<Versioned, ConfigError> {
+    fn parse(bytes: &[u8], value: serde_json::Value) -> Result<Versioned, ConfigError> {
         let version = match value.get("config_version") {
             None => {
                 return Err(ConfigError::new(
@@ -113,7 +113,7 @@ impl Versioned {
             })?,
         };
         match version {
-            1 => shape(value).map(Versioned::V1),
+            1 => shape(bytes).map(Versioned::V1),
             other => Err(ConfigError::new(
                 "config_version",
                 format!("this build understands version {CONFIG_VERSION}, got {other}"),
@@ -122,10 +122,9 @@ impl Versioned {
     }
 }
 
-/// Reads `value` into a version's shape, naming the field of the first error.
-fn shape<T: for<'de> Deserialize<'de>>(value: serde_json::Value) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value)
-        .map_err(|error| ConfigError::new(error.path().to_string(), error.inner().to_string()))
+/// Reads the configuration into a version's shape, naming the field of the first error.
+fn shape<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+    crate::encoding::json_path::from_slice(bytes).map_err(|error| ConfigError::new(error.path, error.message))
 }
 
 mod compile;

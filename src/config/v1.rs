@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use crate::directory::StatusInput;
+pub(super) use crate::encoding::json_path::StringOrList;
 use crate::request::routes::RouteClass;
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +127,9 @@ pub(super) enum RawSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEtcd {
-    pub(super) upstream: RawUpstream,
+    /// One Envoy cluster (or Kong host:port), or several members to fail over
+    /// between (what Kong needs, as it has no load balancing of its own).
+    pub(super) upstream: StringOrList,
     #[serde(default)]
     pub(super) authority: Option<String>,
     #[serde(default)]
@@ -135,15 +138,6 @@ pub(super) struct RawEtcd {
     pub(super) timeout_ms: Option<u64>,
     #[serde(default)]
     pub(super) change_log_retention_hours: Option<u64>,
-}
-
-/// One Envoy cluster (or Kong host:port), or several members to fail over
-/// between (what Kong needs, as it has no load balancing of its own).
-#[derive(Debug, Deserialize)]
-#[serde(untagged, expecting = "a string, or a list of strings")]
-pub(super) enum RawUpstream {
-    One(String),
-    Members(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 pub mod base64;
 pub mod clock;
 pub mod header_map;
+pub mod json_path;
 
 /// A unique id for one write (an operation, a snapshot): the time and 64
 /// random bits (WASI's random source seeds std's `RandomState`, which both

@@ -126,18 +126,22 @@ pub enum Lookup {
 }
 
 pub fn lookup(store: &dyn SharedStore, namespace: &str, email: &str) -> Lookup {
-    lookup_at(store, namespace, email, 0)
+    lookup_at(store, namespace, email, || 0)
 }
 
-/// `lookup` at `now_ms` by this gateway's clock: an approval whose expiry has
-/// come is `Expired` at once, without waiting for any sync.
-pub fn lookup_at(store: &dyn SharedStore, namespace: &str, email: &str, now_ms: u64) -> Lookup {
+/// `lookup` at `now_ms()` by this gateway's clock: an approval whose expiry has
+/// come is `Expired` at once, without waiting for any sync. The clock is read
+/// only for an approval that has an end (on the hot path it is a host call).
+pub fn lookup_at(store: &dyn SharedStore, namespace: &str, email: &str, now_ms: impl FnOnce() -> u64) -> Lookup {
     match read_record(store, namespace, email) {
         Found::Record(Record::Present {
             status: Status::Approved,
             expires_ms: Some(expires_ms),
             ..
-        }) if now_ms >= expires_ms => Lookup::Expired(expires_ms),
+        }) => match now_ms() >= expires_ms {
+            true => Lookup::Expired(expires_ms),
+            false => Lookup::Found(Status::Approved),
+        },
         Found::Record(Record::Present { status, .. }) => Lookup::Found(status),
         Found::Absent | Found::Record(Record::Deleted { .. }) => Lookup::Unknown,
         Found::Record(Record::Unreadable { .. }) | Found::Garbled => Lookup::Unavailable,
@@ -446,8 +450,11 @@ mod expiry_tests {
             expires_ms: Some(5000),
         };
         write_record(&store, "ns", "a@x.io", &record).unwrap();
-        assert_eq!(lookup_at(&store, "ns", "a@x.io", 4999), Lookup::Found(Status::Approved));
-        assert_eq!(lookup_at(&store, "ns", "a@x.io", 5000), Lookup::Expired(5000));
+        assert_eq!(
+            lookup_at(&store, "ns", "a@x.io", || 4999),
+            Lookup::Found(Status::Approved)
+        );
+        assert_eq!(lookup_at(&store, "ns", "a@x.io", || 5000), Lookup::Expired(5000));
         // Only an approval expires.
         let revoked = Record::Present {
             status: Status::Revoked,
@@ -455,6 +462,38 @@ mod expiry_tests {
             expires_ms: Some(5000),
         };
         write_record(&store, "ns", "a@x.io", &revoked).unwrap();
-        assert_eq!(lookup_at(&store, "ns", "a@x.io", 9000), Lookup::Found(Status::Revoked));
+        assert_eq!(
+            lookup_at(&store, "ns", "a@x.io", || 9000),
+            Lookup::Found(Status::Revoked)
+        );
+    }
+
+    #[test]
+    fn the_clock_is_read_only_for_an_approval_with_an_end() {
+        let store = MemoryStore::default();
+        let reads = std::cell::Cell::new(0);
+        let clock = || {
+            reads.set(reads.get() + 1);
+            1
+        };
+        for (email, expires_ms) in [("a@x.io", None), ("b@x.io", Some(5000))] {
+            let record = Record::Present {
+                status: Status::Approved,
+                revision: 7,
+                expires_ms,
+            };
+            write_record(&store, "ns", email, &record).unwrap();
+        }
+        assert_eq!(
+            lookup_at(&store, "ns", "a@x.io", clock),
+            Lookup::Found(Status::Approved)
+        );
+        assert_eq!(lookup_at(&store, "ns", "nobody@x.io", clock), Lookup::Unknown);
+        assert_eq!(reads.get(), 0);
+        assert_eq!(
+            lookup_at(&store, "ns", "b@x.io", clock),
+            Lookup::Found(Status::Approved)
+        );
+        assert_eq!(reads.get(), 1);
     }
 }

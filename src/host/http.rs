@@ -130,7 +130,7 @@ impl HttpContext for GateHttp {
                 }
                 shared.synced.set(true);
             }
-            directory::lookup_at(&HostSharedData, &gate.namespace, email, abi::now_ms())
+            directory::lookup_at(&HostSharedData, &gate.namespace, email, abi::now_ms)
         });
         shared.count(verdict.counter);
         match verdict.action {

@@ -141,16 +141,23 @@ class Etcd:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
+# How the syncer reads ranges: "grpc" (etcd's gRPC API through an HTTP/2
+# cluster, as filter-config/envoy/demo.yaml ships) or "json" (its JSON gateway
+# only, as on Kong). Set by --reads.
+READS = "grpc"
+
+
 def gate_config():
+    etcd = {"upstream": "etcd", "authority": f"127.0.0.1:{ETCD_CLIENT}", "key_prefix": PREFIX, "timeout_ms": 10000}
+    if READS == "grpc":
+        etcd["grpc_upstream"] = "etcd_grpc"
     return {
         "config_version": 1,
         "namespace": "scale",
         "routes": [{"prefix": "/api/", "class": "api"}],
         "admin": {"prefix": "/_devportal", "tokens": [{"name": "bench", "token": "bench-token-0123456789"}],
                   "registration_url": "http://127.0.0.1/portal/register"},
-        "directory": {"source": "etcd", "sync_interval_ms": 1000,
-                      "etcd": {"upstream": "etcd", "authority": f"127.0.0.1:{ETCD_CLIENT}",
-                               "key_prefix": PREFIX, "timeout_ms": 10000}},
+        "directory": {"source": "etcd", "sync_interval_ms": 1000, "etcd": etcd},
     }
 
 
@@ -170,15 +177,21 @@ def envoy_config():
         "http_filters": [wasm, {"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
     }
-    etcd_cluster = {"name": "etcd", "type": "STATIC", "connect_timeout": "1s",
-                    "load_assignment": {"cluster_name": "etcd", "endpoints": [{"lb_endpoints": [
-                        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ETCD_CLIENT}}}}]}]}}
+    def etcd_cluster(name, http2=False):
+        cluster = {"name": name, "type": "STATIC", "connect_timeout": "1s",
+                   "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                       {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ETCD_CLIENT}}}}]}]}}
+        if http2:
+            cluster["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}}
+        return cluster
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN}}},
         "static_resources": {
             "listeners": [{"name": "scale", "address": {"socket_address": {"address": "127.0.0.1", "port_value": LISTENER}},
                            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
-            "clusters": [etcd_cluster]},
+            "clusters": [etcd_cluster("etcd"), etcd_cluster("etcd_grpc", http2=True)]},
     }
 
 
@@ -341,7 +354,11 @@ def main():
     parser.add_argument("--revocations-at", default="1000000")
     parser.add_argument("--direct-writes", type=int, default=5)
     parser.add_argument("--report", default=os.path.join(ROOT, "bench/SCALE.md"))
+    parser.add_argument("--reads", choices=["grpc", "json"], default="grpc",
+                        help="range reads over etcd's gRPC API (as demo.yaml ships) or its JSON gateway only (as on Kong)")
     args = parser.parse_args()
+    global READS
+    READS = args.reads
     os.makedirs(WORK, exist_ok=True)
     revocations_at = {int(s) for s in args.revocations_at.split(",") if s}
     baseline = measure(2, 0, 0)
@@ -368,7 +385,8 @@ def main():
         f"- when: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         f"- Envoy {envoy_version}, `--concurrency 1`; etcd {subprocess.run([ETCD, '--version'], capture_output=True, text=True).stdout.split()[2]}, one member on loopback",
-        f"- `.wasm`: {os.path.getsize(GATE_WASM):,} bytes",
+        f"- `.wasm`: {os.path.getsize(GATE_WASM):,} bytes; the syncer's range reads: "
+        + ("etcd's gRPC API (`grpc_upstream`, as demo.yaml ships)" if READS == "grpc" else "etcd's JSON gateway only (as on Kong)"),
         f"- command: `make bench-scale` (`bench/scale.py {' '.join(sys.argv[1:])}`)",
         f"- baseline (2 developers): first sync {baseline['first_sync_s']:.2f} s after Envoy's start, RSS {baseline['rss'] / 2**20:.0f} MiB",
         "",
@@ -397,7 +415,7 @@ def main():
         f.write(report)
     print(report)
     # For bench/RESULTS.md's comparison with issue 14's goals (bench/run.py).
-    figures = {"when": time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), "sizes": {}}
+    figures = {"when": time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), "reads": READS, "sizes": {}}
     for r in results:
         figures["sizes"][str(r["n"])] = {
             "first_sync_s": r["first_sync_s"] - baseline["first_sync_s"],

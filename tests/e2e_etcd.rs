@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::demo::gateway;
+use common::demo::{gateway, gateway_with};
 use common::{wait_until, Etcd, LdsGateway, Ports, Request};
 use serde_json::{json, Value};
 
@@ -380,6 +380,46 @@ fn an_etcd_outage_changes_nothing_for_traffic() {
     assert_eq!(write.status, 200, "{}", write.body);
     assert_eq!(gw.api_status("alice@example.com"), 403);
     assert!(gw.envoy.counter("wasmcustom.devportal_gate.sync.failed") > 0);
+}
+
+/// demo.yaml reads etcd's ranges over gRPC (`grpc_upstream`, an HTTP/2 cluster);
+/// a `grpc_upstream` that cannot carry gRPC costs a warning and a slower read,
+/// never the sync.
+#[test]
+fn range_reads_go_over_grpc_and_fall_back_to_the_gateway() {
+    let etcd = Etcd::start("grpc", common::free_port());
+    let grpc = gateway("grpc", etcd.port);
+    // The same cluster without its HTTP/2 options: gRPC cannot pass.
+    let http1 = gateway_with("grpc-http1", etcd.port, |config| {
+        let options = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config:\n          http2_protocol_options: {}\n";
+        assert!(config.contains(options), "demo.yaml's etcd_grpc cluster");
+        config.replace(options, "")
+    });
+    grpc.wait_synced();
+    http1.wait_synced();
+    for gw in [&grpc, &http1] {
+        assert_eq!(gw.api_status("alice@example.com"), 200);
+        assert_eq!(gw.api_status("dave@example.com"), 403);
+    }
+    // Over gRPC: the reads went to etcd_grpc and all answered.
+    let completed = grpc.envoy.counter("cluster.etcd_grpc.upstream_rq_completed");
+    assert!(completed > 0, "no gRPC read went out");
+    assert_eq!(grpc.envoy.counter("cluster.etcd_grpc.upstream_rq_200"), completed);
+    assert!(!grpc.envoy.log().contains("gRPC API failed"), "{}", grpc.envoy.log());
+    // Without HTTP/2: one failed read, a warning, the gateway's JSON instead.
+    wait_until("the warning is logged", Duration::from_secs(10), || {
+        http1
+            .envoy
+            .log()
+            .contains("reading over the JSON gateway for the next 60 s")
+    });
+    // Changes reach both, as always.
+    etcd.put(&format!("{PREFIX}alice@example.com"), &stored("revoked"));
+    for gw in [&grpc, &http1] {
+        wait_until("a direct write reaches the gateway", CEILING * 10, || {
+            gw.api_status("alice@example.com") == 403
+        });
+    }
 }
 
 #[test]

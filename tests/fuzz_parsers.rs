@@ -132,6 +132,7 @@ proptest! {
         };
         let directory = Directory::Etcd(EtcdConfig {
             members: devportal_gate::etcd::members::Members::new(vec!["etcd".into()]),
+            grpc_upstream: None,
             authority: "etcd".into(),
             key_prefix: "/dp/".into(),
             timeout_ms: 1000,

@@ -27,6 +27,7 @@ fn config() -> AdminConfig {
 fn etcd_directory() -> Directory {
     Directory::Etcd(EtcdConfig {
         members: crate::etcd::members::Members::new(vec!["etcd".into()]),
+        grpc_upstream: None,
         authority: "etcd".into(),
         key_prefix: "/dp/".into(),
         timeout_ms: 1000,

@@ -415,8 +415,19 @@ fn compile_directory(raw: Option<RawDirectory>) -> Result<Directory, ConfigError
                 1,
                 24 * 366,
             )?;
+            let grpc_upstream = match etcd.grpc_upstream.map(|name| name.trim().to_string()) {
+                // One byte of length in the message Envoy is given (`grpc::envoy_grpc_service`).
+                Some(name) if name.is_empty() || name.len() > 120 || !name.bytes().all(|b| b.is_ascii_graphic()) => {
+                    return Err(ConfigError::new(
+                        "directory.etcd.grpc_upstream",
+                        "must name an Envoy cluster (printable ASCII, at most 120) that speaks HTTP/2 to etcd",
+                    ))
+                }
+                other => other,
+            };
             Ok(Directory::Etcd(EtcdConfig {
                 members,
+                grpc_upstream,
                 authority,
                 key_prefix,
                 timeout_ms,

@@ -130,6 +130,10 @@ pub(super) struct RawEtcd {
     /// One Envoy cluster (or Kong host:port), or several members to fail over
     /// between (what Kong needs, as it has no load balancing of its own).
     pub(super) upstream: StringOrList,
+    /// Envoy only: a cluster speaking HTTP/2 to the same etcd, for range reads
+    /// over etcd's gRPC API (`etcd::grpc`).
+    #[serde(default)]
+    pub(super) grpc_upstream: Option<String>,
     #[serde(default)]
     pub(super) authority: Option<String>,
     #[serde(default)]

@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::encoding::base64::{self, Alphabet};
-use crate::etcd::{self, EtcdRequest};
+use crate::etcd::{self, grpc, EtcdRequest};
 
 #[derive(Default)]
 pub struct FakeEtcd {
     pub revision: u64,
     /// key -> (value, create_revision, mod_revision)
     pub kvs: BTreeMap<Vec<u8>, (Vec<u8>, u64, u64)>,
+    /// Range reads go over gRPC, as Envoy with `grpc_upstream` sends them: the
+    /// answer is worked out from the protobuf request, and comes as protobuf.
+    pub grpc: bool,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -26,6 +29,25 @@ fn unb64(value: &Value) -> Vec<u8> {
 
 fn int(value: &Value) -> u64 {
     value.as_str().map_or(0, |text| text.parse().unwrap())
+}
+
+/// A `RangeRequest` as the gateway's JSON body, read field by field from the
+/// protobuf (so a field the message lacks is missing from the answer too).
+fn grpc_read_as_json(message: &[u8]) -> Value {
+    let read = grpc::parse_range_request(message).unwrap();
+    let mut body = json!({"key": b64(&read.key)});
+    if !read.range_end.is_empty() {
+        body["range_end"] = b64(&read.range_end).into();
+    }
+    for (name, number) in [
+        ("limit", u64::from(read.limit)),
+        ("revision", read.revision),
+        ("min_mod_revision", read.min_mod_revision),
+    ] {
+        body[name] = number.to_string().into();
+    }
+    body["keys_only"] = read.keys_only.into();
+    body
 }
 
 impl FakeEtcd {
@@ -45,9 +67,18 @@ impl FakeEtcd {
     }
 
     pub fn answer(&mut self, request: &EtcdRequest) -> (u32, Vec<u8>) {
+        if let Some(message) = request.grpc_range.as_ref().filter(|_| self.grpc) {
+            let (status, body) = self.answer_json(etcd::RANGE, &grpc_read_as_json(message));
+            let answer = etcd::parse_range(status, &body).unwrap();
+            return (etcd::GRPC_ANSWER, grpc::range_response(&answer));
+        }
         let body: Value = serde_json::from_str(&request.body).unwrap();
-        if request.path == etcd::TXN {
-            let (succeeded, responses, wrote) = self.txn(&body);
+        self.answer_json(request.path, &body)
+    }
+
+    fn answer_json(&mut self, path: &str, body: &Value) -> (u32, Vec<u8>) {
+        if path == etcd::TXN {
+            let (succeeded, responses, wrote) = self.txn(body);
             if wrote {
                 self.revision += 1;
             }

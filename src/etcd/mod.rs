@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 pub mod fake;
+pub mod grpc;
 pub mod members;
 
 use serde::Deserialize;
@@ -22,6 +23,9 @@ pub struct EtcdConfig {
     /// Envoy: a cluster name (usually one, whose endpoints are the members).
     /// Kong: each member's host:port.
     pub members: members::Members,
+    /// Envoy: a cluster speaking HTTP/2 to etcd; the syncer's range reads then
+    /// go over etcd's gRPC API (`grpc`). Kong traps on gRPC calls.
+    pub grpc_upstream: Option<String>,
     /// The `:authority` of calls to etcd.
     pub authority: String,
     /// Every key of this directory starts with it, e.g. `/devportal/`.
@@ -37,6 +41,9 @@ pub struct EtcdConfig {
 pub struct EtcdRequest {
     pub path: &'static str,
     pub body: String,
+    /// A range read's `RangeRequest`, for etcd's gRPC API (`grpc`); none for a
+    /// transaction.
+    pub grpc_range: Option<Vec<u8>>,
 }
 
 pub const RANGE: &str = "/v3/kv/range";
@@ -62,32 +69,26 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// One page of the keys under `prefix`, from `start` (inclusive) on, in key order.
 /// `revision` pins every page of a full read to one snapshot.
 pub fn range_page(prefix: &[u8], start: &[u8], revision: Option<u64>, limit: u32) -> EtcdRequest {
-    // Revision 0 means "the latest" to etcd.
-    let body = json!({
-        "key": b64(start),
-        "range_end": b64(&prefix_end(prefix)),
-        "limit": limit.to_string(),
-        "revision": revision.unwrap_or(0).to_string(),
-    });
-    EtcdRequest {
-        path: RANGE,
-        body: body.to_string(),
-    }
+    range(grpc::RangeRead {
+        key: start.to_vec(),
+        range_end: prefix_end(prefix),
+        limit,
+        // Revision 0 means "the latest" to etcd.
+        revision: revision.unwrap_or(0),
+        ..Default::default()
+    })
 }
 
 /// The keys (only) in `[start, end)` at `revision`, a page at a time.
 pub fn key_page(start: &[u8], end: &[u8], revision: u64, limit: u32) -> EtcdRequest {
-    let body = json!({
-        "key": b64(start),
-        "range_end": b64(end),
-        "limit": limit.to_string(),
-        "revision": revision.to_string(),
-        "keys_only": true,
-    });
-    EtcdRequest {
-        path: RANGE,
-        body: body.to_string(),
-    }
+    range(grpc::RangeRead {
+        key: start.to_vec(),
+        range_end: end.to_vec(),
+        limit,
+        revision,
+        keys_only: true,
+        ..Default::default()
+    })
 }
 
 /// The keys in `[start, end)` changed after `revision`; the answer's `count`
@@ -101,22 +102,46 @@ pub fn range_changed_since(start: &[u8], end: &[u8], revision: u64) -> EtcdReque
 /// `range_changed_since`, at most `limit` of them (`more` says there were more:
 /// etcd filters, then truncates).
 pub fn range_changed_since_at_most(start: &[u8], end: &[u8], revision: u64, limit: u32) -> EtcdRequest {
-    let body = json!({
-        "key": b64(start),
-        "range_end": b64(end),
-        "min_mod_revision": (revision + 1).to_string(),
-        "limit": limit.to_string(),
-    });
-    EtcdRequest {
-        path: RANGE,
-        body: body.to_string(),
-    }
+    range(grpc::RangeRead {
+        key: start.to_vec(),
+        range_end: end.to_vec(),
+        limit,
+        min_mod_revision: revision + 1,
+        ..Default::default()
+    })
 }
 
 pub fn get(key: &[u8]) -> EtcdRequest {
+    range(grpc::RangeRead {
+        key: key.to_vec(),
+        ..Default::default()
+    })
+}
+
+/// A range read, in both APIs' terms: the gateway's JSON body (numbers as
+/// strings; zero fields left out, as etcd's defaults) and gRPC's message.
+fn range(read: grpc::RangeRead) -> EtcdRequest {
+    let mut body = serde_json::Map::new();
+    body.insert("key".into(), b64(&read.key).into());
+    if !read.range_end.is_empty() {
+        body.insert("range_end".into(), b64(&read.range_end).into());
+    }
+    for (name, number) in [
+        ("limit", u64::from(read.limit)),
+        ("revision", read.revision),
+        ("min_mod_revision", read.min_mod_revision),
+    ] {
+        if number != 0 {
+            body.insert(name.into(), number.to_string().into());
+        }
+    }
+    if read.keys_only {
+        body.insert("keys_only".into(), true.into());
+    }
     EtcdRequest {
         path: RANGE,
-        body: json!({"key": b64(key)}).to_string(),
+        body: Value::Object(body).to_string(),
+        grpc_range: Some(grpc::range_request(&read)),
     }
 }
 
@@ -149,6 +174,7 @@ pub fn create(key: &[u8], value: &[u8], also: Also<'_>) -> EtcdRequest {
     EtcdRequest {
         path: TXN,
         body: body.to_string(),
+        grpc_range: None,
     }
 }
 
@@ -176,6 +202,7 @@ pub fn delete_and_archive(
     EtcdRequest {
         path: TXN,
         body: body.to_string(),
+        grpc_range: None,
     }
 }
 
@@ -189,6 +216,7 @@ pub fn replace(key: &[u8], value: &[u8], mod_revision: u64, also: Also<'_>) -> E
     EtcdRequest {
         path: TXN,
         body: body.to_string(),
+        grpc_range: None,
     }
 }
 
@@ -213,6 +241,7 @@ pub fn seed_once(marker: &[u8], entries: &[SeedEntry]) -> EtcdRequest {
     EtcdRequest {
         path: TXN,
         body: body.to_string(),
+        grpc_range: None,
     }
 }
 
@@ -407,7 +436,14 @@ fn answer_body(status: u32, body: &[u8]) -> Result<&[u8], EtcdError> {
     }
 }
 
+/// The status slot of an answer that came over gRPC (`grpc`): its body is a
+/// `RangeResponse`. No HTTP answer has status 0.
+pub const GRPC_ANSWER: u32 = 0;
+
 pub fn parse_range(status: u32, body: &[u8]) -> Result<RangeAnswer, EtcdError> {
+    if status == GRPC_ANSWER {
+        return grpc::parse_range_response(body);
+    }
     let raw: RawRange =
         serde_json::from_slice(answer_body(status, body)?).map_err(|e| EtcdError::Malformed(e.to_string()))?;
     let kvs = raw.kvs.into_iter().map(decode_kv).collect::<Result<Vec<_>, _>>()?;
@@ -445,6 +481,7 @@ pub fn txn(compare: Vec<Value>, success: Vec<Value>, failure: Vec<Value>) -> Etc
     EtcdRequest {
         path: TXN,
         body: json!({"compare": compare, "success": success, "failure": failure}).to_string(),
+        grpc_range: None,
     }
 }
 

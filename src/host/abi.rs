@@ -69,6 +69,7 @@ pub enum Map {
 pub enum Buffer {
     RequestBody = 0,
     CallResponseBody = 4,
+    GrpcReceived = 5,
     PluginConfiguration = 7,
 }
 

@@ -50,18 +50,51 @@ struct SyncDuty {
     etcd: EtcdConfig,
     /// The member the call in flight went to (one call at a time).
     member: MemberIndex,
+    /// Range reads over etcd's gRPC API (Envoy with `grpc_upstream`).
+    grpc: Option<GrpcReads>,
+    /// The call in flight went over gRPC: its answer comes by the other callback.
+    in_flight_grpc: bool,
     ok_counter: Option<u32>,
     failed_counter: Option<u32>,
 }
+
+/// How this worker reads over etcd's gRPC API.
+struct GrpcReads {
+    /// The upstream as Envoy takes it (`grpc::envoy_grpc_service`).
+    service: String,
+    /// After a failed gRPC read, reads go over the gateway until then: a
+    /// cluster that is not HTTP/2 costs one failed read a minute, not every one.
+    paused_until_ms: u64,
+}
+
+const GRPC_PAUSE_MS: u64 = 60_000;
 
 impl Context for GateRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         if let Some(events) = self.events.as_mut().filter(|events| events.owns(token_id)) {
             return events.on_answer(token_id, body_size, now_ms());
         }
-        let Some(duty) = self.sync.as_mut() else { return };
+        let Some(duty) = self.sync.as_mut().filter(|duty| !duty.in_flight_grpc) else {
+            return;
+        };
         let answer = etcd_call::read_answer(&duty.etcd, duty.member, body_size);
         if let Some(outcome) = duty.driver.on_answer(&HostSharedData, token_id, answer, now_ms()) {
+            duty.report(outcome);
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some(duty) = self.sync.as_mut().filter(|duty| duty.in_flight_grpc) else {
+            return;
+        };
+        let now = now_ms();
+        let answer = etcd_call::read_grpc_answer(status_code, response_size);
+        if let Err(error) = &answer {
+            if error.transport() {
+                duty.pause_grpc(error, now);
+            }
+        }
+        if let Some(outcome) = duty.driver.on_answer(&HostSharedData, token_id, answer, now) {
             duty.report(outcome);
         }
     }
@@ -74,16 +107,41 @@ impl SyncDuty {
             self.report(outcome);
         }
         if let Tick::Send(request) = tick {
-            match etcd_call::dispatch(&self.etcd, &request) {
+            let grpc = self.grpc.as_ref().filter(|grpc| now >= grpc.paused_until_ms);
+            let via_grpc = grpc.is_some() && request.grpc_range.is_some();
+            let sent = match (grpc, &request.grpc_range) {
+                (Some(grpc), Some(message)) => {
+                    etcd_call::dispatch_grpc_range(&grpc.service, message, self.etcd.timeout_ms)
+                        .map(|token| (token, None))
+                }
+                _ => etcd_call::dispatch(&self.etcd, &request).map(|(token, member)| (token, Some(member))),
+            };
+            match sent {
                 Ok((token, member)) => {
-                    self.member = member;
+                    self.in_flight_grpc = via_grpc;
+                    self.member = member.unwrap_or(self.member);
                     self.driver.sent(token);
                 }
                 Err(error) => {
+                    if via_grpc {
+                        self.pause_grpc(&error, now);
+                    }
                     let outcome = self.driver.not_sent(error, now);
                     self.report(outcome);
                 }
             }
+        }
+    }
+
+    /// A gRPC read failed on the way: the next reads go over the gateway (the
+    /// driver sends this one again), and gRPC is tried again in a minute.
+    fn pause_grpc(&mut self, error: &crate::etcd::EtcdError, now: u64) {
+        if let Some(grpc) = self.grpc.as_mut().filter(|grpc| now >= grpc.paused_until_ms) {
+            grpc.paused_until_ms = now + GRPC_PAUSE_MS;
+            log::warn!(
+                "devportal-gate: a read over etcd's gRPC API failed ({error}); reading over the JSON gateway for the next {} s (is `directory.etcd.grpc_upstream` an HTTP/2 cluster?)",
+                GRPC_PAUSE_MS / 1000
+            );
         }
     }
 
@@ -219,13 +277,24 @@ impl GateRoot {
                         .with_pruning(&etcd.key_prefix, etcd.change_log_retention_ms),
                     etcd: etcd.clone(),
                     member: 0,
+                    grpc: etcd.grpc_upstream.as_deref().map(|cluster| GrpcReads {
+                        // ASCII, and at most 120 bytes (configuration): UTF-8.
+                        service: String::from_utf8(crate::etcd::grpc::envoy_grpc_service(cluster))
+                            .unwrap_or_else(|_| cluster.to_string()),
+                        paused_until_ms: 0,
+                    }),
+                    in_flight_grpc: false,
                     ok_counter: define_if(metrics, "devportal_gate.sync.ok", MetricKind::Counter)?,
                     failed_counter: define_if(metrics, "devportal_gate.sync.failed", MetricKind::Counter)?,
                 });
                 log::info!(
-                    "devportal-gate {VERSION} ({GIT_SHA}) configured: etcd directory {:?} at {:?}, namespace {namespace:?}, worker {worker}, sync every {} ms",
+                    "devportal-gate {VERSION} ({GIT_SHA}) configured: etcd directory {:?} at {:?}{}, namespace {namespace:?}, worker {worker}, sync every {} ms",
                     etcd.key_prefix,
                     etcd.members.names(),
+                    etcd.grpc_upstream
+                        .as_ref()
+                        .map(|cluster| format!(" (range reads over gRPC via {cluster:?})"))
+                        .unwrap_or_default(),
                     etcd.sync_interval_ms,
                 );
                 replica::read_sync_state(&HostSharedData, &namespace).is_some()

@@ -387,7 +387,15 @@ fn snapshot_keys(etcd: &FakeEtcd) -> Vec<String> {
 /// A directory of `n` developers, synced by a syncer that then writes the
 /// snapshot (one part per cycle, then `current`).
 fn directory_with_snapshot(n: usize, now: u64) -> (FakeEtcd, MemoryStore, Syncer) {
-    let mut etcd = FakeEtcd::default();
+    directory_with_snapshot_over(n, now, false)
+}
+
+/// `grpc`: range reads go over etcd's gRPC API.
+fn directory_with_snapshot_over(n: usize, now: u64, grpc: bool) -> (FakeEtcd, MemoryStore, Syncer) {
+    let mut etcd = FakeEtcd {
+        grpc,
+        ..FakeEtcd::default()
+    };
     for i in 0..n {
         etcd.put(&format!("/dp/dev/user{i:05}@x.io"), &developer("approved", i as u64));
     }
@@ -407,8 +415,19 @@ fn directory_with_snapshot(n: usize, now: u64) -> (FakeEtcd, MemoryStore, Syncer
 
 #[test]
 fn a_new_syncer_starts_from_the_snapshot_and_catches_up_with_what_changed_since() {
+    starts_from_the_snapshot_and_catches_up(false);
+}
+
+/// The same, every range read over gRPC (Envoy with `grpc_upstream`): the full
+/// sync's pages, the snapshot, the catch-up and the reconciliation's keys.
+#[test]
+fn the_same_over_grpc() {
+    starts_from_the_snapshot_and_catches_up(true);
+}
+
+fn starts_from_the_snapshot_and_catches_up(grpc: bool) {
     let now = 10 * HOUR;
-    let (mut etcd, _, _) = directory_with_snapshot(30_000, now);
+    let (mut etcd, _, _) = directory_with_snapshot_over(30_000, now, grpc);
     let current = snapshot_current(&etcd).unwrap();
     assert_eq!(current.developers, 30_002);
     assert!(current.parts > 1, "{current:?}");

@@ -69,10 +69,12 @@ pub fn parse_range_response(bytes: &[u8]) -> Result<RangeAnswer, EtcdError> {
         count: 0,
         more: false,
     };
+    let mut has_header = false;
     let mut fields = Fields::new(bytes);
     while let Some((number, value)) = fields.next_field()? {
         match (number, value) {
             (1, Value::Bytes(header)) => {
+                has_header = true;
                 let mut header = Fields::new(header);
                 while let Some((number, value)) = header.next_field()? {
                     if let (3, Value::Varint(revision)) = (number, value) {
@@ -86,6 +88,11 @@ pub fn parse_range_response(bytes: &[u8]) -> Result<RangeAnswer, EtcdError> {
             (1..=4, _) => return Err(malformed("a field of RangeResponse has the wrong wire type")),
             _ => {}
         }
+    }
+    // etcd always sends its header; without it there is no revision to trust
+    // (an empty message would read as revision 0: etcd restored from a backup).
+    if !has_header {
+        return Err(malformed("no header"));
     }
     Ok(answer)
 }

@@ -118,6 +118,18 @@ proptest! {
         let _ = etcd::parse_txn_reads(status, &body);
     }
 
+    /// A gRPC answer (`etcd::grpc`): fields with RangeResponse's and KeyValue's
+    /// tags, lengths and numbers of any size, nested at random.
+    #[test]
+    fn grpc_range_answers_never_panic(fields in proptest::collection::vec(
+        (prop_oneof![Just(0x0au8), Just(0x12), Just(0x18), Just(0x20), Just(0x28), Just(0x2a), any::<u8>()],
+         proptest::collection::vec(any::<u8>(), 0..12)),
+        0..10,
+    )) {
+        let body: Vec<u8> = fields.into_iter().flat_map(|(tag, rest)| std::iter::once(tag).chain(rest)).collect();
+        let _ = etcd::parse_range(etcd::GRPC_ANSWER, &body);
+    }
+
     #[test]
     fn admin_bodies_get_a_clear_answer(body in prop_oneof![
         any::<Vec<u8>>(),

@@ -351,7 +351,8 @@ def footprint_goals(allow_ratio):
             except (OSError, ValueError):
                 continue
             scale["sizes"].update(found.get("sizes", {}))
-            whens.append(f"{name}: {found.get('when', '?')}")
+            reads = {"grpc": "range reads over gRPC", "json": "every read over the JSON gateway"}.get(found.get("reads", "json"))
+            whens.append(f"{name}: {found.get('when', '?')}, {reads}")
     scale["when"] = "; ".join(whens) or "not run"
     sizes = scale["sizes"]
 

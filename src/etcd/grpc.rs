@@ -120,11 +120,10 @@ fn parse_kv(bytes: &[u8]) -> Result<Kv, EtcdError> {
 
 /// etcd's revisions and counts are int64: one the JSON gateway could not show is refused.
 fn int64(value: u64) -> Result<u64, EtcdError> {
-    i64::try_from(value)
-        .ok()
-        .filter(|v| *v >= 0)
-        .map(|_| value)
-        .ok_or_else(|| malformed("a negative revision or count"))
+    match i64::try_from(value) {
+        Ok(_) => Ok(value),
+        Err(_) => Err(malformed("a negative revision or count")),
+    }
 }
 
 fn malformed(why: &str) -> EtcdError {

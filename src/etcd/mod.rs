@@ -118,9 +118,18 @@ pub fn get(key: &[u8]) -> EtcdRequest {
     })
 }
 
-/// A range read, in both APIs' terms: the gateway's JSON body (numbers as
-/// strings; zero fields left out, as etcd's defaults) and gRPC's message.
+/// A range read, in both APIs' terms: the gateway's JSON body and gRPC's message.
 fn range(read: grpc::RangeRead) -> EtcdRequest {
+    EtcdRequest {
+        path: RANGE,
+        body: range_body(&read),
+        grpc_range: Some(grpc::range_request(&read)),
+    }
+}
+
+/// A range read as the gateway's JSON body: numbers as strings, zero fields
+/// left out (they are etcd's defaults).
+pub(crate) fn range_body(read: &grpc::RangeRead) -> String {
     let mut body = serde_json::Map::new();
     body.insert("key".into(), b64(&read.key).into());
     if !read.range_end.is_empty() {
@@ -138,11 +147,7 @@ fn range(read: grpc::RangeRead) -> EtcdRequest {
     if read.keys_only {
         body.insert("keys_only".into(), true.into());
     }
-    EtcdRequest {
-        path: RANGE,
-        body: Value::Object(body).to_string(),
-        grpc_range: Some(grpc::range_request(&read)),
-    }
+    Value::Object(body).to_string()
 }
 
 fn read_back(key: &[u8]) -> Value {

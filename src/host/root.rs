@@ -108,18 +108,22 @@ impl SyncDuty {
         }
         if let Tick::Send(request) = tick {
             let grpc = self.grpc.as_ref().filter(|grpc| now >= grpc.paused_until_ms);
-            let via_grpc = grpc.is_some() && request.grpc_range.is_some();
-            let sent = match (grpc, &request.grpc_range) {
-                (Some(grpc), Some(message)) => {
-                    etcd_call::dispatch_grpc_range(&grpc.service, message, self.etcd.timeout_ms)
-                        .map(|token| (token, None))
-                }
-                _ => etcd_call::dispatch(&self.etcd, &request).map(|(token, member)| (token, Some(member))),
+            let (sent, via_grpc) = match (grpc, &request.grpc_range) {
+                (Some(grpc), Some(message)) => (
+                    etcd_call::dispatch_grpc_range(&grpc.service, message, self.etcd.timeout_ms),
+                    true,
+                ),
+                _ => (
+                    etcd_call::dispatch(&self.etcd, &request).map(|(token, member)| {
+                        self.member = member;
+                        token
+                    }),
+                    false,
+                ),
             };
             match sent {
-                Ok((token, member)) => {
+                Ok(token) => {
                     self.in_flight_grpc = via_grpc;
-                    self.member = member.unwrap_or(self.member);
                     self.driver.sent(token);
                 }
                 Err(error) => {

@@ -13,7 +13,9 @@ use serde_json::{json, Map, Value};
 use crate::directory::Status;
 use crate::encoding::clock::rfc3339;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read by a hand-written `Deserialize` (below): a derived one would buffer
+/// every record whole for `other`'s `flatten`, and a full sync reads millions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Developer {
     /// Filled from the etcd key, which is authoritative.
     #[serde(default)]
@@ -35,6 +37,105 @@ pub struct Developer {
     /// Fields written by other tools, preserved.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// What `#[derive(Deserialize)]` would accept with the attributes above (every
+/// field but `status` defaulted, a known field given twice refused, any other
+/// field kept in `other`, the last of a repeated one winning), read in one pass.
+/// `tests::reads_what_the_derived_reader_reads` holds it to that.
+impl<'de> Deserialize<'de> for Developer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(DeveloperVisitor)
+    }
+}
+
+struct DeveloperVisitor;
+
+/// A record's field name, known without allocating (`Other` keeps the rest).
+enum Field {
+    Email,
+    Status,
+    CreatedMs,
+    UpdatedMs,
+    Metadata,
+    History,
+    ApprovalExpiresMs,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl serde::de::Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Field, E> {
+                Ok(match name {
+                    "email" => Field::Email,
+                    "status" => Field::Status,
+                    "created_ms" => Field::CreatedMs,
+                    "updated_ms" => Field::UpdatedMs,
+                    "metadata" => Field::Metadata,
+                    "history" => Field::History,
+                    "approval_expires_ms" => Field::ApprovalExpiresMs,
+                    other => Field::Other(other.to_string()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DeveloperVisitor {
+    type Value = Developer;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("struct Developer")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Developer, A::Error> {
+        use serde::de::Error;
+        fn once<T, E: Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+            match slot.replace(value) {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        let mut email = None;
+        let mut status = None;
+        let mut created_ms = None;
+        let mut updated_ms = None;
+        let mut metadata = None;
+        let mut history = None;
+        let mut approval_expires_ms = None;
+        let mut other = Map::new();
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Email => once(&mut email, map.next_value()?, "email")?,
+                Field::Status => once(&mut status, map.next_value()?, "status")?,
+                Field::CreatedMs => once(&mut created_ms, map.next_value()?, "created_ms")?,
+                Field::UpdatedMs => once(&mut updated_ms, map.next_value()?, "updated_ms")?,
+                Field::Metadata => once(&mut metadata, map.next_value()?, "metadata")?,
+                Field::History => once(&mut history, map.next_value()?, "history")?,
+                Field::ApprovalExpiresMs => once(&mut approval_expires_ms, map.next_value()?, "approval_expires_ms")?,
+                Field::Other(name) => {
+                    other.insert(name, map.next_value()?);
+                }
+            }
+        }
+        Ok(Developer {
+            email: email.unwrap_or_default(),
+            status: status.ok_or_else(|| A::Error::missing_field("status"))?,
+            created_ms: created_ms.unwrap_or_default(),
+            updated_ms: updated_ms.unwrap_or_default(),
+            metadata: metadata.unwrap_or_default(),
+            history: history.unwrap_or_default(),
+            approval_expires_ms: approval_expires_ms.unwrap_or_default(),
+            other,
+        })
+    }
 }
 
 /// One status change. `from` is `None` for a registration, `to` is `None` for a
@@ -345,6 +446,98 @@ mod tests {
         assert_eq!(round["status"], "approved");
         assert_eq!(Developer::from_stored("bob@x.io", &next.to_stored()).unwrap(), next);
         assert!(bob.after(DeveloperAction::Delete, "ops", None, 1).is_err());
+    }
+
+    /// The reader `#[derive(Deserialize)]` gives `Developer`'s fields and
+    /// attributes, which the hand-written one replaces.
+    #[derive(Debug, Deserialize)]
+    struct Derived {
+        #[serde(default)]
+        email: String,
+        status: Status,
+        #[serde(default)]
+        created_ms: u64,
+        #[serde(default)]
+        updated_ms: u64,
+        #[serde(default)]
+        metadata: Map<String, Value>,
+        #[serde(default)]
+        history: Vec<Transition>,
+        #[serde(default)]
+        approval_expires_ms: Option<u64>,
+        #[serde(flatten)]
+        other: Map<String, Value>,
+    }
+
+    #[test]
+    fn reads_what_the_derived_reader_reads() {
+        let fields = [
+            r#""status":"approved""#,
+            r#""status":2"#,
+            r#""status":"gone""#,
+            r#""status":null"#,
+            r#""email":"x@y.io""#,
+            r#""email":7"#,
+            r#""created_ms":5"#,
+            r#""created_ms":-5"#,
+            r#""updated_ms":1.5"#,
+            r#""updated_ms":"9""#,
+            r#""metadata":{"full_name":"A"}"#,
+            r#""metadata":[]"#,
+            r#""history":[{"actor":"a","from":null,"to":"approved","at_ms":1}]"#,
+            r#""history":[{"actor":"a"}]"#,
+            r#""history":5"#,
+            r#""approval_expires_ms":null"#,
+            r#""approval_expires_ms":77"#,
+            r#""approval_expires_ms":"77""#,
+            r#""team":"blue""#,
+            r#""team":{"a":[1,2,{"b":null}]}"#,
+            r#""status":"revoked""#,
+        ];
+        let mut checked = 0;
+        // Every pair of fields in both orders (a field twice included), alone
+        // and after a status.
+        for first in fields {
+            for second in fields {
+                for lead in ["", r#""status":"requested","#] {
+                    let text = format!("{{{lead}{first},{second}}}");
+                    let ours = Developer::from_stored("a@x.io", text.as_bytes());
+                    let derived = serde_json::from_str::<Derived>(&text);
+                    match (ours, derived) {
+                        (Ok(ours), Ok(derived)) => {
+                            assert_eq!(ours.status, derived.status, "{text}");
+                            assert_eq!(
+                                (ours.created_ms, ours.updated_ms, ours.approval_expires_ms),
+                                (derived.created_ms, derived.updated_ms, derived.approval_expires_ms),
+                                "{text}"
+                            );
+                            assert_eq!(ours.metadata, derived.metadata, "{text}");
+                            assert_eq!(ours.history, derived.history, "{text}");
+                            assert_eq!(ours.other, derived.other, "{text}");
+                            // The key names the developer, whatever the record says.
+                            assert_eq!(ours.email, "a@x.io");
+                            let _ = derived.email;
+                        }
+                        (Err(_), Err(_)) => {}
+                        (ours, derived) => panic!("{text}: ours {ours:?}, derived {derived:?}"),
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        for text in [
+            "",
+            "[]",
+            "null",
+            "5",
+            "{}",
+            "{\"status\":\"approved\"} x",
+            "{\"status\":\"approved\"",
+        ] {
+            assert!(Developer::from_stored("a@x.io", text.as_bytes()).is_err(), "{text}");
+            assert!(serde_json::from_str::<Derived>(text).is_err(), "{text}");
+        }
+        assert_eq!(checked, fields.len() * fields.len() * 2);
     }
 
     #[test]

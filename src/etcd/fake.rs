@@ -17,6 +17,9 @@ pub struct FakeEtcd {
     /// Range reads go over gRPC, as Envoy with `grpc_upstream` sends them: the
     /// answer is worked out from the protobuf request, and comes as protobuf.
     pub grpc: bool,
+    /// Keys counted by range reads so far: etcd (3.4) walks every key of a
+    /// range to count it, whatever its limit.
+    pub walked: usize,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -33,13 +36,14 @@ fn int(value: &Value) -> u64 {
 
 impl FakeEtcd {
     pub fn put(&mut self, key: &str, value: &[u8]) {
+        self.put_bytes(key.as_bytes(), value);
+    }
+
+    /// `put` of a key that need not be UTF-8.
+    pub fn put_bytes(&mut self, key: &[u8], value: &[u8]) {
         self.revision += 1;
-        let create = self
-            .kvs
-            .get(key.as_bytes())
-            .map_or(self.revision, |(_, create, _)| *create);
-        self.kvs
-            .insert(key.as_bytes().to_vec(), (value.to_vec(), create, self.revision));
+        let create = self.kvs.get(key).map_or(self.revision, |(_, create, _)| *create);
+        self.kvs.insert(key.to_vec(), (value.to_vec(), create, self.revision));
     }
 
     pub fn delete(&mut self, key: &str) {
@@ -82,6 +86,7 @@ impl FakeEtcd {
         let limit = int(&body["limit"]) as usize;
         let keys_only = body["keys_only"] == true;
         let in_range: Vec<_> = self.kvs.range(start..end).collect();
+        self.walked += in_range.len();
         let filtered: Vec<_> = in_range.iter().filter(|(_, (_, _, m))| *m >= min_mod).collect();
         let shown = if limit > 0 {
             filtered.iter().take(limit).collect::<Vec<_>>()
@@ -156,6 +161,7 @@ impl FakeEtcd {
             } else if let Some(range) = op.get("request_range") {
                 if range["count_only"] == true {
                     let count = self.kvs.range(unb64(&range["key"])..unb64(&range["range_end"])).count();
+                    self.walked += count;
                     responses.push(json!({"response_range": {"count": count.to_string()}}));
                 } else if range.get("range_end").is_some() {
                     // A range filtered by creation (the change feed); no sort, no limit.

@@ -66,12 +66,12 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-/// One page of the keys under `prefix`, from `start` (inclusive) on, in key order.
-/// `revision` pins every page of a full read to one snapshot.
-pub fn range_page(prefix: &[u8], start: &[u8], revision: Option<u64>, limit: u32) -> EtcdRequest {
+/// One page of the keys in `[start, end)`, in key order. `revision` pins every
+/// page of a full read to one snapshot.
+pub fn range_span(start: &[u8], end: &[u8], revision: Option<u64>, limit: u32) -> EtcdRequest {
     range(grpc::RangeRead {
         key: start.to_vec(),
-        range_end: prefix_end(prefix),
+        range_end: end.to_vec(),
         limit,
         // Revision 0 means "the latest" to etcd.
         revision: revision.unwrap_or(0),
@@ -562,6 +562,18 @@ pub fn op_range_prefix(prefix: &[u8], order: Order, limit: u32) -> Value {
 /// revision filter).
 pub fn op_count_from(prefix: &[u8], start: &[u8]) -> Value {
     json!({"request_range": {"key": b64(start), "range_end": b64(&prefix_end(prefix)), "count_only": true}})
+}
+
+/// How many keys each of `ranges` (`[start, end)`) held at `revision`, in one
+/// transaction of `count_only` ranges (etcd walks its index; no value is read).
+pub fn count_ranges(ranges: &[(Vec<u8>, Vec<u8>)], revision: u64) -> EtcdRequest {
+    let success = ranges
+        .iter()
+        .map(|(start, end)| {
+            json!({"request_range": {"key": b64(start), "range_end": b64(end), "revision": revision.to_string(), "count_only": true}})
+        })
+        .collect();
+    txn(Vec::new(), success, Vec::new())
 }
 
 /// A transaction's outcome and the answers of its range operations, in order.

@@ -169,6 +169,13 @@ impl SyncDuty {
                         report.removed,
                         report.unreadable
                     );
+                    if report.plan.0 > 0 {
+                        log::info!(
+                            "devportal-gate: that full sync counted the key space in {} transactions, then read it in {} ranges",
+                            report.plan.0,
+                            report.plan.1
+                        );
+                    }
                 }
             }
             Outcome::Failed(error) => {

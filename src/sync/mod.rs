@@ -27,6 +27,7 @@
 //! The hot path never waits for any of this: it reads the replica.
 
 pub mod driver;
+pub mod plan;
 pub mod snapshot;
 
 use std::collections::{HashSet, VecDeque};
@@ -47,10 +48,18 @@ pub const MAX_FULL_SYNC_PAGE: u32 = 25_000;
 /// The page size for a full sync of `count` developers: a fortieth of them,
 /// within [`FULL_SYNC_PAGE`, `MAX_FULL_SYNC_PAGE`].
 pub fn full_sync_page(count: u64) -> u32 {
-    u32::try_from(count / 40)
-        .unwrap_or(u32::MAX)
-        .clamp(FULL_SYNC_PAGE, MAX_FULL_SYNC_PAGE)
+    page_within(count, (FULL_SYNC_PAGE, MAX_FULL_SYNC_PAGE))
 }
+
+fn page_within(count: u64, (least, most): (u32, u32)) -> u32 {
+    u32::try_from(count / 40).unwrap_or(u32::MAX).clamp(least, most)
+}
+
+/// A full sync of more than this many pages plans the key space first
+/// (`plan`): below it, etcd's counting costs less than the plan's transactions.
+pub const PLAN_ABOVE_PAGES: u64 = 10;
+/// The plan cuts a span of more than this many pages.
+pub const CUT_ABOVE_PAGES: u64 = 2;
 /// The change feed reads log entries written up to this long before the
 /// cycle, by their writers' clocks: a later entry of a writer whose clock is
 /// further behind is found by the next reconciliation instead.
@@ -78,6 +87,8 @@ pub struct Syncer {
     overwrite: bool,
     /// The page size of the full sync in progress (`full_sync_page`).
     full_page_size: u32,
+    /// The least and most a full sync's page may be (tests make them small).
+    page_bounds: (u32, u32),
     /// `<key_prefix>events/`: the change log the feed reads.
     log_prefix: Vec<u8>,
     /// When the current cycle began.
@@ -132,6 +143,18 @@ struct FullSync {
     revision: Option<u64>,
     seen: Known,
     report: CycleReport,
+    /// The end of the range being read, a page at a time.
+    end: Vec<u8>,
+    /// `[start, end)` of the ranges to read after it, the next first (a plan's).
+    reads: VecDeque<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A full sync of a large directory after its first page: the key space being
+/// planned (`plan`), then read from `resume` on.
+struct FullPlan {
+    full: FullSync,
+    plan: plan::Plan,
+    resume: Vec<u8>,
 }
 
 enum Phase {
@@ -140,6 +163,7 @@ enum Phase {
     /// A worker that is not the syncer seeding on its own (see `seed_only`).
     SeedingOnly,
     Full(FullSync),
+    FullPlan(FullPlan),
     /// Reading the change log.
     Feed,
     /// Reading the records the change log named.
@@ -189,6 +213,9 @@ pub struct CycleReport {
     pub revision: u64,
     /// The first sync, from the snapshot.
     pub from_snapshot: bool,
+    /// A full sync's plan of the key space: the transactions that counted it
+    /// and the reads it made (0: not planned).
+    pub plan: (usize, usize),
 }
 
 impl CycleReport {
@@ -244,6 +271,7 @@ impl Syncer {
             revision: None,
             overwrite: false,
             full_page_size: FULL_SYNC_PAGE,
+            page_bounds: (FULL_SYNC_PAGE, MAX_FULL_SYNC_PAGE),
             log_prefix: crate::events::log_prefix(key_prefix).into_bytes(),
             cycle_started_ms: 0,
             reconciled: 0,
@@ -334,6 +362,8 @@ impl Syncer {
     fn begin_full(&mut self) -> EtcdRequest {
         self.pass = None;
         self.catch_up = None;
+        let end = etcd::prefix_end(&self.prefix);
+        let first = etcd::range_span(&self.prefix, &end, None, self.page_bounds.0);
         self.phase = Phase::Full(FullSync {
             revision: None,
             seen: Known::new(),
@@ -341,8 +371,10 @@ impl Syncer {
                 full: true,
                 ..CycleReport::default()
             },
+            end,
+            reads: VecDeque::new(),
         });
-        etcd::range_page(&self.prefix, &self.prefix, None, FULL_SYNC_PAGE)
+        first
     }
 
     /// The call failed or timed out: the cycle ends, the replica keeps what it
@@ -391,6 +423,7 @@ impl Syncer {
                 Ok(Next::Done(CycleReport::default()))
             }
             Phase::Full(full) => self.full_page(store, status, body, full, now_ms),
+            Phase::FullPlan(planning) => self.full_plan(status, body, planning),
             Phase::Feed => self.feed(status, body),
             Phase::FeedRecords(read) => self.feed_records(store, status, body, read),
             Phase::Reconcile { feed_revision, report } => {
@@ -415,6 +448,8 @@ impl Syncer {
             revision: pinned,
             mut seen,
             mut report,
+            end,
+            reads,
         } = full;
         let answer = match etcd::parse_range(status, body) {
             // The pinned revision was compacted between pages: start over.
@@ -429,6 +464,8 @@ impl Syncer {
             // A replica ahead of etcd means etcd went back in time; its word wins.
             self.overwrite =
                 replica::read_sync_state(store, &self.namespace).is_some_and(|state| state.revision > answer.revision);
+            // The first page's count is the whole directory's.
+            self.full_page_size = page_within(answer.count, self.page_bounds);
         }
         let revision = pinned.unwrap_or(answer.revision);
         report.revision = revision;
@@ -436,27 +473,76 @@ impl Syncer {
         for kv in &answer.kvs {
             self.apply_kv(store, kv, &mut seen, &mut report)?;
         }
-        if answer.more {
-            if let Some(mut start) = last_key {
-                start.push(0);
-                self.phase = Phase::Full(FullSync {
-                    revision: Some(revision),
-                    seen,
-                    report,
-                });
-                // The first page's count is the whole directory's.
-                let page = match pinned {
-                    None => full_sync_page(answer.count),
-                    Some(_) => self.full_page_size,
-                };
-                self.full_page_size = page;
-                return Ok(Next::Call(etcd::range_page(&self.prefix, &start, Some(revision), page)));
+        let page = self.full_page_size;
+        let mut full = FullSync {
+            revision: Some(revision),
+            seen,
+            report,
+            end,
+            reads,
+        };
+        // More of this range: its next page (or, for a large directory's
+        // first page, the plan of the rest).
+        if let Some(mut resume) = last_key.filter(|_| answer.more) {
+            resume.push(0);
+            if pinned.is_none() && answer.count > PLAN_ABOVE_PAGES * u64::from(page) {
+                let whole = plan::Region::under(&self.prefix);
+                let mut plan = plan::Plan::new(revision, whole, answer.count, CUT_ABOVE_PAGES * u64::from(page));
+                if let Some(call) = plan.next_cut() {
+                    self.phase = Phase::FullPlan(FullPlan { full, plan, resume });
+                    return Ok(Next::Call(call));
+                }
             }
+            let call = etcd::range_span(&resume, &full.end, Some(revision), page);
+            self.phase = Phase::Full(full);
+            return Ok(Next::Call(call));
+        }
+        if let Some((start, end)) = full.reads.pop_front() {
+            let call = etcd::range_span(&start, &end, Some(revision), page);
+            full.end = end;
+            self.phase = Phase::Full(full);
+            return Ok(Next::Call(call));
         }
         // The snapshot is complete: whatever the replica had and etcd has not is gone.
+        let FullSync { seen, mut report, .. } = full;
         self.replace_known(store, seen, revision, &mut report)?;
         self.overwrite = false;
         self.done(store, revision, report, now_ms)
+    }
+
+    /// The counts of one span's parts: the next span to cut, or the reads.
+    fn full_plan(&mut self, status: u32, body: &[u8], planning: FullPlan) -> Result<Next, SyncError> {
+        let FullPlan {
+            mut full,
+            mut plan,
+            resume,
+        } = planning;
+        let counts = match etcd::parse_txn_reads(status, body) {
+            Err(EtcdError::Server {
+                code: etcd::CODE_COMPACTED,
+                ..
+            }) => return Ok(Next::Call(self.begin_full())),
+            other => other.map_err(SyncError::Etcd)?,
+        };
+        plan.take_counts(&counts.ranges.iter().map(|range| range.count).collect::<Vec<_>>());
+        full.report.plan.0 += 1;
+        if let Some(call) = plan.next_cut() {
+            self.phase = Phase::FullPlan(FullPlan { full, plan, resume });
+            return Ok(Next::Call(call));
+        }
+        let revision = plan.revision;
+        full.reads = plan.reads(&resume, u64::from(self.full_page_size));
+        full.report.plan.1 = full.reads.len();
+        // The first page said there was more: whatever the counts said, the
+        // rest is read.
+        let (start, end) = full
+            .reads
+            .pop_front()
+            .unwrap_or_else(|| (resume, etcd::prefix_end(&self.prefix)));
+        let call = etcd::range_span(&start, &end, Some(revision), self.full_page_size);
+        full.end = end;
+        self.phase = Phase::Full(full);
+        Ok(Next::Call(call))
     }
 
     /// The whole directory as of `revision` is `seen` (a full read, or the

@@ -241,6 +241,51 @@ fn full_sync_pages_grow_with_the_directory() {
     assert_eq!(super::full_sync_page(u64::MAX), super::MAX_FULL_SYNC_PAGE);
 }
 
+/// A large directory (small pages here) is planned before it is read: every
+/// developer arrives, one that etcd no longer has is tombstoned, and etcd
+/// counts far fewer keys than paging to the end of the prefix would make it.
+#[test]
+fn a_large_directory_is_planned_then_read_span_by_span() {
+    const N: usize = 5000;
+    for grpc in [false, true] {
+        let mut etcd = FakeEtcd {
+            grpc,
+            ..FakeEtcd::default()
+        };
+        for i in 0..N {
+            let status = ["approved", "revoked"][i % 2];
+            etcd.put(&format!("/dp/dev/dev{i:08}@example.com"), &developer(status, i as u64));
+        }
+        etcd.put("/dp/dev/gone@x.io", &developer("approved", 1));
+        etcd.put("/dp/dev/Not-Canonical@X.io", &developer("approved", 1));
+        etcd.put_bytes(b"/dp/dev/\xff\xfe", b"{}");
+        let store = MemoryStore::default();
+        cycle(&mut Syncer::new("ns", "/dp/", None), &mut etcd, &store);
+        assert_eq!(lookup(&store, "ns", "gone@x.io"), Lookup::Found(Status::Approved));
+        etcd.delete("/dp/dev/gone@x.io");
+
+        // Another syncer (a takeover) starts with a full sync, planned.
+        let mut syncer = Syncer::new("ns", "/dp/", None);
+        syncer.page_bounds = (10, 50);
+        etcd.walked = 0;
+        let report = cycle(&mut syncer, &mut etcd, &store);
+        assert!(report.full);
+        assert!(report.plan.0 > 0 && report.plan.1 > 1, "planned: {:?}", report.plan);
+        assert_eq!(report.unreadable, 2, "the two keys that are not addresses");
+        assert_eq!(lookup(&store, "ns", "gone@x.io"), Lookup::Unknown);
+        for i in 0..N {
+            let expected = [Status::Approved, Status::Revoked][i % 2];
+            let email = format!("dev{i:08}@example.com");
+            assert_eq!(lookup(&store, "ns", &email), Lookup::Found(expected), "{email}");
+        }
+        assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), N / 2);
+        assert_eq!(replica::tab_size(&store, "ns", Status::Revoked).unwrap(), N / 2);
+        // Pages of 50 to the end of the prefix would count N²/100 = 50 N keys.
+        assert!(etcd.walked < 15 * N, "etcd counted {} keys", etcd.walked);
+        assert!(!cycle(&mut syncer, &mut etcd, &store).full);
+    }
+}
+
 /// A change as the filter writes it: the developer and its change log entry
 /// (one transaction in etcd; two puts here). `at_ms` names the entry.
 fn logged_put(etcd: &mut FakeEtcd, email: &str, status: Option<&str>, at_ms: u64) {

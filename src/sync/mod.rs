@@ -486,8 +486,11 @@ impl Syncer {
         if let Some(mut resume) = last_key.filter(|_| answer.more) {
             resume.push(0);
             if pinned.is_none() && answer.count > PLAN_ABOVE_PAGES * u64::from(page) {
-                let whole = plan::Region::under(&self.prefix);
-                let mut plan = plan::Plan::new(revision, whole, answer.count, CUT_ABOVE_PAGES * u64::from(page));
+                // The first page's last key guides the first cut: the keys
+                // after it likely share its prefix.
+                let guide = resume.strip_suffix(&[0]).unwrap_or(&resume);
+                let cut_above = CUT_ABOVE_PAGES * u64::from(page);
+                let mut plan = plan::Plan::new(revision, &self.prefix, answer.count, cut_above, guide);
                 if let Some(call) = plan.next_cut() {
                     self.phase = Phase::FullPlan(FullPlan { full, plan, resume });
                     return Ok(Next::Call(call));

@@ -85,6 +85,46 @@ impl Region {
     }
 }
 
+/// The keys under `prefix` as regions along `key`'s path (`key` starts with
+/// `prefix`): at each byte of `key` past `prefix`, the keys that branch off
+/// below it and above it, and innermost everything under the path's end. When
+/// most keys share a long prefix, one transaction over these finds where they
+/// are, instead of one cut per shared byte.
+pub fn along(prefix: &[u8], key: &[u8]) -> Vec<Region> {
+    let mut below = Vec::new();
+    let mut above = Vec::new();
+    let mut depth = prefix.len();
+    let mut innermost = prefix;
+    while let (Some(here), Some(&byte)) = (key.get(..depth), key.get(depth)) {
+        if below.len() + above.len() + 3 > MOST_PARTS {
+            break;
+        }
+        below.push(match byte.checked_sub(1) {
+            Some(hi) => Region::Bytes {
+                prefix: here.to_vec(),
+                lo: 0,
+                hi,
+            },
+            None => Region::Key(here.to_vec()),
+        });
+        if let Some(lo) = byte.checked_add(1) {
+            above.push(Region::Bytes {
+                prefix: here.to_vec(),
+                lo,
+                hi: 0xff,
+            });
+        }
+        depth += 1;
+        innermost = key.get(..depth).unwrap_or(innermost);
+    }
+    below.push(Region::under(innermost));
+    below.extend(above.into_iter().rev());
+    below
+}
+
+/// The most parts one transaction counts (etcd allows 128 operations).
+const MOST_PARTS: usize = 102;
+
 /// `lo..=hi` in ranges: each printable ASCII byte alone, the others in runs of
 /// at most `GROUP`.
 fn byte_groups(lo: u8, hi: u8) -> Vec<(u8, u8)> {
@@ -116,8 +156,8 @@ pub struct Plan {
     pub revision: u64,
     /// Spans few enough to read (or that cannot be cut), in no order.
     ready: Vec<Span>,
-    /// Spans still too large.
-    to_cut: Vec<Span>,
+    /// Spans still too large, and the parts each is cut into.
+    to_cut: Vec<(Span, Vec<Region>)>,
     /// The span whose parts the transaction in flight counts, and the parts.
     cutting: Option<(Span, Vec<Region>)>,
     /// A span with more keys than this is cut.
@@ -125,8 +165,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A plan of `whole`, which held `count` keys at `revision`.
-    pub fn new(revision: u64, whole: Region, count: u64, cut_above: u64) -> Plan {
+    /// A plan of the keys under `prefix`, `count` of them at `revision`; its
+    /// first cut goes along `guide`'s path (`along`), a key under `prefix`.
+    pub fn new(revision: u64, prefix: &[u8], count: u64, cut_above: u64, guide: &[u8]) -> Plan {
         let mut plan = Plan {
             revision,
             ready: Vec::new(),
@@ -134,14 +175,25 @@ impl Plan {
             cutting: None,
             cut_above,
         };
-        plan.place(Span { region: whole, count });
+        let whole = Span {
+            region: Region::under(prefix),
+            count,
+        };
+        if count > cut_above && guide.starts_with(prefix) {
+            plan.to_cut.push((whole, along(prefix, guide)));
+        } else {
+            plan.place(whole);
+        }
         plan
     }
 
     fn place(&mut self, span: Span) {
         match span.count {
             0 => {}
-            count if count > self.cut_above && !matches!(span.region, Region::Key(_)) => self.to_cut.push(span),
+            count if count > self.cut_above && !matches!(span.region, Region::Key(_)) => {
+                let parts = span.region.parts();
+                self.to_cut.push((span, parts));
+            }
             _ => self.ready.push(span),
         }
     }
@@ -149,8 +201,7 @@ impl Plan {
     /// The transaction that counts the parts of the next span to cut, or
     /// `None` when every span is ready.
     pub fn next_cut(&mut self) -> Option<EtcdRequest> {
-        let span = self.to_cut.pop()?;
-        let parts = span.region.parts();
+        let (span, parts) = self.to_cut.pop()?;
         let ranges: Vec<Bounds> = parts.iter().map(Region::bounds).collect();
         self.cutting = Some((span, parts));
         Some(etcd::count_ranges(&ranges, self.revision))
@@ -177,7 +228,7 @@ impl Plan {
     /// are read already): neighbouring spans together while their keys fit in
     /// `page` (the empty spans between them hold no key at the revision).
     pub fn reads(mut self, resume: &[u8], page: u64) -> VecDeque<Bounds> {
-        self.ready.append(&mut self.to_cut);
+        self.ready.extend(self.to_cut.drain(..).map(|(span, _)| span));
         self.ready.extend(self.cutting.take().map(|(span, _)| span));
         let mut spans: Vec<(Bounds, u64)> = self
             .ready
@@ -265,9 +316,15 @@ mod tests {
 
     #[test]
     fn parts_hold_exactly_their_region_s_keys_in_order() {
-        for region in regions() {
+        let mut cuts: Vec<(Region, Vec<Region>)> = regions().into_iter().map(|r| (r.clone(), r.parts())).collect();
+        for key in odd_keys().into_iter().filter(|key| key.starts_with(b"/p/dev/")) {
+            cuts.push((Region::under(b"/p/dev/"), along(b"/p/dev/", &key)));
+        }
+        let long = [&b"/p/dev/"[..], &[b'x'; 300]].concat();
+        cuts.push((Region::under(b"/p/dev/"), along(b"/p/dev/", &long)));
+        for (region, parts) in cuts {
             let whole = region.bounds();
-            let parts: Vec<_> = region.parts().iter().map(Region::bounds).collect();
+            let parts: Vec<_> = parts.iter().map(Region::bounds).collect();
             assert!(
                 parts.len() <= 102,
                 "{region:?}: {} parts, etcd allows 128 operations",
@@ -298,7 +355,8 @@ mod tests {
         for key in keys {
             etcd.put_bytes(key, b"{}");
         }
-        let mut plan = Plan::new(etcd.revision, Region::under(b"/p/dev/"), keys.len() as u64, cut_above);
+        let guide = keys.iter().min().unwrap();
+        let mut plan = Plan::new(etcd.revision, b"/p/dev/", keys.len() as u64, cut_above, guide);
         let mut cuts = 0;
         while let Some(request) = plan.next_cut() {
             assert!(cuts < 10_000, "the plan never ends");
@@ -330,17 +388,17 @@ mod tests {
         let (reads, cuts) = plan(&addresses, 1000, 2500, b"/p/dev/");
         assert_eq!(covered(&addresses, &reads).len(), addresses.len());
         assert_in_order_apart(&reads);
-        // Spans of 1000 (`dev0000X`, `dev0001X`), read two by two.
-        let most = reads
+        let sizes: Vec<usize> = reads
             .iter()
             .map(|(start, end)| addresses.iter().filter(|k| *k >= start && *k < end).count())
-            .max()
-            .unwrap();
-        assert_eq!(most, 2000);
-        assert_eq!(reads.len(), 10);
-        // The whole, then d, de, dev, dev0, dev00, dev000 (20k keys each), then
-        // dev0000 and dev0001 (10k each).
-        assert_eq!(cuts, 9);
+            .collect();
+        println!("{cuts} cuts, reads of {sizes:?}");
+        assert!(sizes.iter().all(|size| *size <= 2500), "{sizes:?}");
+        assert!(reads.len() <= 10, "{sizes:?}");
+        // Along dev00000000's path; then what branches off above it at
+        // `dev0000` (9,000 keys, by byte) and `dev000` (10,000: its byte '1',
+        // then the bytes after it).
+        assert_eq!(cuts, 4);
 
         // Keys the first page read already are left out.
         let resume = [addresses[4999].clone(), vec![0]].concat();
@@ -374,7 +432,7 @@ mod tests {
     fn counts_that_do_not_add_up_leave_the_span_whole() {
         let whole = Region::under(b"/p/dev/");
         for counts in [vec![3; 101], vec![1; 5], vec![u64::MAX; 101]] {
-            let mut plan = Plan::new(7, whole.clone(), 10, 1);
+            let mut plan = Plan::new(7, b"/p/dev/", 10, 1, b"/p/dev/a");
             assert!(plan.next_cut().is_some());
             plan.take_counts(&counts);
             assert!(plan.next_cut().is_none());

@@ -97,11 +97,25 @@ impl Context for GateRoot {
         if let Some(outcome) = duty.driver.on_answer(&HostSharedData, token_id, answer, now) {
             duty.report(outcome);
         }
+        // A full sync's next page goes out now; the page that just came is
+        // applied at the next tick, while etcd reads the next one. Envoy allows
+        // a call from a call's answer (Kong does not, and has no gRPC).
+        if duty.driver.range_read_ready() && duty.grpc.as_ref().is_some_and(|grpc| now >= grpc.paused_until_ms) {
+            duty.send(now);
+        }
     }
 }
 
 impl SyncDuty {
     fn tick(&mut self, now: u64) {
+        self.send(now);
+        if let Some(outcome) = self.driver.work(&HostSharedData, now) {
+            self.report(outcome);
+        }
+    }
+
+    /// Whatever the driver has to send now.
+    fn send(&mut self, now: u64) {
         let (tick, lost) = self.driver.tick(&HostSharedData, now);
         if let Some(outcome) = lost {
             self.report(outcome);

@@ -439,6 +439,27 @@ impl SyncDriver {
         })
     }
 
+    /// The cycle's work between calls (a full sync's last page): at ticks,
+    /// after the next call went out, so etcd prepares it meanwhile.
+    pub fn work(&mut self, store: &dyn SharedStore, now: u64) -> Option<Outcome> {
+        match self.syncer.work(store) {
+            Ok(()) => None,
+            Err(error) => Some(self.fail(error, now)),
+        }
+    }
+
+    /// The cycle's next call is ready and is a range read, which may go out
+    /// over gRPC at once (`host::root`: from gRPC's own callback, which only
+    /// Envoy has) instead of at the next tick.
+    pub fn range_read_ready(&self) -> bool {
+        self.in_flight.is_none()
+            && self.next_chore.is_none()
+            && self
+                .next_call
+                .as_ref()
+                .is_some_and(|(request, _, _)| request.grpc_range.is_some())
+    }
+
     fn fail(&mut self, error: SyncError, now: u64) -> Outcome {
         self.syncer.abandon();
         self.in_flight = None;

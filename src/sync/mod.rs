@@ -147,6 +147,8 @@ struct FullSync {
     end: Vec<u8>,
     /// `[start, end)` of the ranges to read after it, the next first (a plan's).
     reads: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// The last page, while the next one is on its way (`work` applies it).
+    pending: Vec<etcd::Kv>,
 }
 
 /// A full sync of a large directory after its first page: the key space being
@@ -373,6 +375,7 @@ impl Syncer {
             },
             end,
             reads: VecDeque::new(),
+            pending: Vec::new(),
         });
         first
     }
@@ -441,16 +444,12 @@ impl Syncer {
         store: &dyn SharedStore,
         status: u32,
         body: &[u8],
-        full: FullSync,
+        mut full: FullSync,
         now_ms: u64,
     ) -> Result<Next, SyncError> {
-        let FullSync {
-            revision: pinned,
-            mut seen,
-            mut report,
-            end,
-            reads,
-        } = full;
+        // The previous page, unless a tick applied it already (`work`).
+        self.apply_pending(store, &mut full)?;
+        let pinned = full.revision;
         let answer = match etcd::parse_range(status, body) {
             // The pinned revision was compacted between pages: start over.
             Err(EtcdError::Server {
@@ -460,7 +459,7 @@ impl Syncer {
             other => other.map_err(SyncError::Etcd)?,
         };
         if pinned.is_none() {
-            seen.reserve_for(usize::try_from(answer.count).unwrap_or(0));
+            full.seen.reserve_for(usize::try_from(answer.count).unwrap_or(0));
             // A replica ahead of etcd means etcd went back in time; its word wins.
             self.overwrite =
                 replica::read_sync_state(store, &self.namespace).is_some_and(|state| state.revision > answer.revision);
@@ -468,49 +467,75 @@ impl Syncer {
             self.full_page_size = page_within(answer.count, self.page_bounds);
         }
         let revision = pinned.unwrap_or(answer.revision);
-        report.revision = revision;
-        let last_key = answer.kvs.last().map(|kv| kv.key.clone());
-        for kv in &answer.kvs {
-            self.apply_kv(store, kv, &mut seen, &mut report)?;
-        }
+        full.revision = Some(revision);
+        full.report.revision = revision;
         let page = self.full_page_size;
-        let mut full = FullSync {
-            revision: Some(revision),
-            seen,
-            report,
-            end,
-            reads,
-        };
-        // More of this range: its next page (or, for a large directory's
-        // first page, the plan of the rest).
-        if let Some(mut resume) = last_key.filter(|_| answer.more) {
-            resume.push(0);
-            if pinned.is_none() && answer.count > PLAN_ABOVE_PAGES * u64::from(page) {
+        let resume = answer
+            .kvs
+            .last()
+            .filter(|_| answer.more)
+            .map(|kv| [kv.key.as_slice(), &[0]].concat());
+        let next = match resume {
+            // A large directory's first page: the plan of the rest.
+            Some(resume) if pinned.is_none() && answer.count > PLAN_ABOVE_PAGES * u64::from(page) => {
+                for kv in &answer.kvs {
+                    self.apply_kv(store, kv, &mut full.seen, &mut full.report)?;
+                }
                 // The first page's last key guides the first cut: the keys
                 // after it likely share its prefix.
                 let guide = resume.strip_suffix(&[0]).unwrap_or(&resume);
                 let cut_above = CUT_ABOVE_PAGES * u64::from(page);
                 let mut plan = plan::Plan::new(revision, &self.prefix, answer.count, cut_above, guide);
-                if let Some(call) = plan.next_cut() {
-                    self.phase = Phase::FullPlan(FullPlan { full, plan, resume });
-                    return Ok(Next::Call(call));
-                }
+                let call = plan
+                    .next_cut()
+                    .unwrap_or_else(|| etcd::range_span(&resume, &full.end, Some(revision), page));
+                self.phase = Phase::FullPlan(FullPlan { full, plan, resume });
+                return Ok(Next::Call(call));
             }
-            let call = etcd::range_span(&resume, &full.end, Some(revision), page);
+            // More of this range: its next page.
+            Some(resume) => Some(etcd::range_span(&resume, &full.end, Some(revision), page)),
+            None => full.reads.pop_front().map(|(start, end)| {
+                let call = etcd::range_span(&start, &end, Some(revision), page);
+                full.end = end;
+                call
+            }),
+        };
+        if let Some(call) = next {
+            // This page is applied at the next tick, or with the next answer:
+            // the next page is on its way meanwhile.
+            full.pending = answer.kvs;
             self.phase = Phase::Full(full);
             return Ok(Next::Call(call));
         }
-        if let Some((start, end)) = full.reads.pop_front() {
-            let call = etcd::range_span(&start, &end, Some(revision), page);
-            full.end = end;
-            self.phase = Phase::Full(full);
-            return Ok(Next::Call(call));
+        for kv in &answer.kvs {
+            self.apply_kv(store, kv, &mut full.seen, &mut full.report)?;
         }
         // The snapshot is complete: whatever the replica had and etcd has not is gone.
         let FullSync { seen, mut report, .. } = full;
         self.replace_known(store, seen, revision, &mut report)?;
         self.overwrite = false;
         self.done(store, revision, report, now_ms)
+    }
+
+    fn apply_pending(&self, store: &dyn SharedStore, full: &mut FullSync) -> Result<(), SyncError> {
+        for kv in std::mem::take(&mut full.pending) {
+            self.apply_kv(store, &kv, &mut full.seen, &mut full.report)?;
+        }
+        Ok(())
+    }
+
+    /// Work left between calls: a full sync's page that is not applied yet.
+    /// The driver calls it at ticks, after sending the next call.
+    pub fn work(&mut self, store: &dyn SharedStore) -> Result<(), SyncError> {
+        if !matches!(&self.phase, Phase::Full(full) if !full.pending.is_empty()) {
+            return Ok(());
+        }
+        let Phase::Full(mut full) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return Ok(());
+        };
+        let applied = self.apply_pending(store, &mut full);
+        self.phase = Phase::Full(full);
+        applied
     }
 
     /// The counts of one span's parts: the next span to cut, or the reads.

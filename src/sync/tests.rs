@@ -286,6 +286,41 @@ fn a_large_directory_is_planned_then_read_span_by_span() {
     }
 }
 
+/// A full sync's page is applied by `work` (the driver's next tick, after the
+/// next page was asked for) or with the next answer, whichever comes first.
+#[test]
+fn a_page_is_applied_while_the_next_is_on_its_way() {
+    let mut etcd = FakeEtcd::default();
+    for i in 0..200 {
+        etcd.put(&format!("/dp/dev/dev{i:03}@x.io"), &developer("approved", i));
+    }
+    let store = MemoryStore::default();
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    syncer.page_bounds = (50, 50);
+    let (status, body) = etcd.answer(&syncer.begin(1000));
+    let Next::Call(mut request) = syncer.on_answer(&store, status, &body, 1000).unwrap() else {
+        panic!("four pages")
+    };
+    assert_eq!(lookup(&store, "ns", "dev000@x.io"), Lookup::Unknown, "not yet");
+    syncer.work(&store).unwrap();
+    assert_eq!(lookup(&store, "ns", "dev049@x.io"), Lookup::Found(Status::Approved));
+    assert_eq!(lookup(&store, "ns", "dev050@x.io"), Lookup::Unknown);
+    syncer.work(&store).unwrap();
+    // No `work` from here on: each answer applies the page before it.
+    let report = loop {
+        let (status, body) = etcd.answer(&request);
+        match syncer.on_answer(&store, status, &body, 1000).unwrap() {
+            Next::Call(next) => request = next,
+            Next::Done(report) => break report,
+        }
+    };
+    assert_eq!(report.changed, 200);
+    for i in 0..200 {
+        let email = format!("dev{i:03}@x.io");
+        assert_eq!(lookup(&store, "ns", &email), Lookup::Found(Status::Approved), "{email}");
+    }
+}
+
 /// A change as the filter writes it: the developer and its change log entry
 /// (one transaction in etcd; two puts here). `at_ms` names the entry.
 fn logged_put(etcd: &mut FakeEtcd, email: &str, status: Option<&str>, at_ms: u64) {

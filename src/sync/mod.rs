@@ -58,8 +58,11 @@ fn page_within(count: u64, (least, most): (u32, u32)) -> u32 {
 /// A full sync of more than this many pages plans the key space first
 /// (`plan`): below it, etcd's counting costs less than the plan's transactions.
 pub const PLAN_ABOVE_PAGES: u64 = 10;
-/// The plan cuts a span of more than this many pages.
-pub const CUT_ABOVE_PAGES: u64 = 2;
+/// The plan cuts a span of more than this many pages. Paging a span of four
+/// walks ten pages' worth of keys in etcd, while the gateway applies the
+/// pages; each cut is a transaction the sync waits for (at 1M developers, 2
+/// transactions instead of 12 with two pages: 0.25 s sooner).
+pub const CUT_ABOVE_PAGES: u64 = 4;
 /// The change feed reads log entries written up to this long before the
 /// cycle, by their writers' clocks: a later entry of a writer whose clock is
 /// further behind is found by the next reconciliation instead.

@@ -481,19 +481,22 @@ impl Syncer {
         let next = match resume {
             // A large directory's first page: the plan of the rest.
             Some(resume) if pinned.is_none() && answer.count > PLAN_ABOVE_PAGES * u64::from(page) => {
-                for kv in &answer.kvs {
-                    self.apply_kv(store, kv, &mut full.seen, &mut full.report)?;
-                }
                 // The first page's last key guides the first cut: the keys
                 // after it likely share its prefix.
                 let guide = resume.strip_suffix(&[0]).unwrap_or(&resume);
                 let cut_above = CUT_ABOVE_PAGES * u64::from(page);
                 let mut plan = plan::Plan::new(revision, &self.prefix, answer.count, cut_above, guide);
-                let call = plan
-                    .next_cut()
-                    .unwrap_or_else(|| etcd::range_span(&resume, &full.end, Some(revision), page));
-                self.phase = Phase::FullPlan(FullPlan { full, plan, resume });
-                return Ok(Next::Call(call));
+                match plan.next_cut() {
+                    Some(call) => {
+                        for kv in &answer.kvs {
+                            self.apply_kv(store, kv, &mut full.seen, &mut full.report)?;
+                        }
+                        self.phase = Phase::FullPlan(FullPlan { full, plan, resume });
+                        return Ok(Next::Call(call));
+                    }
+                    // Nothing to cut (the whole is above `cut_above`): read on.
+                    None => Some(etcd::range_span(&resume, &full.end, Some(revision), page)),
+                }
             }
             // More of this range: its next page.
             Some(resume) => Some(etcd::range_span(&resume, &full.end, Some(revision), page)),
@@ -548,14 +551,16 @@ impl Syncer {
             mut plan,
             resume,
         } = planning;
-        let counts = match etcd::parse_txn_reads(status, body) {
+        match etcd::parse_txn_reads(status, body) {
+            Ok(counts) => plan.take_counts(&counts.ranges.iter().map(|range| range.count).collect::<Vec<_>>()),
             Err(EtcdError::Server {
                 code: etcd::CODE_COMPACTED,
                 ..
             }) => return Ok(Next::Call(self.begin_full())),
-            other => other.map_err(SyncError::Etcd)?,
-        };
-        plan.take_counts(&counts.ranges.iter().map(|range| range.count).collect::<Vec<_>>());
+            // etcd refused the transaction (an etcd whose `--max-txn-ops` is
+            // below 102, say): the rest is read without a plan, as it always can be.
+            Err(_) => plan.give_up(),
+        }
         full.report.plan.0 += 1;
         if let Some(call) = plan.next_cut() {
             self.phase = Phase::FullPlan(FullPlan { full, plan, resume });

@@ -224,12 +224,17 @@ impl Plan {
         }
     }
 
+    /// No more cuts: every span is read as it stands.
+    pub fn give_up(&mut self) {
+        self.ready.extend(self.to_cut.drain(..).map(|(span, _)| span));
+        self.ready.extend(self.cutting.take().map(|(span, _)| span));
+    }
+
     /// The ranges to read, in key order, from `resume` on (the keys before it
     /// are read already): neighbouring spans together while their keys fit in
     /// `page` (the empty spans between them hold no key at the revision).
     pub fn reads(mut self, resume: &[u8], page: u64) -> VecDeque<Bounds> {
-        self.ready.extend(self.to_cut.drain(..).map(|(span, _)| span));
-        self.ready.extend(self.cutting.take().map(|(span, _)| span));
+        self.give_up();
         let mut spans: Vec<(Bounds, u64)> = self
             .ready
             .iter()
@@ -431,7 +436,8 @@ mod tests {
     #[test]
     fn counts_that_do_not_add_up_leave_the_span_whole() {
         let whole = Region::under(b"/p/dev/");
-        for counts in [vec![3; 101], vec![1; 5], vec![u64::MAX; 101]] {
+        // Three parts along `/p/dev/a`: below `a`, under it, above it.
+        for counts in [vec![3, 3, 3], vec![1; 5], vec![u64::MAX, 11, 0]] {
             let mut plan = Plan::new(7, b"/p/dev/", 10, 1, b"/p/dev/a");
             assert!(plan.next_cut().is_some());
             plan.take_counts(&counts);

@@ -286,6 +286,39 @@ fn a_large_directory_is_planned_then_read_span_by_span() {
     }
 }
 
+/// An etcd that refuses the plan's transactions (its `--max-txn-ops` below
+/// the plan's 102 operations) gets the rest read without a plan.
+#[test]
+fn a_refused_plan_reads_on_without_one() {
+    let mut etcd = FakeEtcd::default();
+    for i in 0..1000 {
+        etcd.put(&format!("/dp/dev/dev{i:04}@x.io"), &developer("approved", i));
+    }
+    let store = MemoryStore::default();
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    syncer.page_bounds = (20, 20);
+    let mut request = syncer.begin(1000);
+    let mut refused = 0;
+    let report = loop {
+        let (status, body) = if request.path == etcd::TXN {
+            refused += 1;
+            (
+                400,
+                br#"{"error":"etcdserver: too many operations in txn request","code":3}"#.to_vec(),
+            )
+        } else {
+            etcd.answer(&request)
+        };
+        match syncer.on_answer(&store, status, &body, 1000).unwrap() {
+            Next::Call(next) => request = next,
+            Next::Done(report) => break report,
+        }
+    };
+    assert_eq!(refused, 1);
+    assert_eq!(report.changed, 1000);
+    assert_eq!(replica::tab_size(&store, "ns", Status::Approved).unwrap(), 1000);
+}
+
 /// A full sync's page is applied by `work` (the driver's next tick, after the
 /// next page was asked for) or with the next answer, whichever comes first.
 #[test]

@@ -51,8 +51,9 @@ impl<'de> Deserialize<'de> for Developer {
 
 struct DeveloperVisitor;
 
-/// A record's field name, known without allocating (`Other` keeps the rest).
-enum Field {
+/// A record's field that `Developer` names.
+#[derive(Clone, Copy)]
+enum Known {
     Email,
     Status,
     CreatedMs,
@@ -60,31 +61,45 @@ enum Field {
     Metadata,
     History,
     ApprovalExpiresMs,
-    Other(String),
 }
 
-impl<'de> Deserialize<'de> for Field {
+fn known_field(name: &str) -> Option<Known> {
+    Some(match name {
+        "email" => Known::Email,
+        "status" => Known::Status,
+        "created_ms" => Known::CreatedMs,
+        "updated_ms" => Known::UpdatedMs,
+        "metadata" => Known::Metadata,
+        "history" => Known::History,
+        "approval_expires_ms" => Known::ApprovalExpiresMs,
+        _ => return None,
+    })
+}
+
+/// A record's field name: a known one, or another (kept, for `other`, when
+/// `KEEP`), read without allocating for a known one.
+struct Field<const KEEP: bool>(Result<Known, Option<String>>);
+
+impl<'de, const KEEP: bool> Deserialize<'de> for Field<KEEP> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FieldVisitor;
-        impl serde::de::Visitor<'_> for FieldVisitor {
-            type Value = Field;
+        struct FieldVisitor<const KEEP: bool>;
+        impl<const KEEP: bool> serde::de::Visitor<'_> for FieldVisitor<KEEP> {
+            type Value = Field<KEEP>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a field name")
             }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Field, E> {
-                Ok(match name {
-                    "email" => Field::Email,
-                    "status" => Field::Status,
-                    "created_ms" => Field::CreatedMs,
-                    "updated_ms" => Field::UpdatedMs,
-                    "metadata" => Field::Metadata,
-                    "history" => Field::History,
-                    "approval_expires_ms" => Field::ApprovalExpiresMs,
-                    other => Field::Other(other.to_string()),
-                })
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Field<KEEP>, E> {
+                Ok(Field(known_field(name).ok_or_else(|| KEEP.then(|| name.to_string()))))
             }
         }
-        deserializer.deserialize_identifier(FieldVisitor)
+        deserializer.deserialize_identifier(FieldVisitor::<KEEP>)
+    }
+}
+
+fn once<T, E: serde::de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+    match slot.replace(value) {
+        Some(_) => Err(E::duplicate_field(name)),
+        None => Ok(()),
     }
 }
 
@@ -97,12 +112,6 @@ impl<'de> serde::de::Visitor<'de> for DeveloperVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Developer, A::Error> {
         use serde::de::Error;
-        fn once<T, E: Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
-            match slot.replace(value) {
-                Some(_) => Err(E::duplicate_field(name)),
-                None => Ok(()),
-            }
-        }
         let mut email = None;
         let mut status = None;
         let mut created_ms = None;
@@ -111,17 +120,19 @@ impl<'de> serde::de::Visitor<'de> for DeveloperVisitor {
         let mut history = None;
         let mut approval_expires_ms = None;
         let mut other = Map::new();
-        while let Some(field) = map.next_key::<Field>()? {
+        while let Some(Field::<true>(field)) = map.next_key()? {
             match field {
-                Field::Email => once(&mut email, map.next_value()?, "email")?,
-                Field::Status => once(&mut status, map.next_value()?, "status")?,
-                Field::CreatedMs => once(&mut created_ms, map.next_value()?, "created_ms")?,
-                Field::UpdatedMs => once(&mut updated_ms, map.next_value()?, "updated_ms")?,
-                Field::Metadata => once(&mut metadata, map.next_value()?, "metadata")?,
-                Field::History => once(&mut history, map.next_value()?, "history")?,
-                Field::ApprovalExpiresMs => once(&mut approval_expires_ms, map.next_value()?, "approval_expires_ms")?,
-                Field::Other(name) => {
-                    other.insert(name, map.next_value()?);
+                Ok(Known::Email) => once(&mut email, map.next_value()?, "email")?,
+                Ok(Known::Status) => once(&mut status, map.next_value()?, "status")?,
+                Ok(Known::CreatedMs) => once(&mut created_ms, map.next_value()?, "created_ms")?,
+                Ok(Known::UpdatedMs) => once(&mut updated_ms, map.next_value()?, "updated_ms")?,
+                Ok(Known::Metadata) => once(&mut metadata, map.next_value()?, "metadata")?,
+                Ok(Known::History) => once(&mut history, map.next_value()?, "history")?,
+                Ok(Known::ApprovalExpiresMs) => {
+                    once(&mut approval_expires_ms, map.next_value()?, "approval_expires_ms")?
+                }
+                Err(name) => {
+                    other.insert(name.unwrap_or_default(), map.next_value()?);
                 }
             }
         }
@@ -135,6 +146,181 @@ impl<'de> serde::de::Visitor<'de> for DeveloperVisitor {
             approval_expires_ms: approval_expires_ms.unwrap_or_default(),
             other,
         })
+    }
+}
+
+/// What a full sync needs of a stored record: the hot path's record and the
+/// tabs' order. `Summary::from_stored` accepts exactly what
+/// `Developer::from_stored` accepts (a test holds it to that), without
+/// building the metadata, the other fields or the history's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub status: Status,
+    pub updated_ms: u64,
+    pub approval_expires_ms: Option<u64>,
+}
+
+impl Summary {
+    pub fn from_stored(email: &str, bytes: &[u8]) -> Result<Summary, String> {
+        serde_json::from_slice(bytes).map_err(|error| format!("record of {email:?} is not valid: {error}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Summary {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SummaryVisitor;
+        impl<'de> serde::de::Visitor<'de> for SummaryVisitor {
+            type Value = Summary;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("struct Developer")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Summary, A::Error> {
+                use serde::de::Error;
+                // As `DeveloperVisitor`, field by field; what is not kept is
+                // still read as its type, so it fails where that would.
+                let (mut email, mut created_ms, mut metadata, mut history) = (None, None, None, None);
+                let (mut status, mut updated_ms, mut approval_expires_ms) = (None, None, None);
+                while let Some(Field::<false>(field)) = map.next_key()? {
+                    match field {
+                        Ok(Known::Email) => once(&mut email, map.next_value::<check::Str>()?, "email")?,
+                        Ok(Known::Status) => once(&mut status, map.next_value::<Status>()?, "status")?,
+                        Ok(Known::CreatedMs) => once(&mut created_ms, map.next_value::<u64>()?, "created_ms")?,
+                        Ok(Known::UpdatedMs) => once(&mut updated_ms, map.next_value::<u64>()?, "updated_ms")?,
+                        Ok(Known::Metadata) => once(&mut metadata, map.next_value::<check::Map>()?, "metadata")?,
+                        Ok(Known::History) => {
+                            once(&mut history, map.next_value::<check::Seq<Transition>>()?, "history")?
+                        }
+                        Ok(Known::ApprovalExpiresMs) => once(
+                            &mut approval_expires_ms,
+                            map.next_value::<Option<u64>>()?,
+                            "approval_expires_ms",
+                        )?,
+                        Err(_) => {
+                            map.next_value::<check::Any>()?;
+                        }
+                    }
+                }
+                Ok(Summary {
+                    status: status.ok_or_else(|| A::Error::missing_field("status"))?,
+                    updated_ms: updated_ms.unwrap_or_default(),
+                    approval_expires_ms: approval_expires_ms.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_map(SummaryVisitor)
+    }
+}
+
+/// Readers that accept what a type accepts and keep nothing: a `String`, a
+/// `serde_json::Map`, a `serde_json::Value` (visited as serde_json's own
+/// visitors do), a `Vec` of `T` (each read whole and dropped).
+mod check {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    pub struct Str;
+    pub struct Map;
+    pub struct Any;
+    pub struct Seq<T>(PhantomData<T>);
+
+    impl<'de> Deserialize<'de> for Str {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct StrVisitor;
+            impl Visitor<'_> for StrVisitor {
+                type Value = Str;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Str, E> {
+                    Ok(Str)
+                }
+            }
+            deserializer.deserialize_string(StrVisitor)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Map {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct MapVisitor;
+            impl<'de> Visitor<'de> for MapVisitor {
+                type Value = Map;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a map")
+                }
+                fn visit_unit<E>(self) -> Result<Map, E> {
+                    Ok(Map)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Map, A::Error> {
+                    while map.next_entry::<Str, Any>()?.is_some() {}
+                    Ok(Map)
+                }
+            }
+            deserializer.deserialize_map(MapVisitor)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Any {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct AnyVisitor;
+            impl<'de> Visitor<'de> for AnyVisitor {
+                type Value = Any;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any valid JSON value")
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Any, E> {
+                    Ok(Any)
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Any, E> {
+                    Ok(Any)
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Any, E> {
+                    Ok(Any)
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Any, E> {
+                    Ok(Any)
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Any, E> {
+                    Ok(Any)
+                }
+                fn visit_none<E>(self) -> Result<Any, E> {
+                    Ok(Any)
+                }
+                fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Any, D::Error> {
+                    Any::deserialize(deserializer)
+                }
+                fn visit_unit<E>(self) -> Result<Any, E> {
+                    Ok(Any)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Any, A::Error> {
+                    while seq.next_element::<Any>()?.is_some() {}
+                    Ok(Any)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Any, A::Error> {
+                    while map.next_entry::<Str, Any>()?.is_some() {}
+                    Ok(Any)
+                }
+            }
+            deserializer.deserialize_any(AnyVisitor)
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Seq<T> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct SeqVisitor<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for SeqVisitor<T> {
+                type Value = Seq<T>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a sequence")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Seq<T>, A::Error> {
+                    while seq.next_element::<T>()?.is_some() {}
+                    Ok(Seq(PhantomData))
+                }
+            }
+            deserializer.deserialize_seq(SeqVisitor(PhantomData))
+        }
     }
 }
 
@@ -492,7 +678,18 @@ mod tests {
             r#""approval_expires_ms":"77""#,
             r#""team":"blue""#,
             r#""team":{"a":[1,2,{"b":null}]}"#,
-            r#""status":"revoked""#,
+            r#""st\u0061tus":"revoked""#,
+            r#""metadata":null"#,
+            r#""metadata":{"a":1e400}"#,
+            r#""team":1e400"#,
+            r#""team":[1,-2,3.5e10,true,null,"\u00e9\n",{"x":{}}]"#,
+            r#""history":[["ops",null,"approved",null,5]]"#,
+            r#""history":[["ops",null,"approved"]]"#,
+            r#""history":[{"actor":"a","to":"revoked","at_ms":2,"extra":[1]}]"#,
+            r#""history":null"#,
+            r#""email":"\u0041@b.c""#,
+            r#""email":null"#,
+            r#""created_ms":18446744073709551616"#,
         ];
         let mut checked = 0;
         // Every pair of fields in both orders (a field twice included), alone
@@ -503,6 +700,16 @@ mod tests {
                     let text = format!("{{{lead}{first},{second}}}");
                     let ours = Developer::from_stored("a@x.io", text.as_bytes());
                     let derived = serde_json::from_str::<Derived>(&text);
+                    // What the full sync reads: the same verdict, the same fields.
+                    match (&ours, Summary::from_stored("a@x.io", text.as_bytes())) {
+                        (Ok(ours), Ok(summary)) => assert_eq!(
+                            (ours.status, ours.updated_ms, ours.approval_expires_ms),
+                            (summary.status, summary.updated_ms, summary.approval_expires_ms),
+                            "{text}"
+                        ),
+                        (Err(_), Err(_)) => {}
+                        (ours, summary) => panic!("{text}: record {ours:?}, summary {summary:?}"),
+                    }
                     match (ours, derived) {
                         (Ok(ours), Ok(derived)) => {
                             assert_eq!(ours.status, derived.status, "{text}");
@@ -535,6 +742,7 @@ mod tests {
             "{\"status\":\"approved\"",
         ] {
             assert!(Developer::from_stored("a@x.io", text.as_bytes()).is_err(), "{text}");
+            assert!(Summary::from_stored("a@x.io", text.as_bytes()).is_err(), "{text}");
             assert!(serde_json::from_str::<Derived>(text).is_err(), "{text}");
         }
         assert_eq!(checked, fields.len() * fields.len() * 2);

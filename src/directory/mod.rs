@@ -60,6 +60,15 @@ pub enum Record {
 }
 
 impl Record {
+    /// A developer's record as etcd has it at `revision`: only an approval has an end.
+    pub fn present(status: Status, revision: u64, approval_expires_ms: Option<u64>) -> Record {
+        Record::Present {
+            status,
+            revision,
+            expires_ms: approval_expires_ms.filter(|_| status == Status::Approved),
+        }
+    }
+
     pub fn revision(&self) -> u64 {
         match self {
             Record::Present { revision, .. } | Record::Deleted { revision } | Record::Unreadable { revision } => {

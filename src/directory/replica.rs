@@ -67,13 +67,7 @@ pub fn apply_with(
     mode: WriteMode,
 ) -> Result<bool, WriteError> {
     let record = match entry {
-        Entry::Present(developer) => Record::Present {
-            status: developer.status,
-            revision,
-            expires_ms: developer
-                .approval_expires_ms
-                .filter(|_| developer.status == Status::Approved),
-        },
+        Entry::Present(developer) => Record::present(developer.status, revision, developer.approval_expires_ms),
         Entry::Deleted => Record::Deleted { revision },
         Entry::Unreadable => Record::Unreadable { revision },
     };

@@ -32,9 +32,9 @@ pub mod snapshot;
 
 use std::collections::{HashSet, VecDeque};
 
-use crate::directory::developer::Developer;
+use crate::directory::developer::Summary;
 use crate::directory::replica::{self, Entry, Known, Listed, SyncState, Tabs, WriteMode};
-use crate::directory::{keys, SharedStore, Status, StoreError, WriteError, MAX_CAS_ATTEMPTS};
+use crate::directory::{keys, Record, SharedStore, Status, StoreError, WriteError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
 
 /// Keys per page of a full sync, at least. etcd (3.4) walks the rest of the
@@ -953,19 +953,19 @@ impl Syncer {
             );
             return Ok(());
         }
-        let (listed, changed) = match Developer::from_stored(&name, &kv.value) {
+        // Only what the replica and the tabs keep is read out of the record.
+        let (listed, changed) = match Summary::from_stored(&name, &kv.value) {
             Ok(developer) => (
                 Listed {
                     status: Some(developer.status),
                     updated_ms: developer.updated_ms,
                 },
                 skip_collision(
-                    replica::apply_with(
+                    replica::apply_record(
                         store,
                         &self.namespace,
                         &name,
-                        kv.mod_revision,
-                        Entry::Present(&developer),
+                        Record::present(developer.status, kv.mod_revision, developer.approval_expires_ms),
                         self.write_mode(),
                     ),
                     report,

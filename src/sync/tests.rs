@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::directory::developer::Developer;
 use crate::directory::{lookup, Lookup, MemoryStore, Status};
 use crate::etcd::fake::FakeEtcd;
 

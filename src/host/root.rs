@@ -100,7 +100,7 @@ impl Context for GateRoot {
         // A full sync's next page goes out now; the page that just came is
         // applied at the next tick, while etcd reads the next one. Envoy allows
         // a call from a call's answer (Kong does not, and has no gRPC).
-        if duty.driver.range_read_ready() && duty.grpc.as_ref().is_some_and(|grpc| now >= grpc.paused_until_ms) {
+        if duty.driver.range_read_ready() && duty.grpc_now(now).is_some() {
             duty.send(now);
         }
     }
@@ -121,8 +121,7 @@ impl SyncDuty {
             self.report(outcome);
         }
         if let Tick::Send(request) = tick {
-            let grpc = self.grpc.as_ref().filter(|grpc| now >= grpc.paused_until_ms);
-            let (sent, via_grpc) = match (grpc, &request.grpc_range) {
+            let (sent, via_grpc) = match (self.grpc_now(now), &request.grpc_range) {
                 (Some(grpc), Some(message)) => (
                     etcd_call::dispatch_grpc_range(&grpc.service, message, self.etcd.timeout_ms),
                     true,
@@ -149,6 +148,11 @@ impl SyncDuty {
                 }
             }
         }
+    }
+
+    /// How range reads go over gRPC, unless there is none or it is paused.
+    fn grpc_now(&self, now: u64) -> Option<&GrpcReads> {
+        self.grpc.as_ref().filter(|grpc| now >= grpc.paused_until_ms)
     }
 
     /// A gRPC read failed on the way: the next reads go over the gateway (the

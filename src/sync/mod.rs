@@ -478,6 +478,7 @@ impl Syncer {
             .last()
             .filter(|_| answer.more)
             .map(|kv| [kv.key.as_slice(), &[0]].concat());
+        full.pending = answer.kvs;
         let next = match resume {
             // A large directory's first page: the plan of the rest.
             Some(resume) if pinned.is_none() && answer.count > PLAN_ABOVE_PAGES * u64::from(page) => {
@@ -488,9 +489,7 @@ impl Syncer {
                 let mut plan = plan::Plan::new(revision, &self.prefix, answer.count, cut_above, guide);
                 match plan.next_cut() {
                     Some(call) => {
-                        for kv in &answer.kvs {
-                            self.apply_kv(store, kv, &mut full.seen, &mut full.report)?;
-                        }
+                        self.apply_pending(store, &mut full)?;
                         self.phase = Phase::FullPlan(FullPlan { full, plan, resume });
                         return Ok(Next::Call(call));
                     }
@@ -509,13 +508,10 @@ impl Syncer {
         if let Some(call) = next {
             // This page is applied at the next tick, or with the next answer:
             // the next page is on its way meanwhile.
-            full.pending = answer.kvs;
             self.phase = Phase::Full(full);
             return Ok(Next::Call(call));
         }
-        for kv in &answer.kvs {
-            self.apply_kv(store, kv, &mut full.seen, &mut full.report)?;
-        }
+        self.apply_pending(store, &mut full)?;
         // The snapshot is complete: whatever the replica had and etcd has not is gone.
         let FullSync { seen, mut report, .. } = full;
         self.replace_known(store, seen, revision, &mut report)?;
@@ -533,15 +529,17 @@ impl Syncer {
     /// Work left between calls: a full sync's page that is not applied yet.
     /// The driver calls it at ticks, after sending the next call.
     pub fn work(&mut self, store: &dyn SharedStore) -> Result<(), SyncError> {
-        if !matches!(&self.phase, Phase::Full(full) if !full.pending.is_empty()) {
-            return Ok(());
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Full(mut full) => {
+                let applied = self.apply_pending(store, &mut full);
+                self.phase = Phase::Full(full);
+                applied
+            }
+            other => {
+                self.phase = other;
+                Ok(())
+            }
         }
-        let Phase::Full(mut full) = std::mem::replace(&mut self.phase, Phase::Idle) else {
-            return Ok(());
-        };
-        let applied = self.apply_pending(store, &mut full);
-        self.phase = Phase::Full(full);
-        applied
     }
 
     /// The counts of one span's parts: the next span to cut, or the reads.

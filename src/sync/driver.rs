@@ -153,13 +153,11 @@ impl SyncDriver {
         if let Some(call) = self.in_flight.as_ref() {
             let mut lost = None;
             let overdue = now.saturating_sub(call.call_started_ms) > self.timeout_ms.saturating_mul(4);
-            if overdue && matches!(call.kind, CallKind::Snapshot) {
-                // Not a cycle: the snapshot's writer gives up, the sync goes on.
-                self.in_flight = None;
-                self.syncer.snapshot_answer(
-                    Err(EtcdError::Unreachable("a snapshot call never answered".into())),
-                    now,
-                );
+            if overdue && !matches!(call.kind, CallKind::Cycle) {
+                // Not a cycle's call: that chore gives up, the sync goes on.
+                if let Some(call) = self.in_flight.take() {
+                    self.chore_failed(call.kind, EtcdError::Unreachable("a call never answered".into()), now);
+                }
             } else if overdue {
                 lost = Some(self.fail(
                     SyncError::Etcd(EtcdError::Unreachable("a sync call never answered".into())),
@@ -334,8 +332,9 @@ impl SyncDriver {
     /// The host could not send it.
     pub fn not_sent(&mut self, error: EtcdError, now: u64) -> Outcome {
         if let Some(call) = self.in_flight.take() {
-            if matches!(call.kind, CallKind::Snapshot) {
-                self.syncer.snapshot_answer(Err(error), now);
+            if !matches!(call.kind, CallKind::Cycle) {
+                // `retry` would send it again as the cycle's next call.
+                self.chore_failed(call.kind, error, now);
                 return Outcome::Continues;
             }
             if self.retry(call) {
@@ -343,6 +342,28 @@ impl SyncDriver {
             }
         }
         self.fail(SyncError::Etcd(error), now)
+    }
+
+    /// A call between cycles failed: its answer, or the host could not send it,
+    /// or it never answered. Each chore is tried again on its own schedule, and
+    /// none of them is a sync that failed.
+    fn chore_failed(&mut self, kind: CallKind, error: EtcdError, now: u64) {
+        match kind {
+            CallKind::Cycle => {}
+            CallKind::Snapshot => self.syncer.snapshot_answer(Err(error), now),
+            // Tried again at the next hour.
+            CallKind::Prune => log::warn!("devportal-gate: could not delete expired change log entries: {error}"),
+            // Both tried again between later cycles.
+            CallKind::ExpiryRead { email } => {
+                self.expiries_tried.remove(&email);
+                log::warn!("devportal-gate: could not read {email}, whose approval ended: {error}")
+            }
+            CallKind::Expiry { email, .. } => {
+                // The write is conditional: trying it again is safe.
+                self.expiries_tried.remove(&email);
+                log::warn!("devportal-gate: could not record the end of {email}'s approval: {error}")
+            }
+        }
     }
 
     /// An answer arrived; `None` when it is not for this driver's call (one
@@ -365,9 +386,8 @@ impl SyncDriver {
                 return Some(Outcome::Continues);
             }
             CallKind::Prune => {
-                // Not a cycle: a failure is tried again at the next hour.
                 if let Err(error) = answer.and_then(|(status, body)| etcd::parse_txn_reads(status, &body)) {
-                    log::warn!("devportal-gate: could not delete expired change log entries: {error}");
+                    self.chore_failed(CallKind::Prune, error, now);
                 }
                 return Some(Outcome::Continues);
             }
@@ -376,11 +396,7 @@ impl SyncDriver {
                     Ok(range) => {
                         self.next_chore = range.kvs.first().and_then(|kv| self.revoke_expired(&email, kv, now));
                     }
-                    Err(error) => {
-                        // Tried again between later cycles.
-                        self.expiries_tried.remove(&email);
-                        log::warn!("devportal-gate: could not read {email}, whose approval ended: {error}")
-                    }
+                    Err(error) => self.chore_failed(CallKind::ExpiryRead { email }, error, now),
                 }
                 return Some(Outcome::Continues);
             }
@@ -406,11 +422,7 @@ impl SyncDriver {
                     }
                     // Another gateway recorded it, or the record changed: the sync brings it.
                     Ok(_) => {}
-                    Err(error) => {
-                        // The write is conditional: trying it again is safe.
-                        self.expiries_tried.remove(&email);
-                        log::warn!("devportal-gate: could not record the end of {email}'s approval: {error}")
-                    }
+                    Err(error) => self.chore_failed(CallKind::Expiry { email, revoked }, error, now),
                 }
                 return Some(Outcome::Continues);
             }
@@ -604,6 +616,100 @@ mod tests {
         let next_hour = now + PRUNE_PERIOD_MS;
         run(&mut driver, &store, &mut etcd, next_hour, next_hour + 3000);
         assert!(!etcd.kvs.contains_key(&expired), "pruned the next hour");
+    }
+
+    /// `run`, except that the host cannot send the calls `refuse` picks;
+    /// returns how many it refused. Fails on any failed sync.
+    fn run_refusing(
+        driver: &mut SyncDriver,
+        store: &MemoryStore,
+        etcd: &mut FakeEtcd,
+        (from, until): (u64, u64),
+        refuse: impl Fn(&EtcdRequest) -> bool,
+    ) -> usize {
+        let (mut calls, mut refused) = (0, 0);
+        let mut now = from;
+        while now < until {
+            let (tick, lost) = driver.tick(store, now);
+            assert!(lost.is_none(), "a call was lost at {now}");
+            if let Tick::Send(request) = tick {
+                let outcome = if refuse(&request) {
+                    refused += 1;
+                    Some(driver.not_sent(EtcdError::NotSent("no route".into()), now))
+                } else {
+                    calls += 1;
+                    driver.sent(calls);
+                    driver.on_answer(store, calls, Ok(etcd.answer(&request)), now)
+                };
+                assert!(!matches!(outcome, Some(Outcome::Failed(_))), "a sync failed at {now}");
+            }
+            now += 20;
+        }
+        refused
+    }
+
+    /// A chore's call is not a cycle's: if the host cannot send it, it is not
+    /// sent again as the cycle's next call (whose answer the syncer would take
+    /// for its own), and no sync failed. Each chore comes back on its own.
+    #[test]
+    fn a_chore_the_host_could_not_send_comes_back_on_its_own_schedule() {
+        let store = MemoryStore::default();
+        let mut etcd = FakeEtcd::default();
+        let now = 10 * PRUNE_PERIOD_MS;
+        let approved = Developer::register("a@x.io", Status::Approved, serde_json::Map::new(), "ops", now - 60_000)
+            .with_expiry(Some(now - 30_000));
+        etcd.put("/dp/dev/a@x.io", &approved.to_stored());
+        let mut driver = driver(&store, false).with_pruning("/dp/", 2 * PRUNE_PERIOD_MS);
+        let prune = |request: &EtcdRequest| request.body.contains("request_delete_range");
+        let read_a = etcd::get(&keys::etcd_developer("/dp/", "a@x.io"));
+        let refused = run_refusing(&mut driver, &store, &mut etcd, (now, now + 5000), |request| {
+            prune(request) || *request == read_a
+        });
+        // The prune once (not again this hour); the read of a@x.io's document once
+        // per sweep until it is recorded: it never is here.
+        assert!(refused >= 3, "{refused} calls refused");
+        // Still approved in etcd; the gate refuses it by its own clock.
+        let at = || now + 5000;
+        assert_eq!(
+            crate::directory::lookup_at(&store, "ns", "a@x.io", at),
+            Lookup::Expired(now - 30_000)
+        );
+        assert!(crate::directory::replica::read_sync_state(&store, "ns").is_some());
+        // Once the host can send it, the end is recorded.
+        let refused = run_refusing(&mut driver, &store, &mut etcd, (now + 5000, now + 8000), prune);
+        assert_eq!(refused, 0, "the prune waits for the next hour");
+        let stored = Developer::from_stored("a@x.io", &etcd.kvs[&b"/dp/dev/a@x.io".to_vec()].0).unwrap();
+        assert_eq!(stored.status, Status::Revoked);
+        let refused = run_refusing(
+            &mut driver,
+            &store,
+            &mut etcd,
+            (now + PRUNE_PERIOD_MS, now + PRUNE_PERIOD_MS + 3000),
+            prune,
+        );
+        assert_eq!(refused, 1, "and the prune comes back the next hour");
+    }
+
+    #[test]
+    fn a_chore_that_never_answers_is_given_up_without_failing_a_sync() {
+        let store = MemoryStore::default();
+        let mut etcd = FakeEtcd::default();
+        let now = 10 * PRUNE_PERIOD_MS;
+        let mut driver = driver(&store, false).with_pruning("/dp/", 2 * PRUNE_PERIOD_MS);
+        let (Tick::Send(prune), None) = driver.tick(&store, now) else {
+            panic!("the first tick sends the hour's prune")
+        };
+        assert!(prune.body.contains("request_delete_range"));
+        driver.sent(1);
+        // Lost past four timeouts (2 s each here): given up, and no sync failed.
+        let (tick, lost) = driver.tick(&store, now + 8020);
+        assert!(matches!(tick, Tick::Nothing) && lost.is_none());
+        // The first cycle starts at once, and nothing fails after it.
+        assert_eq!(
+            run_refusing(&mut driver, &store, &mut etcd, (now + 8040, now + 9000), |_| false),
+            0
+        );
+        assert!(crate::directory::replica::read_sync_state(&store, "ns").is_some());
     }
 
     #[test]

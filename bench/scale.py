@@ -61,13 +61,23 @@ def email_of(i):
     return f"dev{i:08d}@example.com"
 
 
+# Approvals end (issue 13's expiry) in 2100, spread over a day: every approved
+# developer has an end, the way a programme whose approvals last a year looks,
+# without any of them ending during the measurement.
+APPROVAL_ENDS_MS = 4_102_444_800_000
+
+
 def stored(i, status, at_ms):
-    """A developer as the filter stores it: registered, then given `status`."""
+    """A developer as the filter stores it: registered, then given `status`;
+    an approval has an end."""
     history = [{"actor": "self-service", "from": None, "to": "requested", "at_ms": at_ms}]
     if status != "requested":
         history.append({"actor": "ops", "from": "requested", "to": status, "at_ms": at_ms + 1})
-    return json.dumps({"status": status, "created_ms": at_ms, "updated_ms": at_ms + 1,
-                       "metadata": {"full_name": f"Developer {i}"}, "history": history}, separators=(",", ":"))
+    document = {"status": status, "created_ms": at_ms, "updated_ms": at_ms + 1,
+                "metadata": {"full_name": f"Developer {i}"}, "history": history}
+    if status == "approved":
+        document["approval_expires_ms"] = APPROVAL_ENDS_MS + i % 86_400_000
+    return json.dumps(document, separators=(",", ":"))
 
 
 class Etcd:
@@ -395,7 +405,8 @@ def main():
         *rows,
         "",
         "Each developer is stored as the filter stores one (status, times, a name, a",
-        "two-entry history: about 260 bytes of JSON). RSS per developer is (RSS at N",
+        "two-entry history: about 260 bytes of JSON); every approval (a quarter of them)",
+        "has an end, in 2100, so `<ns>/expiring` lists a quarter of the directory. RSS per developer is (RSS at N",
         "minus RSS at 2) / N, after the first sync and two more sync cycles. \"Envoy's",
         "heap\" is the part in Envoy's own allocator (shared data: the records and the",
         "tabs); the rest is the wasm VMs' memory (the syncer's working set). The",

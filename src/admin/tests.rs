@@ -596,6 +596,7 @@ fn reads_come_from_etcd_in_chunks() {
         let listed_as = replica::Listed {
             status: Some(Status::Approved),
             updated_ms: i,
+            expires_ms: None,
         };
         listed.insert(email, listed_as);
     }

@@ -17,7 +17,7 @@
 //! | `<ns>/workers` | the last worker id handed out | every worker at start |
 //! | `<ns>/registrations` | this minute's self-service registrations | self-service |
 //! | `<ns>/events` | the event deliverer's view: sinks, backlog, newest events | event candidates |
-//! | `<ns>/expiring` | every approval with an end: `email;ms` lines | replica (every write) |
+//! | `<ns>/expiring` | every approval with an end: `email;ms` lines | syncer (once a cycle), admin (its own change) |
 //! | `<ns>/rules` | the gate configuration's registration rules, for the admin API | gate configuration at start |
 //!
 //! etcd, under the configuration's `key_prefix`:

@@ -9,7 +9,12 @@
 //! - `<ns>/unreadable`: keys under the prefix that are not readable developers;
 //!   with the tabs, every e-mail the replica holds, so a full sync can find what
 //!   disappeared (shared data cannot be enumerated);
-//! - `<ns>/sync`: the etcd revision the replica reflects and when it last agreed.
+//! - `<ns>/sync`: the etcd revision the replica reflects and when it last agreed;
+//! - `<ns>/expiring`: every approval with an end, for the admin API. The syncer
+//!   writes it from what it knows, once a cycle (`write_expiring`,
+//!   `edit_expiring`), never per record: a full sync of a million approvals
+//!   with ends would otherwise rewrite a list of a million lines a million
+//!   times. A gateway's own change adds its line at once (`apply`).
 //!
 //! Writes of one developer are monotonic in the etcd revision: the syncer and an
 //! admin request acting on the same developer may race, and the newer revision
@@ -46,8 +51,9 @@ pub enum WriteMode {
     Overwrite,
 }
 
-/// Records one developer at `revision` (and keeps `<ns>/expiring` in step).
-/// Returns whether anything changed.
+/// Records one developer at `revision`, as this gateway's own change (an
+/// admin request, an approval's end): the record, and its line in
+/// `<ns>/expiring` at once. Returns whether anything changed.
 pub fn apply(
     store: &dyn SharedStore,
     namespace: &str,
@@ -55,9 +61,18 @@ pub fn apply(
     revision: u64,
     entry: Entry<'_>,
 ) -> Result<bool, WriteError> {
-    apply_with(store, namespace, email, revision, entry, WriteMode::Monotonic)
+    let record = record_of(entry, revision);
+    let (written, replaced) = write(store, namespace, email, record, WriteMode::Monotonic)?;
+    // `<ns>/expiring` is read and scanned only when the approval's end changed.
+    if written && expiry_of(replaced) != expiry_of(Some(record)) {
+        note_expiry(store, namespace, email, expiry_of(Some(record)))?;
+    }
+    Ok(written)
 }
 
+/// Records one developer at `revision`, as the syncer does: the record only
+/// (the syncer keeps `<ns>/expiring` from what it knows). Returns whether
+/// anything changed.
 pub fn apply_with(
     store: &dyn SharedStore,
     namespace: &str,
@@ -66,12 +81,7 @@ pub fn apply_with(
     entry: Entry<'_>,
     mode: WriteMode,
 ) -> Result<bool, WriteError> {
-    let record = match entry {
-        Entry::Present(developer) => Record::present(developer.status, revision, developer.approval_expires_ms),
-        Entry::Deleted => Record::Deleted { revision },
-        Entry::Unreadable => Record::Unreadable { revision },
-    };
-    apply_record(store, namespace, email, record, mode)
+    apply_record(store, namespace, email, record_of(entry, revision), mode)
 }
 
 /// Records one developer's `record` as it stands (a snapshot's line), as
@@ -83,21 +93,36 @@ pub fn apply_record(
     record: Record,
     mode: WriteMode,
 ) -> Result<bool, WriteError> {
+    Ok(write(store, namespace, email, record, mode)?.0)
+}
+
+fn record_of(entry: Entry<'_>, revision: u64) -> Record {
+    match entry {
+        Entry::Present(developer) => Record::present(developer.status, revision, developer.approval_expires_ms),
+        Entry::Deleted => Record::Deleted { revision },
+        Entry::Unreadable => Record::Unreadable { revision },
+    }
+}
+
+/// Writes `record` unless it is there, or (`Monotonic`) a newer one is; returns
+/// whether it was written and the record it replaced, if one was stored.
+fn write(
+    store: &dyn SharedStore,
+    namespace: &str,
+    email: &str,
+    record: Record,
+    mode: WriteMode,
+) -> Result<(bool, Option<Record>), WriteError> {
     let revision = record.revision();
-    // Monotonic: a stored newer revision stays. What was stored is kept aside
-    // (the closure sees it whenever a different record is stored).
+    // What was stored is kept aside (the closure sees it whenever a different
+    // record is stored).
     let replaced = std::cell::Cell::new(None);
     let keep = |stored: &Record| {
         replaced.set(Some(*stored));
         mode == WriteMode::Monotonic && stored.revision() > revision
     };
-    let record_written = write_record_unless(store, namespace, email, &record, keep)? == WriteOutcome::Written;
-    // `<ns>/expiring` is read and scanned only when the approval's end changed:
-    // most developers never have one, and a full sync writes every developer.
-    if record_written && expiry_of(replaced.get()) != expiry_of(Some(record)) {
-        note_expiry(store, namespace, email, expiry_of(Some(record)))?;
-    }
-    Ok(record_written)
+    let written = write_record_unless(store, namespace, email, &record, keep)? == WriteOutcome::Written;
+    Ok((written, replaced.get()))
 }
 
 fn expiry_of(record: Option<Record>) -> Option<u64> {
@@ -149,8 +174,62 @@ pub fn expiring(store: &dyn SharedStore, namespace: &str) -> Result<Vec<(String,
             Some((email.to_string(), ms.parse().ok()?))
         })
         .collect();
-    all.sort_by_key(|(email, ms)| (*ms, email.clone()));
+    all.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     Ok(all)
+}
+
+fn expiring_line(text: &mut Vec<u8>, email: &str, listed: &Listed) {
+    if let Some(ms) = listed.expires_ms.filter(|_| listed.status == Some(Status::Approved)) {
+        text.extend_from_slice(email.as_bytes());
+        text.push(b';');
+        text.extend_from_slice(ms.to_string().as_bytes());
+        text.push(b'\n');
+    }
+}
+
+/// Rewrites `<ns>/expiring` (if it changed) from what the syncer knows: after
+/// a full sync, or a cycle that changed many ends. One pass over `known`.
+pub fn write_expiring(store: &dyn SharedStore, namespace: &str, known: &Known) -> Result<(), WriteError> {
+    let mut text = Vec::new();
+    for (email, listed) in known.iter() {
+        expiring_line(&mut text, email, &listed);
+    }
+    crate::directory::write_if_different(store, &keys::expiring(namespace), &text)?;
+    Ok(())
+}
+
+/// The most developers `edit_expiring` edits; a cycle that changed more ends
+/// rewrites the list (`write_expiring`).
+pub const ENDS_BY_EDIT: usize = 16;
+
+/// Gives the developers in `changed` (at most `ENDS_BY_EDIT`) the line in
+/// `<ns>/expiring` that `known` says, or none: one pass over the list.
+pub fn edit_expiring(
+    store: &dyn SharedStore,
+    namespace: &str,
+    known: &Known,
+    changed: &[String],
+) -> Result<(), WriteError> {
+    update(store, &keys::expiring(namespace), |current| {
+        let current = current.unwrap_or_default();
+        let mut next = Vec::with_capacity(current.len() + 40 * changed.len());
+        for line in current.split_inclusive(|&b| b == b'\n') {
+            let email = line.rsplitn(2, |&b| b == b';').nth(1).unwrap_or(line);
+            if !changed.iter().any(|changed| changed.as_bytes() == email) {
+                next.extend_from_slice(line);
+                if !line.ends_with(b"\n") {
+                    next.push(b'\n');
+                }
+            }
+        }
+        for email in changed {
+            if let Some(listed) = known.get(email) {
+                expiring_line(&mut next, email, &listed);
+            }
+        }
+        (next != current).then_some(next)
+    })?;
+    Ok(())
 }
 
 /// Every developer key the syncer knows of, by e-mail, with what the tabs need.
@@ -169,15 +248,21 @@ pub struct Known {
     entries: Vec<KnownEntry>,
     /// Bytes of `names` no entry points to.
     garbage: usize,
+    /// No approval ends before this (0: not known; `ended_by` finds out).
+    soonest_end: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct KnownEntry {
     updated_ms: u64,
+    /// An approval's end, `NO_END` without one.
+    expires_ms: u64,
     start: u32,
     /// The name's length, and in the top bits the status (`STATUS_SHIFT`).
     len_and_status: u32,
 }
+
+const NO_END: u64 = u64::MAX;
 
 const STATUS_SHIFT: u32 = 28;
 const LEN_MASK: u32 = (1 << STATUS_SHIFT) - 1;
@@ -191,6 +276,7 @@ impl KnownEntry {
                 .and_then(|code| code.checked_sub(1))
                 .and_then(|i| Status::ALL.get(i).copied()),
             updated_ms: self.updated_ms,
+            expires_ms: Some(self.expires_ms).filter(|&ms| ms != NO_END),
         }
     }
 
@@ -201,6 +287,7 @@ impl KnownEntry {
             .map_or(0, |i| i as u32 + 1);
         self.len_and_status = self.len_and_status & LEN_MASK | code << STATUS_SHIFT;
         self.updated_ms = listed.updated_ms;
+        self.expires_ms = listed.expires_ms.unwrap_or(NO_END);
     }
 }
 
@@ -243,6 +330,7 @@ impl Known {
     /// Records `email`; returns what was known of it before.
     pub fn insert(&mut self, email: impl AsRef<str>, listed: Listed) -> Option<Listed> {
         let email = email.as_ref();
+        self.soonest_end = self.soonest_end.min(listed.expires_ms.unwrap_or(NO_END));
         let at = match self.entries.last() {
             Some(last) if self.name(last) >= email => match self.position(email) {
                 Ok(found) => {
@@ -266,6 +354,7 @@ impl Known {
         self.names.push_str(email);
         let mut entry = KnownEntry {
             updated_ms: 0,
+            expires_ms: NO_END,
             start,
             len_and_status: len,
         };
@@ -295,6 +384,29 @@ impl Known {
         }
         self.names = names;
         self.garbage = 0;
+    }
+
+    /// The approvals whose end is at or before `by_ms`, soonest first. A pass
+    /// over every developer, made only once the soonest end has come.
+    pub fn ended_by(&mut self, by_ms: u64) -> Vec<(String, u64)> {
+        if by_ms < self.soonest_end {
+            return Vec::new();
+        }
+        let mut soonest = NO_END;
+        let mut ended = Vec::new();
+        for entry in &self.entries {
+            let listed = entry.listed();
+            let Some(ms) = listed.expires_ms.filter(|_| listed.status == Some(Status::Approved)) else {
+                continue;
+            };
+            soonest = soonest.min(ms);
+            if ms <= by_ms {
+                ended.push((self.name(entry).to_string(), ms));
+            }
+        }
+        self.soonest_end = soonest;
+        ended.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        ended
     }
 
     pub fn contains_key(&self, email: &str) -> bool {
@@ -349,13 +461,37 @@ impl Known {
     }
 }
 
-/// What the tabs need to know of a developer.
+/// What the syncer knows of a developer: its place in the tabs, and an
+/// approval's end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listed {
     /// `None`: a key under the prefix that is not a readable developer. It is
     /// counted (etcd counts it) but listed in no tab.
     pub status: Option<Status>,
     pub updated_ms: u64,
+    /// When an approval ends (Unix ms): only approvals have one. Not a tab's
+    /// concern: `<ns>/expiring` lists them (`write_expiring`).
+    pub expires_ms: Option<u64>,
+}
+
+impl Listed {
+    pub fn new(status: Option<Status>, updated_ms: u64, expires_ms: Option<u64>) -> Listed {
+        Listed {
+            status,
+            updated_ms,
+            expires_ms: expires_ms.filter(|_| status == Some(Status::Approved)),
+        }
+    }
+
+    /// A key that is not a readable developer.
+    pub fn unreadable() -> Listed {
+        Listed::new(None, 0, None)
+    }
+
+    /// Whether `other` puts the developer in the same place in the tabs.
+    pub fn same_place(&self, other: &Listed) -> bool {
+        self.status == other.status && self.updated_ms == other.updated_ms
+    }
 }
 
 /// A set of lists to rewrite: one bit per status (in `Status::ALL` order), and
@@ -671,6 +807,7 @@ mod tests {
         let listed = |ms| Listed {
             status: Some(Status::Approved),
             updated_ms: ms,
+            expires_ms: None,
         };
         let mut known = Known::new();
         known.reserve_for(usize::MAX);
@@ -678,6 +815,7 @@ mod tests {
         let unreadable = Listed {
             status: None,
             updated_ms: 9,
+            expires_ms: None,
         };
         assert_eq!(known.insert("e/odd", unreadable), None);
         assert_eq!(known.remove("e/odd"), Some(unreadable));
@@ -700,6 +838,7 @@ mod tests {
             let listed = Listed {
                 status: Some(status),
                 updated_ms: u64::MAX,
+                expires_ms: None,
             };
             known.insert("a@x.io", listed);
             assert_eq!(known.iter().next(), Some(("a@x.io", listed)));
@@ -728,6 +867,7 @@ mod tests {
             let listed = Listed {
                 status: statuses[next(5) as usize],
                 updated_ms: next(50),
+                expires_ms: None,
             };
             known.insert(format!("d{i:03}@x.io"), listed);
         }
@@ -749,6 +889,7 @@ mod tests {
                     let listed = Listed {
                         status: statuses[next(5) as usize],
                         updated_ms,
+                        expires_ms: None,
                     };
                     known.insert(&email, listed);
                     tabs.add(listed.status);
@@ -786,6 +927,34 @@ mod tests {
         fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), crate::directory::StoreError> {
             self.inner.set(key, value, cas)
         }
+    }
+
+    #[test]
+    fn the_ended_approvals_are_found_soonest_first_and_only_once_one_has_ended() {
+        let mut known = Known::new();
+        let approved = |ms| Listed::new(Some(Status::Approved), 1, Some(ms));
+        known.insert("b@x.io", approved(3000));
+        known.insert("a@x.io", approved(3000));
+        known.insert("c@x.io", approved(1000));
+        // An end on another status is no approval's end.
+        known.insert("d@x.io", Listed::new(Some(Status::Revoked), 1, Some(10)));
+        assert_eq!(Listed::new(Some(Status::Revoked), 1, Some(10)).expires_ms, None);
+        assert_eq!(known.ended_by(999), []);
+        assert_eq!(known.soonest_end, 1000, "the pass found the soonest end");
+        assert_eq!(
+            known.ended_by(3000),
+            [
+                ("c@x.io".to_string(), 1000),
+                ("a@x.io".to_string(), 3000),
+                ("b@x.io".to_string(), 3000)
+            ]
+        );
+        // An earlier end, recorded after the pass, is still found.
+        known.insert("e@x.io", approved(500));
+        assert_eq!(known.ended_by(600), [("e@x.io".to_string(), 500)]);
+        // Revoked: no longer an approval that ends.
+        known.insert("e@x.io", Listed::new(Some(Status::Revoked), 2, None));
+        assert_eq!(known.ended_by(600), []);
     }
 
     #[test]
@@ -846,6 +1015,7 @@ mod tests {
         let listed = Listed {
             status: Some(Status::Requested),
             updated_ms: 1,
+            expires_ms: None,
         };
         let mut known = Known::new();
         let mut copy = Known::new();
@@ -882,6 +1052,7 @@ mod tests {
                 Listed {
                     status: Some(Status::Requested),
                     updated_ms: i as u64,
+                    expires_ms: None,
                 },
             );
         }
@@ -890,6 +1061,7 @@ mod tests {
             Listed {
                 status: Some(Status::Approved),
                 updated_ms: 0,
+                expires_ms: None,
             },
         );
         write_lists(&store, "ns", &listed, Tabs::ALL).unwrap();

@@ -77,13 +77,7 @@ pub fn static_directory(
     let report = records(store, namespace, developers)?;
     let mut listed = Known::new();
     for (email, status) in developers {
-        listed.insert(
-            email.clone(),
-            Listed {
-                status: Some(*status),
-                updated_ms: 0,
-            },
-        );
+        listed.insert(email.clone(), Listed::new(Some(*status), 0, None));
     }
     write_lists(store, namespace, &listed, Tabs::ALL)?;
     write_sync_state(

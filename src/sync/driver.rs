@@ -259,8 +259,10 @@ impl SyncDriver {
     /// expiry exactly once.
     fn expiry_due(&mut self, store: &dyn SharedStore, now: u64) -> Option<(EtcdRequest, CallKind)> {
         let key_prefix = &self.pruning.as_ref()?.key_prefix;
-        let expiring = replica::expiring(store, &self.namespace).ok()?;
-        for (email, _) in expiring.into_iter().take_while(|(_, ms)| ms + EXPIRY_GRACE_MS <= now) {
+        // From what the syncer knows: no read of `<ns>/expiring` (which may be
+        // long), and no pass over it unless an end has come.
+        let ended = self.syncer.known.ended_by(now.saturating_sub(EXPIRY_GRACE_MS));
+        for (email, _) in ended {
             let Found::Record(Record::Present {
                 status: Status::Approved,
                 revision,

@@ -215,6 +215,10 @@ pub struct CycleReport {
     /// Who they are, while there are at most `replica::MOVES_BY_EDIT` (the
     /// tabs are then edited, not rebuilt).
     pub moved: Vec<String>,
+    /// Developers whose approval's end changed (or went), and who they are
+    /// while there are at most `replica::ENDS_BY_EDIT`.
+    pub ends_changed: usize,
+    pub ends: Vec<String>,
     pub revision: u64,
     /// The first sync, from the snapshot.
     pub from_snapshot: bool,
@@ -231,6 +235,14 @@ impl CycleReport {
         self.tabs.add(to);
         if self.moved.len() <= replica::MOVES_BY_EDIT {
             self.moved.push(email.to_string());
+        }
+    }
+
+    /// `email`'s approval's end changed, or went.
+    fn end_changed(&mut self, email: &str) {
+        self.ends_changed += 1;
+        if self.ends.len() <= replica::ENDS_BY_EDIT {
+            self.ends.push(email.to_string());
         }
     }
 
@@ -608,6 +620,7 @@ impl Syncer {
             }
         }
         replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
+        replica::write_expiring(store, &self.namespace, &seen)?;
         self.edited = Tabs::default();
         self.known = seen;
         Ok(())
@@ -764,6 +777,7 @@ impl Syncer {
             }
         }
         self.follow_in_tabs(store, &report, rebuild)?;
+        self.follow_in_expiring(store, &report)?;
         self.done(store, feed_revision, report, now_ms)
     }
 
@@ -789,6 +803,23 @@ impl Syncer {
             replica::write_lists(store, &self.namespace, &self.known, rebuild)?;
         }
         Ok(())
+    }
+
+    /// `<ns>/expiring` follows the ends `report` changed: edited when they
+    /// are few, rewritten otherwise.
+    fn follow_in_expiring(&self, store: &dyn SharedStore, report: &CycleReport) -> Result<(), SyncError> {
+        if report.ends_changed == 0 {
+            Ok(())
+        } else if report.ends.len() == report.ends_changed && report.ends_changed <= replica::ENDS_BY_EDIT {
+            Ok(replica::edit_expiring(
+                store,
+                &self.namespace,
+                &self.known,
+                &report.ends,
+            )?)
+        } else {
+            Ok(replica::write_expiring(store, &self.namespace, &self.known)?)
+        }
     }
 
     /// A cycle ends: the replica reflects `revision`, as of now. The snapshot
@@ -905,12 +936,22 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         if let Some(listed) = self.known.remove(email) {
             report.relist(email, listed.status, None);
+            if listed.expires_ms.is_some() {
+                report.end_changed(email);
+            }
         }
         // A name that is not an address was never written (`apply_kv`).
         if !crate::directory::bucket::storable(email) {
             return Ok(());
         }
-        let deleted = replica::apply(store, &self.namespace, email, revision, Entry::Deleted);
+        let deleted = replica::apply_with(
+            store,
+            &self.namespace,
+            email,
+            revision,
+            Entry::Deleted,
+            WriteMode::Monotonic,
+        );
         if skip_collision(deleted, report)? {
             report.removed += 1;
         }
@@ -942,22 +983,17 @@ impl Syncer {
             || name.as_bytes() != suffix
         {
             report.unreadable += 1;
-            into.insert(
-                name,
-                Listed {
-                    status: None,
-                    updated_ms: 0,
-                },
-            );
+            into.insert(name, Listed::unreadable());
             return Ok(());
         }
         // Only what the replica and the tabs keep is read out of the record.
         let (listed, changed) = match Summary::from_stored(&name, &kv.value) {
             Ok(developer) => (
-                Listed {
-                    status: Some(developer.status),
-                    updated_ms: developer.updated_ms,
-                },
+                Listed::new(
+                    Some(developer.status),
+                    developer.updated_ms,
+                    developer.approval_expires_ms,
+                ),
                 skip_collision(
                     replica::apply_record(
                         store,
@@ -982,20 +1018,17 @@ impl Syncer {
                     ),
                     report,
                 )?;
-                (
-                    Listed {
-                        status: None,
-                        updated_ms: 0,
-                    },
-                    changed,
-                )
+                (Listed::unreadable(), changed)
             }
         };
         // The tabs change with the listing, whoever wrote the replica first (an
         // admin request on this gateway usually has).
         let previous = into.insert(&name, listed);
-        if previous.as_ref() != Some(&listed) {
+        if !previous.is_some_and(|previous| previous.same_place(&listed)) {
             report.relist(&name, previous.and_then(|previous| previous.status), listed.status);
+        }
+        if previous.and_then(|previous| previous.expires_ms) != listed.expires_ms {
+            report.end_changed(&name);
         }
         if changed {
             report.changed += 1;

@@ -373,28 +373,22 @@ impl Syncer {
                     updated_ms,
                     record,
                 } => {
-                    let status = match record {
-                        Record::Present { status, .. } => Some(status),
+                    let (status, expires_ms) = match record {
+                        Record::Present { status, expires_ms, .. } => (Some(status), expires_ms),
                         _ => {
                             loading.report.unreadable += 1;
-                            None
+                            (None, None)
                         }
                     };
                     let written = replica::apply_record(store, &self.namespace, email, record, self.write_mode());
                     if skip_collision(written, &mut loading.report)? {
                         loading.report.changed += 1;
                     }
-                    loading.seen.insert(email, Listed { status, updated_ms });
+                    loading.seen.insert(email, Listed::new(status, updated_ms, expires_ms));
                 }
                 Line::Other(name) => {
                     loading.report.unreadable += 1;
-                    loading.seen.insert(
-                        name,
-                        Listed {
-                            status: None,
-                            updated_ms: 0,
-                        },
-                    );
+                    loading.seen.insert(name, Listed::unreadable());
                 }
             }
         }
@@ -747,6 +741,7 @@ mod tests {
             Listed {
                 status: Some(Status::Approved),
                 updated_ms: 5,
+                expires_ms: None,
             },
         );
         let unreadable = Record::Unreadable { revision: 8 };
@@ -756,6 +751,7 @@ mod tests {
             Listed {
                 status: None,
                 updated_ms: 0,
+                expires_ms: None,
             },
         );
         crate::directory::write_record(&store, "ns", "c@x.io", &Record::Deleted { revision: 9 }).unwrap();
@@ -764,6 +760,7 @@ mod tests {
             Listed {
                 status: Some(Status::Revoked),
                 updated_ms: 1,
+                expires_ms: None,
             },
         );
         known.insert(
@@ -771,6 +768,7 @@ mod tests {
             Listed {
                 status: None,
                 updated_ms: 0,
+                expires_ms: None,
             },
         );
         let (part, last, lines) = compose_part(&store, "ns", &known, None, ("id1", 0), PART_BYTES);

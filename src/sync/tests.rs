@@ -794,3 +794,102 @@ fn one_gateway_of_the_fleet_writes_the_snapshot_at_a_time() {
     }
     assert!(snapshot_keys(&small).is_empty());
 }
+
+/// Counts the writes of one key.
+struct WriteCounter {
+    inner: MemoryStore,
+    key: String,
+    writes: std::cell::Cell<usize>,
+}
+
+impl SharedStore for WriteCounter {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, crate::directory::StoreError> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), crate::directory::StoreError> {
+        if key == self.key {
+            self.writes.set(self.writes.get() + 1);
+        }
+        self.inner.set(key, value, cas)
+    }
+}
+
+fn approved_until(ends_ms: u64) -> Vec<u8> {
+    json!({"status": "approved", "updated_ms": 1, "approval_expires_ms": ends_ms})
+        .to_string()
+        .into_bytes()
+}
+
+/// `<ns>/expiring` lists every approval with an end. The syncer writes it once
+/// a cycle from what it knows, never once a developer: a full sync of a
+/// million such approvals rewrote a list of a million lines a million times.
+#[test]
+fn the_expiring_list_is_written_once_a_cycle_not_once_a_developer() {
+    let mut etcd = FakeEtcd::default();
+    for i in 0..3000 {
+        etcd.put(&format!("/dp/dev/user{i}@x.io"), &approved_until(5_000_000 + i));
+    }
+    // An end on a status other than approved is no approval's end.
+    etcd.put(
+        "/dp/dev/asked@x.io",
+        json!({"status": "requested", "approval_expires_ms": 1})
+            .to_string()
+            .as_bytes(),
+    );
+    let store = WriteCounter {
+        inner: MemoryStore::default(),
+        key: keys::expiring("ns"),
+        writes: Default::default(),
+    };
+    let mut syncer = Syncer::new("ns", "/dp/", None);
+    let expiring = |store: &WriteCounter| replica::expiring(store, "ns").unwrap();
+    let mut syncer_cycle = |etcd: &mut FakeEtcd| {
+        let mut request = syncer.begin(1000);
+        loop {
+            let (status, body) = etcd.answer(&request);
+            match syncer.on_answer(&store, status, &body, 1000).unwrap() {
+                Next::Call(next) => request = next,
+                Next::Done(report) => return report,
+            }
+        }
+    };
+    assert!(syncer_cycle(&mut etcd).full);
+    assert_eq!(store.writes.get(), 1, "the full sync writes the list once");
+    let list = expiring(&store);
+    assert_eq!(list.len(), 3000);
+    assert_eq!(list[0], ("user0@x.io".to_string(), 5_000_000));
+    assert_eq!(list[2999], ("user2999@x.io".to_string(), 5_002_999));
+
+    // An end moved, an approval revoked, one with an end added, one deleted:
+    // one edit.
+    etcd.put("/dp/dev/user1@x.io", &approved_until(4_000_000));
+    etcd.put("/dp/dev/user2@x.io", &developer("revoked", 2));
+    etcd.put("/dp/dev/new@x.io", &approved_until(6_000_000));
+    etcd.delete("/dp/dev/user3@x.io");
+    // (A deletion is found by the next cycle's count.)
+    syncer_cycle(&mut etcd);
+    syncer_cycle(&mut etcd);
+    assert_eq!(store.writes.get(), 2, "one edit for those four");
+    let list = expiring(&store);
+    assert_eq!(list.len(), 2999);
+    assert_eq!(list[0], ("user1@x.io".to_string(), 4_000_000));
+    assert_eq!(list.last().unwrap(), &("new@x.io".to_string(), 6_000_000));
+    for gone in ["user2@x.io", "user3@x.io", "asked@x.io"] {
+        assert!(list.iter().all(|(email, _)| email != gone), "{gone}");
+    }
+
+    // Many ends at once: the list is rewritten, once.
+    for i in 100..140 {
+        etcd.put(&format!("/dp/dev/user{i}@x.io"), &approved_until(1_000 + i));
+    }
+    syncer_cycle(&mut etcd);
+    assert_eq!(store.writes.get(), 3);
+    let list = expiring(&store);
+    assert_eq!(list.len(), 2999);
+    assert_eq!(list[0], ("user100@x.io".to_string(), 1_100));
+
+    // What the syncer knows is what the list says.
+    let rebuilt = MemoryStore::default();
+    replica::write_expiring(&rebuilt, "ns", &syncer.known).unwrap();
+    assert_eq!(replica::expiring(&rebuilt, "ns").unwrap(), list);
+}

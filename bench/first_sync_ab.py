@@ -31,8 +31,7 @@ def main():
         for _ in range(args.rounds):
             for wasm in args.wasm:
                 scale.GATE_WASM = wasm
-                etcd.post("/v3/kv/deleterange", {"key": scale.b64(scale.PREFIX + "snapshot/"),
-                                                 "range_end": scale.b64(scale.PREFIX + "snapshot0")})
+                etcd.delete_snapshot()
                 etcd_cpu = scale.cpu_seconds(etcd.proc.pid)
                 envoy = scale.Envoy("ab")
                 try:

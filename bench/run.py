@@ -369,6 +369,7 @@ def footprint_goals(allow_ratio):
     per_dev = at(1000000, "rss_per_developer") or at(100000, "rss_per_developer")
     per_dev_at = "1M" if at(1000000, "rss_per_developer") else "100k"
     sync_1m = at(1000000, "first_sync_s")
+    sync_1m_runs = at(1000000, "first_sync_runs_s") or []
     snapshot_1m = at(1000000, "snapshot_first_sync_s")
     p99 = at(10000000, "revocation_p99_ms")
     p99_at = "10M"
@@ -381,8 +382,10 @@ def footprint_goals(allow_ratio):
             per_dev is not None and per_dev <= 256),
         row("first sync of 1M developers: a gateway joining the fleet (from the snapshot)", fmt(snapshot_1m, "{:.1f} s"), "≤ 5 s",
             snapshot_1m is not None and snapshot_1m <= 5),
-        row("first sync of 1M developers: the fleet's first gateway (no snapshot yet: every developer read)", fmt(sync_1m, "{:.1f} s"),
-            "≤ 5 s", sync_1m is not None and sync_1m <= 5),
+        row("first sync of 1M developers: the fleet's first gateway (no snapshot yet: every developer read)"
+            + (f"; median of {len(sync_1m_runs)} runs: " + " / ".join(f"{t:.1f}" for t in sync_1m_runs) + " s, the first"
+               " right after the bulk load" if sync_1m_runs else ""),
+            fmt(sync_1m, "{:.1f} s"), "≤ 5 s", sync_1m is not None and sync_1m <= 5),
         row(f"revocation reaching another gateway, p99 (at {p99_at})", fmt(p99, "{:,.0f} ms"), "≤ 1,500 ms at 10M",
             p99 is not None and p99 <= 1500 and p99_at == "10M"),
         row("a gateway's memory with 10M developers (Envoy's RSS)", fmt(None if rss_10m is None else rss_10m / 1e9, "{:.2f} GB"),

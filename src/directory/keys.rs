@@ -17,7 +17,7 @@
 //! | `<ns>/workers` | the last worker id handed out | every worker at start |
 //! | `<ns>/registrations` | this minute's self-service registrations | self-service |
 //! | `<ns>/events` | the event deliverer's view: sinks, backlog, newest events | event candidates |
-//! | `<ns>/expiring` | every approval with an end: `email;ms` lines | syncer (once a cycle), admin (its own change) |
+//! | `<ns>/expiring/<part>` | every approval with an end, in `EXPIRING_PARTS` parts: `email;ms` lines | syncer (once a cycle), admin (its own change) |
 //! | `<ns>/rules` | the gate configuration's registration rules, for the admin API | gate configuration at start |
 //!
 //! etcd, under the configuration's `key_prefix`:
@@ -60,9 +60,9 @@ pub fn own_keys(namespace: &str) -> Vec<String> {
         workers(namespace),
         registrations(namespace),
         events_view(namespace),
-        expiring(namespace),
         rules(namespace),
     ]);
+    own.extend((0..EXPIRING_PARTS).map(|part| expiring(namespace, part)));
     own
 }
 
@@ -94,8 +94,20 @@ pub fn rules(namespace: &str) -> String {
     format!("{namespace}/rules")
 }
 
-pub fn expiring(namespace: &str) -> String {
-    format!("{namespace}/expiring")
+/// `<ns>/expiring` is cut in this many parts, by the e-mail's bucket: a change
+/// rewrites one part, not the list (a quarter of ten million developers
+/// ending is 95 MB of lines).
+pub const EXPIRING_PARTS: u32 = 64;
+
+/// The part of `<ns>/expiring` that lists `email`'s approval's end.
+pub fn expiring_part_of(email: &str) -> u32 {
+    super::bucket::index(email) >> (super::bucket::BUCKET_BITS - EXPIRING_PARTS.trailing_zeros())
+}
+
+/// `<ns>/expiring/<part, two hex digits>`: keys of one length that differ only
+/// in their last bytes, which never share a CRC-32 on Kong (see `bucket`).
+pub fn expiring(namespace: &str, part: u32) -> String {
+    format!("{namespace}/expiring/{part:02x}")
 }
 
 pub fn events_view(namespace: &str) -> String {

@@ -141,7 +141,7 @@ fn note_expiry(
     email: &str,
     expires_ms: Option<u64>,
 ) -> Result<(), WriteError> {
-    let key = keys::expiring(namespace);
+    let key = keys::expiring(namespace, keys::expiring_part_of(email));
     let line = expires_ms.map(|ms| format!("{email};{ms}"));
     let prefix = format!("{email};");
     update(store, &key, |current| {
@@ -166,14 +166,14 @@ fn note_expiry(
 
 /// Every approval with an end: (email, end), soonest first.
 pub fn expiring(store: &dyn SharedStore, namespace: &str) -> Result<Vec<(String, u64)>, WriteError> {
-    let bytes = read_value(store, &keys::expiring(namespace))?;
-    let mut all: Vec<(String, u64)> = String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|line| {
+    let mut all: Vec<(String, u64)> = Vec::new();
+    for part in 0..keys::EXPIRING_PARTS {
+        let bytes = read_value(store, &keys::expiring(namespace, part))?;
+        all.extend(String::from_utf8_lossy(&bytes).lines().filter_map(|line| {
             let (email, ms) = line.rsplit_once(';')?;
             Some((email.to_string(), ms.parse().ok()?))
-        })
-        .collect();
+        }));
+    }
     all.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     Ok(all)
 }
@@ -187,14 +187,21 @@ fn expiring_line(text: &mut Vec<u8>, email: &str, listed: &Listed) {
     }
 }
 
-/// Rewrites `<ns>/expiring` (if it changed) from what the syncer knows: after
-/// a full sync, or a cycle that changed many ends. One pass over `known`.
+/// Rewrites `<ns>/expiring` (each part only if it changed) from what the
+/// syncer knows: after a full sync, or a cycle that changed many ends. One
+/// pass over `known`.
 pub fn write_expiring(store: &dyn SharedStore, namespace: &str, known: &Known) -> Result<(), WriteError> {
-    let mut text = Vec::new();
+    let mut parts: Vec<Vec<u8>> = (0..keys::EXPIRING_PARTS).map(|_| Vec::new()).collect();
     for (email, listed) in known.iter() {
-        expiring_line(&mut text, email, &listed);
+        if listed.expires_ms.is_some() {
+            if let Some(part) = parts.get_mut(keys::expiring_part_of(email) as usize) {
+                expiring_line(part, email, &listed);
+            }
+        }
     }
-    crate::directory::write_if_different(store, &keys::expiring(namespace), &text)?;
+    for (part, text) in (0..keys::EXPIRING_PARTS).zip(&parts) {
+        crate::directory::write_if_different(store, &keys::expiring(namespace, part), text)?;
+    }
     Ok(())
 }
 
@@ -203,32 +210,42 @@ pub fn write_expiring(store: &dyn SharedStore, namespace: &str, known: &Known) -
 pub const ENDS_BY_EDIT: usize = 16;
 
 /// Gives the developers in `changed` (at most `ENDS_BY_EDIT`) the line in
-/// `<ns>/expiring` that `known` says, or none: one pass over the list.
+/// `<ns>/expiring` that `known` says, or none: one pass over each part they
+/// are in.
 pub fn edit_expiring(
     store: &dyn SharedStore,
     namespace: &str,
     known: &Known,
     changed: &[String],
 ) -> Result<(), WriteError> {
-    update(store, &keys::expiring(namespace), |current| {
-        let current = current.unwrap_or_default();
-        let mut next = Vec::with_capacity(current.len() + 40 * changed.len());
-        for line in current.split_inclusive(|&b| b == b'\n') {
-            let email = line.rsplitn(2, |&b| b == b';').nth(1).unwrap_or(line);
-            if !changed.iter().any(|changed| changed.as_bytes() == email) {
-                next.extend_from_slice(line);
-                if !line.ends_with(b"\n") {
-                    next.push(b'\n');
+    let mut by_part: Vec<(u32, &str)> = changed
+        .iter()
+        .map(|email| (keys::expiring_part_of(email), email.as_str()))
+        .collect();
+    by_part.sort_unstable();
+    for group in by_part.chunk_by(|a, b| a.0 == b.0) {
+        let Some(&(part, _)) = group.first() else { continue };
+        let emails: Vec<&str> = group.iter().map(|&(_, email)| email).collect();
+        update(store, &keys::expiring(namespace, part), |current| {
+            let current = current.unwrap_or_default();
+            let mut next = Vec::with_capacity(current.len() + 40 * emails.len());
+            for line in current.split_inclusive(|&b| b == b'\n') {
+                let email = line.rsplitn(2, |&b| b == b';').nth(1).unwrap_or(line);
+                if !emails.iter().any(|changed| changed.as_bytes() == email) {
+                    next.extend_from_slice(line);
+                    if !line.ends_with(b"\n") {
+                        next.push(b'\n');
+                    }
                 }
             }
-        }
-        for email in changed {
-            if let Some(listed) = known.get(email) {
-                expiring_line(&mut next, email, &listed);
+            for email in &emails {
+                if let Some(listed) = known.get(email) {
+                    expiring_line(&mut next, email, &listed);
+                }
             }
-        }
-        (next != current).then_some(next)
-    })?;
+            Some(next)
+        })?;
+    }
     Ok(())
 }
 
@@ -910,7 +927,7 @@ mod tests {
         }
     }
 
-    /// Counts the reads of one key.
+    /// Counts the reads of the keys that start with `key`.
     struct ReadCounter<'a> {
         inner: MemoryStore,
         key: &'a str,
@@ -919,7 +936,7 @@ mod tests {
 
     impl SharedStore for ReadCounter<'_> {
         fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, crate::directory::StoreError> {
-            if key == self.key {
+            if key.starts_with(self.key) {
                 self.reads.set(self.reads.get() + 1);
             }
             self.inner.get(key)
@@ -959,10 +976,9 @@ mod tests {
 
     #[test]
     fn the_expiring_list_is_read_only_when_an_end_changes() {
-        let key = keys::expiring("ns");
         let store = ReadCounter {
             inner: MemoryStore::default(),
-            key: &key,
+            key: "ns/expiring/",
             reads: Default::default(),
         };
         for i in 0..50 {

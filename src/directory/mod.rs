@@ -28,6 +28,8 @@ mod store;
 pub use bucket::Found;
 pub use seed::SeedReport;
 pub use status::{Status, StatusInput};
+#[cfg(test)]
+pub use store::CountingStore;
 pub use store::{
     update, write_if_different, write_unless, KeyChecked, MemoryStore, SharedStore, SlotStore, StoreError, WriteError,
     WriteOutcome, MAX_CAS_ATTEMPTS,

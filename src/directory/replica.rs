@@ -927,25 +927,6 @@ mod tests {
         }
     }
 
-    /// Counts the reads of the keys that start with `key`.
-    struct ReadCounter<'a> {
-        inner: MemoryStore,
-        key: &'a str,
-        reads: std::cell::Cell<usize>,
-    }
-
-    impl SharedStore for ReadCounter<'_> {
-        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, crate::directory::StoreError> {
-            if key.starts_with(self.key) {
-                self.reads.set(self.reads.get() + 1);
-            }
-            self.inner.get(key)
-        }
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), crate::directory::StoreError> {
-            self.inner.set(key, value, cas)
-        }
-    }
-
     #[test]
     fn the_ended_approvals_are_found_soonest_first_and_only_once_one_has_ended() {
         let mut known = Known::new();
@@ -976,11 +957,7 @@ mod tests {
 
     #[test]
     fn the_expiring_list_is_read_only_when_an_end_changes() {
-        let store = ReadCounter {
-            inner: MemoryStore::default(),
-            key: "ns/expiring/",
-            reads: Default::default(),
-        };
+        let store = crate::directory::CountingStore::of("ns/expiring/");
         for i in 0..50 {
             let email = format!("d{i}@x.io");
             apply(

@@ -241,6 +241,44 @@ impl SharedStore for MemoryStore {
     }
 }
 
+/// A `MemoryStore` that counts the reads and the writes of the keys starting
+/// with `prefix`: for tests of how often a list is touched.
+#[cfg(test)]
+#[derive(Default)]
+pub struct CountingStore {
+    pub inner: MemoryStore,
+    pub prefix: &'static str,
+    pub reads: std::cell::Cell<usize>,
+    pub writes: std::cell::Cell<usize>,
+}
+
+#[cfg(test)]
+impl CountingStore {
+    pub fn of(prefix: &'static str) -> CountingStore {
+        CountingStore {
+            prefix,
+            ..CountingStore::default()
+        }
+    }
+}
+
+#[cfg(test)]
+impl SharedStore for CountingStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        if key.starts_with(self.prefix) {
+            self.reads.set(self.reads.get() + 1);
+        }
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        if key.starts_with(self.prefix) {
+            self.writes.set(self.writes.get() + 1);
+        }
+        self.inner.set(key, value, cas)
+    }
+}
+
 /// A store that keeps one value per *slot*, where `slot(key)` may give two keys
 /// the same slot, as Kong's `shm_kv` does with CRC-32; with Kong's CAS rules.
 /// For tests of `KeyChecked`.

@@ -15,7 +15,7 @@ fn developer(status: &str, updated_ms: u64) -> Vec<u8> {
 }
 
 /// Runs one whole cycle; returns its report.
-fn cycle(syncer: &mut Syncer, etcd: &mut FakeEtcd, store: &MemoryStore) -> CycleReport {
+fn cycle(syncer: &mut Syncer, etcd: &mut FakeEtcd, store: &dyn SharedStore) -> CycleReport {
     let mut request = syncer.begin(1000);
     for _ in 0..10_000 {
         let (status, body) = etcd.answer(&request);
@@ -795,25 +795,6 @@ fn one_gateway_of_the_fleet_writes_the_snapshot_at_a_time() {
     assert!(snapshot_keys(&small).is_empty());
 }
 
-/// Counts the writes of the keys that start with `key`.
-struct WriteCounter {
-    inner: MemoryStore,
-    key: &'static str,
-    writes: std::cell::Cell<usize>,
-}
-
-impl SharedStore for WriteCounter {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, crate::directory::StoreError> {
-        self.inner.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), crate::directory::StoreError> {
-        if key.starts_with(self.key) {
-            self.writes.set(self.writes.get() + 1);
-        }
-        self.inner.set(key, value, cas)
-    }
-}
-
 fn approved_until(ends_ms: u64) -> Vec<u8> {
     json!({"status": "approved", "updated_ms": 1, "approval_expires_ms": ends_ms})
         .to_string()
@@ -837,24 +818,10 @@ fn the_expiring_list_is_written_once_a_cycle_not_once_a_developer() {
             .to_string()
             .as_bytes(),
     );
-    let store = WriteCounter {
-        inner: MemoryStore::default(),
-        key: "ns/expiring/",
-        writes: Default::default(),
-    };
+    let store = crate::directory::CountingStore::of("ns/expiring/");
     let mut syncer = Syncer::new("ns", "/dp/", None);
-    let expiring = |store: &WriteCounter| replica::expiring(store, "ns").unwrap();
-    let mut syncer_cycle = |etcd: &mut FakeEtcd| {
-        let mut request = syncer.begin(1000);
-        loop {
-            let (status, body) = etcd.answer(&request);
-            match syncer.on_answer(&store, status, &body, 1000).unwrap() {
-                Next::Call(next) => request = next,
-                Next::Done(report) => return report,
-            }
-        }
-    };
-    assert!(syncer_cycle(&mut etcd).full);
+    let expiring = |store: &crate::directory::CountingStore| replica::expiring(store, "ns").unwrap();
+    assert!(cycle(&mut syncer, &mut etcd, &store).full);
     let parts = keys::EXPIRING_PARTS as usize;
     assert_eq!(
         store.writes.get(),
@@ -873,8 +840,8 @@ fn the_expiring_list_is_written_once_a_cycle_not_once_a_developer() {
     etcd.put("/dp/dev/new@x.io", &approved_until(6_000_000));
     etcd.delete("/dp/dev/user3@x.io");
     // (A deletion is found by the next cycle's count.)
-    syncer_cycle(&mut etcd);
-    syncer_cycle(&mut etcd);
+    cycle(&mut syncer, &mut etcd, &store);
+    cycle(&mut syncer, &mut etcd, &store);
     let edits = store.writes.get() - parts;
     assert!(
         (1..=4).contains(&edits),
@@ -893,7 +860,7 @@ fn the_expiring_list_is_written_once_a_cycle_not_once_a_developer() {
         etcd.put(&format!("/dp/dev/user{i}@x.io"), &approved_until(1_000 + i));
     }
     let before = store.writes.get();
-    syncer_cycle(&mut etcd);
+    cycle(&mut syncer, &mut etcd, &store);
     let rewritten = store.writes.get() - before;
     assert!(
         (1..=parts).contains(&rewritten),

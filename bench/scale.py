@@ -52,6 +52,8 @@ FIRST_SYNC_LIMIT_S = 1800
 # Below this the filter writes no snapshot (`sync::snapshot::SNAPSHOT_MIN_DEVELOPERS`).
 SNAPSHOT_MIN = 10_000
 FIRST_SYNC_RUNS = 3
+# Admin revocations through the measured gateway (sizes in --revocations-at).
+ADMIN_ACTIONS = 20
 
 
 def b64(text):
@@ -189,7 +191,11 @@ def envoy_config():
         "stat_prefix": "scale",
         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
             {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}]}]},
-        "http_filters": [wasm, {"name": "envoy.filters.http.router", "typed_config": {
+        # As demo.yaml's admin listener: the buffer filter holds an admin request's
+        # headers from the router until the filter has read the body.
+        "http_filters": [wasm, {"name": "envoy.filters.http.buffer", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer", "max_request_bytes": 65536}},
+                         {"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
     }
     def etcd_cluster(name, http2=False):
@@ -277,10 +283,42 @@ def gate(email):
     return status_of("/api/orders", {"x-consumer-username": email})
 
 
-def revocation_delays(etcd, n, count, first, logged):
+def timed_gate(email, answers):
+    """`gate(email)`, its answer time appended to `answers` (s): a request that
+    waits behind the syncer's work on the worker shows it."""
+    started = time.perf_counter()
+    status = gate(email)
+    answers.append(time.perf_counter() - started)
+    return status
+
+
+def admin_revocations(n, count, first):
+    """Revokes `count` approved developers through this gateway's admin API,
+    one at a time; the time each request takes (its etcd calls, and the
+    acting gateway's own edit of its tabs, which it makes at once)."""
+    times = []
+    for k in range(count):
+        i = (first // 4 + 13 * k) * 4 % n  # approved (every fourth), spread over the buckets by the hash
+        email = email_of(i)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{LISTENER}/_devportal/developers/{email}/revoke", data=b"{}", method="POST",
+            headers={"authorization": "Bearer bench-token-0123456789", "content-type": "application/json"})
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                body = answer.read()
+        except urllib.error.HTTPError as error:
+            raise SystemExit(f"admin revocation of {email}: {error.code} {error.read()[:300]!r}")
+        assert b'"revoked"' in body, (email, body[:300])
+        times.append(time.perf_counter() - started)
+        assert gate(email) == 403, email
+    return times
+
+
+def revocation_delays(etcd, n, count, first, logged, answers):
     """Revokes `count` approved developers (every fourth is approved), spread
     over the key space; the delay of each from etcd's acknowledgement to the
-    gate's first 403."""
+    gate's first 403. Every poll's answer time goes to `answers`."""
     delays = []
     for k in range(count):
         i = ((first + k * (n // max(1, count))) // 4) * 4 % n
@@ -292,7 +330,7 @@ def revocation_delays(etcd, n, count, first, logged):
         else:
             etcd.put(PREFIX + "dev/" + email, stored(i, "revoked", 1_800_000_000_000))
         acknowledged = time.time()
-        while gate(email) != 403:
+        while timed_gate(email, answers) != 403:
             if time.time() - acknowledged > 300:
                 raise SystemExit(f"revocation of {email} not enforced within 300 s")
             time.sleep(0.005)
@@ -311,7 +349,7 @@ def measure(n, revocations, direct_writes):
         # the median is reported, every run listed. The last gateway stays for
         # the rest of the measurements.
         runs = []
-        for run in range(FIRST_SYNC_RUNS):
+        for run in range(FIRST_SYNC_RUNS_NOW):
             etcd.delete_snapshot()
             etcd_cpu = cpu_seconds(etcd.proc.pid)
             envoy = Envoy(str(n))
@@ -322,7 +360,7 @@ def measure(n, revocations, direct_writes):
                 raise
             runs.append((synced_s, (cpu_seconds(envoy.proc.pid), cpu_seconds(etcd.proc.pid) - etcd_cpu)))
             print(f"   first sync after {synced_s:.2f} s (CPU: Envoy {runs[-1][1][0]:.1f} s, etcd {runs[-1][1][1]:.1f} s)", flush=True)
-            if run + 1 < FIRST_SYNC_RUNS:
+            if run + 1 < FIRST_SYNC_RUNS_NOW:
                 envoy.stop()
         first_sync_s, cpu = sorted(runs)[len(runs) // 2]
         try:
@@ -332,10 +370,13 @@ def measure(n, revocations, direct_writes):
             rss = rss_bytes(envoy.proc.pid)
             heap = envoy_heap_bytes()
             print(f"   Envoy RSS {rss / 2**20:.0f} MiB, of which Envoy's heap {heap / 2**20:.0f} MiB", flush=True)
-            delays = revocation_delays(etcd, n, revocations, 0, logged=True)
-            direct = revocation_delays(etcd, n, direct_writes, 1000, logged=False)
+            answers = []
+            delays = revocation_delays(etcd, n, revocations, 0, logged=True, answers=answers)
+            direct = revocation_delays(etcd, n, direct_writes, 1000, logged=False, answers=answers)
+            admin = admin_revocations(n, ADMIN_ACTIONS if revocations else 0, 2000)
             result = {"n": n, "load_s": load_s, "first_sync_s": first_sync_s, "first_sync_runs": [r[0] for r in runs],
-                      "rss": rss, "heap": heap, "delays": delays, "direct": direct, "cpu": cpu, "snapshot": None}
+                      "rss": rss, "heap": heap, "delays": delays, "direct": direct, "cpu": cpu, "snapshot": None,
+                      "answers": answers, "admin": admin}
             if n >= SNAPSHOT_MIN:
                 while etcd.get(PREFIX + "snapshot/current") is None:
                     if time.time() - envoy.started > FIRST_SYNC_LIMIT_S * 2:
@@ -385,9 +426,12 @@ def main():
     parser.add_argument("--report", default=os.path.join(ROOT, "bench/SCALE.md"))
     parser.add_argument("--reads", choices=["grpc", "json"], default="grpc",
                         help="range reads over etcd's gRPC API (as demo.yaml ships) or its JSON gateway only (as on Kong)")
+    parser.add_argument("--first-sync-runs", type=int, default=FIRST_SYNC_RUNS,
+                        help="times the fleet's first sync (median reported); 1 for a quick look")
     args = parser.parse_args()
-    global READS
+    global READS, FIRST_SYNC_RUNS_NOW
     READS = args.reads
+    FIRST_SYNC_RUNS_NOW = args.first_sync_runs
     os.makedirs(WORK, exist_ok=True)
     revocations_at = {int(s) for s in args.revocations_at.split(",") if s}
     baseline = measure(2, 0, 0)
@@ -403,12 +447,17 @@ def main():
                       if delays else "not measured")
         direct = (f"{statistics.median(r['direct']) * 1000:.0f} / {max(r['direct']) * 1000:.0f} ({len(r['direct'])})"
                   if r["direct"] else "not measured")
+        answers = r["answers"]
+        stalls = (f"{percentile(answers, 99) * 1000:.0f} / {max(answers) * 1000:.0f} ({len(answers)})"
+                  if answers else "not measured")
+        admin = (f"{statistics.median(r['admin']) * 1000:.0f} / {max(r['admin']) * 1000:.0f} ({len(r['admin'])})"
+                 if r["admin"] else "not measured")
         snap = r["snapshot"]
         from_snapshot = (f"{snap['first_sync_s'] - baseline['first_sync_s']:.2f} ({snap['cpu'][0]:.1f} / {snap['cpu'][1]:.1f}; "
                          f"{snap['parts']} parts, written in {snap['written_after_s']:.0f} s)" if snap else "-")
         runs = " / ".join(f"{t - baseline['first_sync_s']:.2f}" for t in r["first_sync_runs"])
         rows.append(f"| {r['n']:,} | {r['load_s']:.1f} | {r['first_sync_s']:.2f} | "
-                    f"{r['first_sync_s'] - baseline['first_sync_s']:.2f} ({runs}) | {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} | {from_snapshot} | {r['rss'] / 2**20:,.0f} | {per_dev:,.0f} | {heap_per_dev:,.0f} | {revocation} | {direct} |")
+                    f"{r['first_sync_s'] - baseline['first_sync_s']:.2f} ({runs}) | {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} | {from_snapshot} | {r['rss'] / 2**20:,.0f} | {per_dev:,.0f} | {heap_per_dev:,.0f} | {revocation} | {direct} | {stalls} | {admin} |")
     report = "\n".join([
         "# devportal-gate at scale",
         "",
@@ -420,8 +469,8 @@ def main():
         f"- command: `make bench-scale` (`bench/scale.py {' '.join(sys.argv[1:])}`)",
         f"- baseline (2 developers): first sync {baseline['first_sync_s']:.2f} s after Envoy's start, RSS {baseline['rss'] / 2**20:.0f} MiB",
         "",
-        "| developers in etcd | bulk load (s) | Envoy start to first sync (s) | first sync, net of Envoy's start (s): median (each run) | CPU in it: Envoy / etcd (s) | a second gateway's first sync from the snapshot, net (s) (CPU Envoy / etcd) | Envoy RSS (MiB) | RSS per developer (B) | of which Envoy's heap (B) | revocation delay p50 / p99 (ms) (count) | direct etcd write delay p50 / max (ms) (count) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| developers in etcd | bulk load (s) | Envoy start to first sync (s) | first sync, net of Envoy's start (s): median (each run) | CPU in it: Envoy / etcd (s) | a second gateway's first sync from the snapshot, net (s) (CPU Envoy / etcd) | Envoy RSS (MiB) | RSS per developer (B) | of which Envoy's heap (B) | revocation delay p50 / p99 (ms) (count) | direct etcd write delay p50 / max (ms) (count) | the gate's answer while they arrive, p99 / max (ms) (requests) | an admin revocation on this gateway, p50 / max (ms) (count) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "Each developer is stored as the filter stores one (status, times, a name, a",
@@ -436,6 +485,11 @@ def main():
         "that acts enforces at once, so this is what every other gateway sees. A",
         "direct etcd write is a revocation written by another tool, without a change",
         "log entry: the change feed does not see it, the reconciliation does.",
+        "The gate's answer time is each of those polls' (a request that waits",
+        "behind the syncer applying the changes on the gateway's one worker shows",
+        f"it). Then {ADMIN_ACTIONS} developers are revoked through this gateway's admin API, one",
+        "at a time: the request's time is its etcd calls and the gateway's own",
+        "edit of its tabs, which it makes before it answers.",
         f"The first gateway reads every developer (there is no snapshot yet), {FIRST_SYNC_RUNS} times over (a new",
         "Envoy each time, the snapshot deleted in between; the median is the figure); it then",
         "writes the snapshot, a part per sync cycle, while the revocations are",
@@ -458,6 +512,10 @@ def main():
             "revocation_p50_ms": statistics.median(r["delays"]) * 1000 if r["delays"] else None,
             "revocation_p99_ms": percentile(r["delays"], 99) * 1000 if r["delays"] else None,
             "revocations": len(r["delays"]),
+            "answer_p99_ms": percentile(r["answers"], 99) * 1000 if r["answers"] else None,
+            "answer_max_ms": max(r["answers"]) * 1000 if r["answers"] else None,
+            "admin_revocation_p50_ms": statistics.median(r["admin"]) * 1000 if r["admin"] else None,
+            "admin_revocation_max_ms": max(r["admin"]) * 1000 if r["admin"] else None,
         }
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
         json.dump(figures, f, indent=1)

@@ -600,7 +600,7 @@ fn reads_come_from_etcd_in_chunks() {
         };
         listed.insert(email, listed_as);
     }
-    replica::write_lists(&store, "ns", &listed, replica::Tabs::ALL).unwrap();
+    replica::write_lists(&store, "ns", &listed, replica::Tabs::ALL, replica::Parts::ALL).unwrap();
 
     let step = start(&ctx, Route::List, Some("status=approved&per_page=240"), b"", "ops");
     let ((status, body), calls) = drive(&ctx, &mut etcd, step, &[Fate::Answered, Fate::NotSent]);

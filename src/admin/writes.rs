@@ -296,7 +296,7 @@ pub(super) fn committed(
         ctx.namespace,
         &task.email,
         Some(from),
-        to.as_ref().map(|d| d.status),
+        to.as_ref().map(|d| (d.status, d.updated_ms)),
     );
     // One line per committed change, for the gateway's logs (the history in
     // etcd has the same, with the reason).
@@ -533,7 +533,13 @@ pub(super) fn registered(
             format!("committed, but this gateway's replica could not be updated: {why}"),
         );
     }
-    let _ = replica::retab(ctx.store, ctx.namespace, &developer.email, None, Some(developer.status));
+    let _ = replica::retab(
+        ctx.store,
+        ctx.namespace,
+        &developer.email,
+        None,
+        Some((developer.status, developer.updated_ms)),
+    );
     let actor = developer.history.last().map_or("", |t| t.actor.as_str());
     log::info!(
         "devportal-gate admin: {actor} registered {} as {} at etcd revision {revision}, operation {operation}",

@@ -146,14 +146,19 @@ fn lines(bucket: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
     (lines.next()? == HEADER.as_bytes()).then_some(lines)
 }
 
+/// A status's one-letter code, in a bucket's lines and the tabs' keys.
+pub fn status_code(status: Status) -> u8 {
+    match status {
+        Status::Approved => b'a',
+        Status::Requested => b'q',
+        Status::Rejected => b'j',
+        Status::Revoked => b'v',
+    }
+}
+
 fn code(record: &Record) -> u8 {
     match record {
-        Record::Present { status, .. } => match status {
-            Status::Approved => b'a',
-            Status::Requested => b'q',
-            Status::Rejected => b'j',
-            Status::Revoked => b'v',
-        },
+        Record::Present { status, .. } => status_code(*status),
         Record::Deleted { .. } => b'd',
         Record::Unreadable { .. } => b'u',
     }

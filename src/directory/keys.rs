@@ -9,15 +9,14 @@
 //! | key | holds | written by |
 //! |---|---|---|
 //! | `<ns>/b/<4 symbols>` | a bucket: the one-read records of the developers whose e-mail hashes to it | seed, syncer, admin |
-//! | `<ns>/list/<status>` | a tab: e-mails, newest change first | syncer |
-//! | `<ns>/unreadable` | keys under the prefix that are not readable developers | syncer |
+//! | `<ns>/b/T<code><part>` | a tab in `PARTS` parts: `email;updated_ms` lines, newest change first; `<code>` as in a bucket, `u` for keys under the prefix that are not readable developers | syncer, admin (its own change) |
 //! | `<ns>/sync` | the etcd revision the replica reflects, when it agreed | syncer |
 //! | `<ns>/seed-index` | what the static configuration seeded last | static seed |
 //! | `<ns>/syncer` | the syncer role: worker id and heartbeat | election |
 //! | `<ns>/workers` | the last worker id handed out | every worker at start |
 //! | `<ns>/registrations` | this minute's self-service registrations | self-service |
 //! | `<ns>/events` | the event deliverer's view: sinks, backlog, newest events | event candidates |
-//! | `<ns>/expiring/<part>` | every approval with an end, in `EXPIRING_PARTS` parts: `email;ms` lines | syncer (once a cycle), admin (its own change) |
+//! | `<ns>/b/Ea<part>` | every approval with an end, in `PARTS` parts: `email;ms` lines | syncer (once a cycle), admin (its own change) |
 //! | `<ns>/rules` | the gate configuration's registration rules, for the admin API | gate configuration at start |
 //!
 //! etcd, under the configuration's `key_prefix`:
@@ -51,9 +50,7 @@ pub fn is_per_developer(key: &str) -> bool {
 /// The filter's own fixed keys in `namespace` (for the check that no bucket
 /// shares a slot with one on Kong).
 pub fn own_keys(namespace: &str) -> Vec<String> {
-    let mut own: Vec<String> = Status::ALL.iter().map(|&status| list(namespace, status)).collect();
-    own.extend([
-        unreadable(namespace),
+    let mut own = vec![
         sync_state(namespace),
         seed_index(namespace),
         syncer(namespace),
@@ -61,17 +58,18 @@ pub fn own_keys(namespace: &str) -> Vec<String> {
         registrations(namespace),
         events_view(namespace),
         rules(namespace),
-    ]);
-    own.extend((0..EXPIRING_PARTS).map(|part| expiring(namespace, part)));
+    ];
+    for part in 0..PARTS {
+        own.extend(
+            Status::ALL
+                .iter()
+                .map(|&status| Some(status))
+                .chain([None])
+                .map(|status| tab(namespace, status, part)),
+        );
+        own.push(expiring(namespace, part));
+    }
     own
-}
-
-pub fn list(namespace: &str, status: Status) -> String {
-    format!("{namespace}/list/{}", status.as_str())
-}
-
-pub fn unreadable(namespace: &str) -> String {
-    format!("{namespace}/unreadable")
 }
 
 pub fn sync_state(namespace: &str) -> String {
@@ -94,20 +92,36 @@ pub fn rules(namespace: &str) -> String {
     format!("{namespace}/rules")
 }
 
-/// `<ns>/expiring` is cut in this many parts, by the e-mail's bucket: a change
-/// rewrites one part, not the list (a quarter of ten million developers
-/// ending is 95 MB of lines).
-pub const EXPIRING_PARTS: u32 = 64;
+/// The tabs and the list of approvals' ends are each cut in this many parts,
+/// by the e-mail's bucket: a change rewrites one part, not the whole (at ten
+/// million developers a tab is tens of MB, and the worker that rewrites it
+/// serves nothing meanwhile).
+pub const PARTS: u32 = 64;
 
-/// The part of `<ns>/expiring` that lists `email`'s approval's end.
-pub fn expiring_part_of(email: &str) -> u32 {
-    super::bucket::index(email) >> (super::bucket::BUCKET_BITS - EXPIRING_PARTS.trailing_zeros())
+/// The part that lists `email`, in every tab and in the list of ends.
+pub fn part_of(email: &str) -> u32 {
+    super::bucket::index(email) >> (super::bucket::BUCKET_BITS - PARTS.trailing_zeros())
 }
 
-/// `<ns>/expiring/<part, two hex digits>`: keys of one length that differ only
-/// in their last bytes, which never share a CRC-32 on Kong (see `bucket`).
+/// A part of a list: `<ns>/b/` and four bytes, `kind`, `code` and the part in
+/// two hex digits. A bucket's key has the same length and differs only in
+/// those four bytes, so no two of these keys nor one and a bucket can share a
+/// CRC-32 on Kong (see `bucket`); an upper-case `kind` is no bucket symbol, so
+/// none of them is taken for a bucket.
+fn list_part(namespace: &str, kind: char, code: char, part: u32) -> String {
+    format!("{namespace}/b/{kind}{code}{:02x}", part % PARTS)
+}
+
+/// A part of a tab: the developers of `status` (`None`: the keys that are not
+/// readable developers).
+pub fn tab(namespace: &str, status: Option<Status>, part: u32) -> String {
+    let code = status.map_or('u', |status| char::from(super::bucket::status_code(status)));
+    list_part(namespace, 'T', code, part)
+}
+
+/// A part of the list of approvals with an end.
 pub fn expiring(namespace: &str, part: u32) -> String {
-    format!("{namespace}/expiring/{part:02x}")
+    list_part(namespace, 'E', 'a', part)
 }
 
 pub fn events_view(namespace: &str) -> String {

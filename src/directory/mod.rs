@@ -279,7 +279,12 @@ mod tests {
                 .collision
         );
         assert!(!keys::is_per_developer("devportal/sync"));
-        assert!(!keys::is_per_developer("devportal/list/approved"));
+        assert!(!keys::is_per_developer(&keys::tab(
+            "devportal",
+            Some(Status::Approved),
+            7
+        )));
+        assert!(!keys::is_per_developer(&keys::expiring("devportal", 7)));
         assert!(!keys::is_per_developer("devportal/dev/a@x.io"));
         assert!(keys::is_per_developer(&keys::bucket("devportal", "a@x.io")));
         for own in keys::own_keys("devportal") {

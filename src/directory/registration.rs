@@ -205,15 +205,10 @@ mod tests {
             per_minute: 100,
             max_pending: 2,
         };
-        let listed = |n: usize| -> String { (0..n).map(|i| format!("d{i}@x.io\n")).collect() };
-        store
-            .set(&keys::list("ns", Status::Requested), listed(1).as_bytes(), None)
-            .unwrap();
+        let requested = |email: &str| replica::retab(&store, "ns", email, None, Some((Status::Requested, 1))).unwrap();
+        requested("d0@x.io");
         assert_eq!(admit(&store, "ns", "new@x.io", limits, 1), Admission::Admit);
-        let (_, cas) = store.get(&keys::list("ns", Status::Requested)).unwrap().unwrap();
-        store
-            .set(&keys::list("ns", Status::Requested), listed(2).as_bytes(), Some(cas))
-            .unwrap();
+        requested("d1@x.io");
         assert_eq!(admit(&store, "ns", "new@x.io", limits, 2), Admission::Full);
         let answer = refused(Admission::Full);
         assert_eq!(answer.status, 429);

@@ -4,13 +4,16 @@
 //! `directory` (a line in its bucket): status, revision, an approval's end. A
 //! developer's document (metadata, history) stays in etcd, where the admin API
 //! reads it. Beside the records:
-//! - `<ns>/list/<status>`: that status's e-mails, newest status change first
-//!   (the order etcd cannot give: the admin API pages through these);
-//! - `<ns>/unreadable`: keys under the prefix that are not readable developers;
-//!   with the tabs, every e-mail the replica holds, so a full sync can find what
-//!   disappeared (shared data cannot be enumerated);
+//! - the tabs: each status's e-mails with the time of their last change,
+//!   newest first (the order etcd cannot give: the admin API pages through
+//!   these), and a list of the keys under the prefix that are not readable
+//!   developers; together, every e-mail the replica holds, so a full sync can
+//!   find what disappeared (shared data cannot be enumerated). Each is cut in
+//!   `keys::PARTS` parts by the e-mail (`keys::tab`): a change edits a part;
+//!   a page merges them;
 //! - `<ns>/sync`: the etcd revision the replica reflects and when it last agreed;
-//! - `<ns>/expiring`: every approval with an end, for the admin API. The syncer
+//! - the list of every approval with an end (`keys::expiring`, in parts too),
+//!   for the admin API. The syncer
 //!   writes it from what it knows, once a cycle (`write_expiring`,
 //!   `edit_expiring`), never per record: a full sync of a million approvals
 //!   with ends would otherwise rewrite a list of a million lines a million
@@ -53,7 +56,7 @@ pub enum WriteMode {
 
 /// Records one developer at `revision`, as this gateway's own change (an
 /// admin request, an approval's end): the record, and its line in
-/// `<ns>/expiring` at once. Returns whether anything changed.
+/// the list of ends at once. Returns whether anything changed.
 pub fn apply(
     store: &dyn SharedStore,
     namespace: &str,
@@ -63,7 +66,7 @@ pub fn apply(
 ) -> Result<bool, WriteError> {
     let record = record_of(entry, revision);
     let (written, replaced) = write(store, namespace, email, record, WriteMode::Monotonic)?;
-    // `<ns>/expiring` is read and scanned only when the approval's end changed.
+    // The list of ends is read and scanned only when the approval's end changed.
     if written && expiry_of(replaced) != expiry_of(Some(record)) {
         note_expiry(store, namespace, email, expiry_of(Some(record)))?;
     }
@@ -71,7 +74,7 @@ pub fn apply(
 }
 
 /// Records one developer at `revision`, as the syncer does: the record only
-/// (the syncer keeps `<ns>/expiring` from what it knows). Returns whether
+/// (the syncer keeps the list of ends from what it knows). Returns whether
 /// anything changed.
 pub fn apply_with(
     store: &dyn SharedStore,
@@ -132,7 +135,7 @@ fn expiry_of(record: Option<Record>) -> Option<u64> {
     }
 }
 
-/// Keeps `<ns>/expiring` (`email;ms` lines: every approval with an end) in
+/// Keeps the list of ends (`email;ms` lines: every approval with an end) in
 /// step with one developer whose end changed. Read first, written only on a
 /// change.
 fn note_expiry(
@@ -141,7 +144,7 @@ fn note_expiry(
     email: &str,
     expires_ms: Option<u64>,
 ) -> Result<(), WriteError> {
-    let key = keys::expiring(namespace, keys::expiring_part_of(email));
+    let key = keys::expiring(namespace, keys::part_of(email));
     let line = expires_ms.map(|ms| format!("{email};{ms}"));
     let prefix = format!("{email};");
     update(store, &key, |current| {
@@ -167,7 +170,7 @@ fn note_expiry(
 /// Every approval with an end: (email, end), soonest first.
 pub fn expiring(store: &dyn SharedStore, namespace: &str) -> Result<Vec<(String, u64)>, WriteError> {
     let mut all: Vec<(String, u64)> = Vec::new();
-    for part in 0..keys::EXPIRING_PARTS {
+    for part in 0..keys::PARTS {
         let bytes = read_value(store, &keys::expiring(namespace, part))?;
         all.extend(String::from_utf8_lossy(&bytes).lines().filter_map(|line| {
             let (email, ms) = line.rsplit_once(';')?;
@@ -180,26 +183,23 @@ pub fn expiring(store: &dyn SharedStore, namespace: &str) -> Result<Vec<(String,
 
 fn expiring_line(text: &mut Vec<u8>, email: &str, listed: &Listed) {
     if let Some(ms) = listed.expires_ms.filter(|_| listed.status == Some(Status::Approved)) {
-        text.extend_from_slice(email.as_bytes());
-        text.push(b';');
-        text.extend_from_slice(ms.to_string().as_bytes());
-        text.push(b'\n');
+        push_line(text, email, ms);
     }
 }
 
-/// Rewrites `<ns>/expiring` (each part only if it changed) from what the
+/// Rewrites the list of ends (each part only if it changed) from what the
 /// syncer knows: after a full sync, or a cycle that changed many ends. One
 /// pass over `known`.
 pub fn write_expiring(store: &dyn SharedStore, namespace: &str, known: &Known) -> Result<(), WriteError> {
-    let mut parts: Vec<Vec<u8>> = (0..keys::EXPIRING_PARTS).map(|_| Vec::new()).collect();
+    let mut parts: Vec<Vec<u8>> = (0..keys::PARTS).map(|_| Vec::new()).collect();
     for (email, listed) in known.iter() {
         if listed.expires_ms.is_some() {
-            if let Some(part) = parts.get_mut(keys::expiring_part_of(email) as usize) {
+            if let Some(part) = parts.get_mut(keys::part_of(email) as usize) {
                 expiring_line(part, email, &listed);
             }
         }
     }
-    for (part, text) in (0..keys::EXPIRING_PARTS).zip(&parts) {
+    for (part, text) in (0..keys::PARTS).zip(&parts) {
         crate::directory::write_if_different(store, &keys::expiring(namespace, part), text)?;
     }
     Ok(())
@@ -210,7 +210,7 @@ pub fn write_expiring(store: &dyn SharedStore, namespace: &str, known: &Known) -
 pub const ENDS_BY_EDIT: usize = 16;
 
 /// Gives the developers in `changed` (at most `ENDS_BY_EDIT`) the line in
-/// `<ns>/expiring` that `known` says, or none: one pass over each part they
+/// the list of ends that `known` says, or none: one pass over each part they
 /// are in.
 pub fn edit_expiring(
     store: &dyn SharedStore,
@@ -220,7 +220,7 @@ pub fn edit_expiring(
 ) -> Result<(), WriteError> {
     let mut by_part: Vec<(u32, &str)> = changed
         .iter()
-        .map(|email| (keys::expiring_part_of(email), email.as_str()))
+        .map(|email| (keys::part_of(email), email.as_str()))
         .collect();
     by_part.sort_unstable();
     for group in by_part.chunk_by(|a, b| a.0 == b.0) {
@@ -230,7 +230,7 @@ pub fn edit_expiring(
             let current = current.unwrap_or_default();
             let mut next = Vec::with_capacity(current.len() + 40 * emails.len());
             for line in current.split_inclusive(|&b| b == b'\n') {
-                let email = line.rsplitn(2, |&b| b == b';').nth(1).unwrap_or(line);
+                let (email, _) = split_line(line);
                 if !emails.iter().any(|changed| changed.as_bytes() == email) {
                     next.extend_from_slice(line);
                     if !line.ends_with(b"\n") {
@@ -487,7 +487,7 @@ pub struct Listed {
     pub status: Option<Status>,
     pub updated_ms: u64,
     /// When an approval ends (Unix ms): only approvals have one. Not a tab's
-    /// concern: `<ns>/expiring` lists them (`write_expiring`).
+    /// concern: the list of ends has them (`write_expiring`).
     pub expires_ms: Option<u64>,
 }
 
@@ -544,10 +544,6 @@ impl Tabs {
         Tabs(self.0 | other.0)
     }
 
-    pub fn minus(self, other: Tabs) -> Tabs {
-        Tabs(self.0 & !other.0)
-    }
-
     fn only(status: Option<Status>) -> Tabs {
         Tabs(Tabs::bit(status))
     }
@@ -562,36 +558,110 @@ impl Tabs {
     }
 }
 
-/// Moves `email` from the `from` tab to the front of the `to` tab (either may be
-/// `None`: a registration, a deletion), so a change this gateway made shows in
-/// its tabs at once instead of after the next sync. The syncer's next edit of
-/// the tabs agrees with it (or, if it raced, restores the move a cycle later).
+/// A set of the `keys::PARTS` parts of the lists, one bit each.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Parts(u64);
+
+// One bit per part.
+const _: () = assert!(keys::PARTS == u64::BITS);
+
+impl Parts {
+    pub const ALL: Parts = Parts(u64::MAX);
+
+    pub fn one(part: u32) -> Parts {
+        Parts(1u64.checked_shl(part).unwrap_or(0))
+    }
+
+    /// Adds the part that lists `email`.
+    pub fn add(&mut self, email: &str) {
+        *self = self.union(Parts::one(keys::part_of(email)));
+    }
+
+    pub fn contains(self, part: u32) -> bool {
+        self.0 & Parts::one(part).0 != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn union(self, other: Parts) -> Parts {
+        Parts(self.0 | other.0)
+    }
+}
+
+/// Appends the line `email;ms`: a tab's (`ms` the last status change) or the
+/// list of ends' (`ms` the end).
+fn push_line(out: &mut Vec<u8>, email: &str, ms: u64) {
+    out.extend_from_slice(email.as_bytes());
+    out.push(b';');
+    out.extend_from_slice(ms.to_string().as_bytes());
+    out.push(b'\n');
+}
+
+/// A line's e-mail and number (`None` if it is not one), split at the last
+/// `;` (a key that is not a readable developer may hold one).
+fn split_line(line: &[u8]) -> (&[u8], Option<u64>) {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    match line.iter().rposition(|&b| b == b';') {
+        Some(at) => (
+            line.get(..at).unwrap_or_default(),
+            line.get(at + 1..)
+                .and_then(|ms| std::str::from_utf8(ms).ok())
+                .and_then(|ms| ms.parse().ok()),
+        ),
+        None => (line, None),
+    }
+}
+
+/// The lines of a part that name one of `containing` (all of them for
+/// `None`): (e-mail, time).
+fn matching<'a>(part: &'a [u8], containing: Option<&'a str>) -> impl Iterator<Item = (&'a [u8], u64)> + 'a {
+    part.split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(split_line)
+        .filter(move |(email, _)| {
+            containing.is_none_or(|wanted| std::str::from_utf8(email).is_ok_and(|email| email.contains(wanted)))
+        })
+        .map(|(email, ms)| (email, ms.unwrap_or(0)))
+}
+
+/// Moves `email` from the `from` tab to the front of the `to` tab, given the
+/// time of its change (either may be `None`: a registration, a deletion), so a
+/// change this gateway made shows in its tabs at once instead of after the
+/// next sync. Only the part that lists `email` is edited. The syncer's next
+/// edit of the tabs agrees with it (or, if it raced, restores the move a cycle
+/// later).
 pub fn retab(
     store: &dyn SharedStore,
     namespace: &str,
     email: &str,
     from: Option<Status>,
-    to: Option<Status>,
+    to: Option<(Status, u64)>,
 ) -> Result<(), WriteError> {
-    if let Some(from) = from.filter(|&from| Some(from) != to) {
-        update(store, &keys::list(namespace, from), |tab| {
+    let part = keys::part_of(email);
+    if let Some(from) = from.filter(|&from| Some(from) != to.map(|(to, _)| to)) {
+        update(store, &keys::tab(namespace, Some(from), part), |tab| {
             Some(without_lines(tab?, &[email]))
         })?;
     }
-    if let Some(to) = to {
-        update(store, &keys::list(namespace, to), |tab| {
-            Some(in_front(&[email], &without_lines(tab.unwrap_or_default(), &[email])))
+    if let Some((to, updated_ms)) = to {
+        update(store, &keys::tab(namespace, Some(to), part), |tab| {
+            Some(in_front(
+                &[(email, updated_ms)],
+                &without_lines(tab.unwrap_or_default(), &[email]),
+            ))
         })?;
     }
     Ok(())
 }
 
-/// `tab` (lines, each ending in `\n`) without the lines that are one of `emails`.
-/// One pass over the tab: at ten million developers a tab is tens of MB.
+/// `tab` (lines, each ending in `\n`) without the lines of `emails`. One pass
+/// over the part.
 fn without_lines(tab: &[u8], emails: &[&str]) -> Vec<u8> {
     let mut kept = Vec::with_capacity(tab.len());
     for line in tab.split_inclusive(|&b| b == b'\n') {
-        let name = line.strip_suffix(b"\n").unwrap_or(line);
+        let (name, _) = split_line(line);
         if !emails.iter().any(|email| email.as_bytes() == name) {
             kept.extend_from_slice(line);
         }
@@ -599,75 +669,83 @@ fn without_lines(tab: &[u8], emails: &[&str]) -> Vec<u8> {
     kept
 }
 
-/// `first` (one line each), then `rest`.
-fn in_front(first: &[&str], rest: &[u8]) -> Vec<u8> {
-    let mut next = Vec::with_capacity(first.iter().map(|email| email.len() + 1).sum::<usize>() + rest.len());
-    for email in first {
-        next.extend_from_slice(email.as_bytes());
-        next.push(b'\n');
+/// `first` (a line each), then `rest`.
+fn in_front(first: &[(&str, u64)], rest: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(first.iter().map(|(email, _)| email.len() + 16).sum::<usize>() + rest.len());
+    for &(email, ms) in first {
+        push_line(&mut next, email, ms);
     }
     next.extend_from_slice(rest);
     next
 }
 
 /// The most developers `move_in_lists` moves by editing; a cycle that changed
-/// more rebuilds the tabs it touched.
+/// more rebuilds the parts it touched.
 pub const MOVES_BY_EDIT: usize = 16;
 
 /// Moves `moved` (developers whose listing changed, at most `MOVES_BY_EDIT`)
 /// within the lists of `tabs`: each leaves every one of them and enters the one
-/// `known` now gives it, at the front. That is what `write_lists` would build
-/// as long as they all sort ahead of the list's first line (a change is
-/// usually the newest); a list where one would not is rebuilt whole.
+/// `known` now gives it, at the front of its part. That is what `write_lists`
+/// would build as long as they all sort ahead of the part's first line (a
+/// change is usually the newest); a part where one would not is rebuilt.
+/// Returns the parts edited.
 ///
-/// Why: rebuilding sorts the whole tab, about a second at ten million
-/// developers, during which the syncer's worker serves nothing; an edit is a
-/// pass over the tab's bytes.
+/// Why: rebuilding sorts, and even an edit is a pass over the bytes, during
+/// which the syncer's worker serves nothing; a part is a 64th of a tab.
 pub fn move_in_lists(
     store: &dyn SharedStore,
     namespace: &str,
     known: &Known,
     moved: &[String],
     tabs: Tabs,
-) -> Result<(), WriteError> {
-    let leaving: Vec<&str> = moved.iter().map(String::as_str).collect();
-    for status in tabs.lists() {
-        let mut entering: Vec<(&str, u64)> = leaving
-            .iter()
-            .filter_map(|&email| {
-                let listed = known.get(email)?;
-                (listed.status == status).then_some((email, listed.updated_ms))
-            })
-            .collect();
-        entering.sort_unstable_by(|a, b| tab_order(*a, *b));
-        entering.dedup_by(|a, b| a.0 == b.0);
-        let last_entering = entering.last().copied();
-        let entering: Vec<&str> = entering.into_iter().map(|(email, _)| email).collect();
-        let refused = std::cell::Cell::new(false);
-        update(store, &list_key(namespace, status), |tab| {
-            if tab.is_none() && entering.is_empty() {
-                return None;
-            }
-            let rest = without_lines(tab.unwrap_or_default(), &leaving);
-            // The last to enter must still sort ahead of the first that stays.
-            if let (Some(last), Some(first)) = (last_entering, rest.split(|&b| b == b'\n').next()) {
-                let ahead = first.is_empty()
-                    || std::str::from_utf8(first)
-                        .ok()
-                        .and_then(|first| Some((first, known.get(first)?.updated_ms)))
-                        .is_some_and(|first| tab_order(last, first) == std::cmp::Ordering::Less);
-                if !ahead {
-                    refused.set(true);
+) -> Result<Parts, WriteError> {
+    let mut by_part: Vec<(u32, &str)> = moved
+        .iter()
+        .map(|email| (keys::part_of(email), email.as_str()))
+        .collect();
+    by_part.sort_unstable();
+    by_part.dedup();
+    let mut edited = Parts::default();
+    for group in by_part.chunk_by(|a, b| a.0 == b.0) {
+        let Some(&(part, _)) = group.first() else { continue };
+        edited = edited.union(Parts::one(part));
+        let leaving: Vec<&str> = group.iter().map(|&(_, email)| email).collect();
+        for status in tabs.lists() {
+            let mut entering: Vec<(&str, u64)> = leaving
+                .iter()
+                .filter_map(|&email| {
+                    let listed = known.get(email)?;
+                    (listed.status == status).then_some((email, listed.updated_ms))
+                })
+                .collect();
+            entering.sort_unstable_by(|a, b| tab_order(*a, *b));
+            let refused = std::cell::Cell::new(false);
+            update(store, &keys::tab(namespace, status, part), |tab| {
+                if tab.is_none() && entering.is_empty() {
                     return None;
                 }
+                let rest = without_lines(tab.unwrap_or_default(), &leaving);
+                // The last to enter must still sort ahead of the first that stays.
+                if let (Some(&last), Some(first)) = (entering.last(), rest.split(|&b| b == b'\n').next()) {
+                    let ahead = first.is_empty()
+                        || match split_line(first) {
+                            (email, Some(ms)) => std::str::from_utf8(email)
+                                .is_ok_and(|email| tab_order(last, (email, ms)) == std::cmp::Ordering::Less),
+                            (_, None) => false,
+                        };
+                    if !ahead {
+                        refused.set(true);
+                        return None;
+                    }
+                }
+                Some(in_front(&entering, &rest))
+            })?;
+            if refused.get() {
+                write_lists(store, namespace, known, Tabs::only(status), Parts::one(part))?;
             }
-            Some(in_front(&entering, &rest))
-        })?;
-        if refused.get() {
-            write_lists(store, namespace, known, Tabs::only(status))?;
         }
     }
-    Ok(())
+    Ok(edited)
 }
 
 /// A tab's order: newest status change first, ties by e-mail.
@@ -675,39 +753,52 @@ fn tab_order(a: (&str, u64), b: (&str, u64)) -> std::cmp::Ordering {
     b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0))
 }
 
-fn list_key(namespace: &str, status: Option<Status>) -> String {
-    match status {
-        Some(status) => keys::list(namespace, status),
-        None => keys::unreadable(namespace),
-    }
-}
-
-/// Rewrites the tab lists of `tabs` (each only if it changed): newest status
-/// change first, ties by e-mail. Building a tab sorts it, so only the tabs a
-/// change touched are rebuilt (at 1M developers each costs a noticeable time).
+/// Rewrites the `parts` of the lists of `tabs` (each only if it changed):
+/// newest status change first, ties by e-mail. Building a part sorts it, so
+/// only the parts a change touched are rebuilt.
 ///
 /// Together the lists name every developer key the replica holds a record for
-/// (the unreadable ones in `<ns>/unreadable`): a full sync tombstones whatever
+/// (the unreadable ones in the `None` list): a full sync tombstones whatever
 /// they name and etcd no longer has (shared data cannot be enumerated).
-pub fn write_lists(store: &dyn SharedStore, namespace: &str, developers: &Known, tabs: Tabs) -> Result<(), WriteError> {
+pub fn write_lists(
+    store: &dyn SharedStore,
+    namespace: &str,
+    developers: &Known,
+    tabs: Tabs,
+    parts: Parts,
+) -> Result<(), WriteError> {
     for status in tabs.lists() {
-        let mut tab: Vec<(&str, u64)> = developers
-            .iter()
-            .filter(|(_, listed)| listed.status == status)
-            .map(|(email, listed)| (email, listed.updated_ms))
-            .collect();
-        tab.sort_unstable_by(|a, b| tab_order(*a, *b));
-        let mut text = String::with_capacity(tab.len() * 24);
-        for (email, _) in tab {
-            text.push_str(email);
-            text.push('\n');
+        let mut lines: Vec<Vec<(&str, u64)>> = (0..keys::PARTS).map(|_| Vec::new()).collect();
+        for (email, listed) in developers.iter().filter(|(_, listed)| listed.status == status) {
+            let part = keys::part_of(email);
+            if let Some(lines) = lines.get_mut(part as usize).filter(|_| parts.contains(part)) {
+                lines.push((email, listed.updated_ms));
+            }
         }
-        crate::directory::write_if_different(store, &list_key(namespace, status), text.as_bytes())?;
+        for (part, mut tab) in (0..keys::PARTS).zip(lines) {
+            if !parts.contains(part) {
+                continue;
+            }
+            tab.sort_unstable_by(|a, b| tab_order(*a, *b));
+            let mut text = Vec::with_capacity(tab.len() * 40);
+            for (email, ms) in tab {
+                push_line(&mut text, email, ms);
+            }
+            crate::directory::write_if_different(store, &keys::tab(namespace, status, part), &text)?;
+        }
     }
     Ok(())
 }
 
-/// One page of a tab and the tab's size.
+/// Every part of the `status` list (`None`: the unreadable one).
+fn read_tab(store: &dyn SharedStore, namespace: &str, status: Option<Status>) -> Result<Vec<Vec<u8>>, WriteError> {
+    (0..keys::PARTS)
+        .map(|part| read_value(store, &keys::tab(namespace, status, part)))
+        .collect()
+}
+
+/// One page of a tab, newest change first, and the tab's size (of the
+/// developers whose e-mail holds `containing`, if given): the parts merged.
 pub fn list_page(
     store: &dyn SharedStore,
     namespace: &str,
@@ -716,41 +807,49 @@ pub fn list_page(
     limit: usize,
     containing: Option<&str>,
 ) -> Result<(usize, Vec<String>), WriteError> {
-    let bytes = read_value(store, &keys::list(namespace, status))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let mut total = 0;
-    let mut page = Vec::with_capacity(limit);
-    let matches = |email: &str| containing.is_none_or(|part| email.contains(part));
-    for email in text.lines().filter(|line| !line.is_empty() && matches(line)) {
-        if total >= offset && page.len() < limit {
-            page.push(email.to_string());
+    use std::cmp::Reverse;
+    let parts = read_tab(store, namespace, Some(status))?;
+    let total = parts.iter().map(|part| matching(part, containing).count()).sum();
+    let mut cursors: Vec<_> = parts.iter().map(|part| matching(part, containing)).collect();
+    // Each part's head; the heap's greatest is the newest, ties by e-mail.
+    let mut heads = std::collections::BinaryHeap::new();
+    for (at, cursor) in cursors.iter_mut().enumerate() {
+        if let Some((email, ms)) = cursor.next() {
+            heads.push((ms, Reverse(email), at));
         }
-        total += 1;
+    }
+    let mut page = Vec::with_capacity(limit);
+    let mut passed = 0;
+    while page.len() < limit {
+        let Some((_, Reverse(email), at)) = heads.pop() else {
+            break;
+        };
+        if passed >= offset {
+            page.push(String::from_utf8_lossy(email).into_owned());
+        }
+        passed += 1;
+        if let Some((email, ms)) = cursors.get_mut(at).and_then(Iterator::next) {
+            heads.push((ms, Reverse(email), at));
+        }
     }
     Ok((total, page))
 }
 
 pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Result<usize, WriteError> {
-    let bytes = read_value(store, &keys::list(namespace, status))?;
-    Ok(bytes.iter().filter(|&&b| b == b'\n').count())
+    let parts = read_tab(store, namespace, Some(status))?;
+    Ok(parts
+        .iter()
+        .map(|part| part.iter().filter(|&&b| b == b'\n').count())
+        .sum())
 }
 
 /// Every developer key the lists name (see `write_lists`), unsorted.
 pub fn listed_emails(store: &dyn SharedStore, namespace: &str) -> Result<Vec<String>, WriteError> {
-    let mut keys: Vec<String> = Status::ALL
-        .iter()
-        .map(|&status| keys::list(namespace, status))
-        .collect();
-    keys.push(keys::unreadable(namespace));
     let mut emails = Vec::new();
-    for key in keys {
-        let bytes = read_value(store, &key)?;
-        emails.extend(
-            String::from_utf8_lossy(&bytes)
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_string),
-        );
+    for status in Tabs::ALL.lists() {
+        for part in read_tab(store, namespace, status)? {
+            emails.extend(matching(&part, None).map(|(email, _)| String::from_utf8_lossy(email).into_owned()));
+        }
     }
     Ok(emails)
 }
@@ -888,7 +987,7 @@ mod tests {
             };
             known.insert(format!("d{i:03}@x.io"), listed);
         }
-        write_lists(&edited, "ns", &known, Tabs::ALL).unwrap();
+        write_lists(&edited, "ns", &known, Tabs::ALL, Parts::ALL).unwrap();
         let mut now = 100;
         for round in 0..400 {
             let (mut moved, mut tabs) = (Vec::new(), Tabs::default());
@@ -913,18 +1012,80 @@ mod tests {
                 }
                 moved.push(email);
             }
-            move_in_lists(&edited, "ns", &known, &moved, tabs).unwrap();
-            write_lists(&rebuilt, "ns", &known, Tabs::ALL).unwrap();
+            let parts = move_in_lists(&edited, "ns", &known, &moved, tabs).unwrap();
+            let mut touched = Parts::default();
+            moved.iter().for_each(|email| touched.add(email));
+            assert_eq!(parts, touched, "the parts edited are those of the developers moved");
+            write_lists(&rebuilt, "ns", &known, Tabs::ALL, Parts::ALL).unwrap();
             for status in statuses {
-                let key = list_key("ns", status);
-                let value = |store: &MemoryStore| store.get(&key).unwrap().map(|(v, _)| v).unwrap_or_default();
-                assert_eq!(
-                    String::from_utf8_lossy(&value(&edited)),
-                    String::from_utf8_lossy(&value(&rebuilt)),
-                    "round {round}, {status:?}, moved {moved:?}"
-                );
+                for part in 0..keys::PARTS {
+                    let key = keys::tab("ns", status, part);
+                    let value = |store: &MemoryStore| store.get(&key).unwrap().map(|(v, _)| v).unwrap_or_default();
+                    assert_eq!(
+                        String::from_utf8_lossy(&value(&edited)),
+                        String::from_utf8_lossy(&value(&rebuilt)),
+                        "round {round}, {status:?}, part {part}, moved {moved:?}"
+                    );
+                }
             }
         }
+    }
+
+    /// At ten million developers a tab is tens of MB: a change must not read
+    /// and write a whole one (the worker serves nothing meanwhile).
+    #[test]
+    fn a_change_reads_and_writes_a_part_of_each_tab_it_touches_not_the_tab() {
+        let store = crate::directory::CountingStore::of("ns/b/T");
+        let mut known = Known::new();
+        for i in 0..6400 {
+            known.insert(
+                format!("dev{i:05}@example.com"),
+                Listed::new(Some(Status::Approved), i, None),
+            );
+        }
+        write_lists(&store, "ns", &known, Tabs::ALL, Parts::ALL).unwrap();
+        let tab_bytes: usize = read_tab(&store, "ns", Some(Status::Approved))
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .sum();
+        assert!(tab_bytes > 6400 * 20, "{tab_bytes}");
+        let moved = |store: &crate::directory::CountingStore, change: &dyn Fn()| {
+            store.bytes.set(0);
+            change();
+            store.bytes.get()
+        };
+        // This gateway's own change (the admin API).
+        let email = "dev00042@example.com";
+        let by_admin = moved(&store, &|| {
+            retab(
+                &store,
+                "ns",
+                email,
+                Some(Status::Approved),
+                Some((Status::Revoked, 9000)),
+            )
+            .unwrap()
+        });
+        // The syncer's edit, of another gateway's change.
+        let other = "dev04242@example.com";
+        known.insert(other, Listed::new(Some(Status::Revoked), 9001, None));
+        let mut tabs = Tabs::default();
+        tabs.add(Some(Status::Approved));
+        tabs.add(Some(Status::Revoked));
+        let by_syncer = moved(&store, &|| {
+            move_in_lists(&store, "ns", &known, &[other.to_string()], tabs).unwrap();
+        });
+        // A part is a 64th of the tab; read and written, in two tabs: about a
+        // 16th of the tab's bytes, well under an eighth.
+        for (who, bytes) in [("admin", by_admin), ("syncer", by_syncer)] {
+            assert!(bytes < tab_bytes / 8, "{who}: {bytes} bytes of a {tab_bytes}-byte tab");
+        }
+        assert_eq!(
+            list_page(&store, "ns", Status::Revoked, 0, 5, None).unwrap(),
+            (2, vec![other.to_string(), email.to_string()])
+        );
+        assert_eq!(tab_size(&store, "ns", Status::Approved).unwrap(), 6398);
     }
 
     #[test]
@@ -957,7 +1118,7 @@ mod tests {
 
     #[test]
     fn the_expiring_list_is_read_only_when_an_end_changes() {
-        let store = crate::directory::CountingStore::of("ns/expiring/");
+        let store = crate::directory::CountingStore::of("ns/b/E");
         for i in 0..50 {
             let email = format!("d{i}@x.io");
             apply(
@@ -1057,7 +1218,7 @@ mod tests {
                 expires_ms: None,
             },
         );
-        write_lists(&store, "ns", &listed, Tabs::ALL).unwrap();
+        write_lists(&store, "ns", &listed, Tabs::ALL, Parts::ALL).unwrap();
         assert_eq!(
             list_page(&store, "ns", Status::Requested, 0, 2, None).unwrap(),
             (4, vec!["d@x.io".into(), "c@x.io".into()])
@@ -1071,14 +1232,28 @@ mod tests {
             (4, vec![])
         );
         // A change made here moves between tabs at once.
-        retab(&store, "ns", "c@x.io", Some(Status::Requested), Some(Status::Approved)).unwrap();
+        retab(
+            &store,
+            "ns",
+            "c@x.io",
+            Some(Status::Requested),
+            Some((Status::Approved, 10)),
+        )
+        .unwrap();
         assert_eq!(
             list_page(&store, "ns", Status::Approved, 0, 5, None).unwrap().1[0],
             "c@x.io"
         );
         assert_eq!(tab_size(&store, "ns", Status::Requested).unwrap(), 3);
-        retab(&store, "ns", "c@x.io", Some(Status::Approved), Some(Status::Requested)).unwrap();
-        retab(&store, "ns", "new@x.io", None, Some(Status::Requested)).unwrap();
+        retab(
+            &store,
+            "ns",
+            "c@x.io",
+            Some(Status::Approved),
+            Some((Status::Requested, 11)),
+        )
+        .unwrap();
+        retab(&store, "ns", "new@x.io", None, Some((Status::Requested, 12))).unwrap();
         assert_eq!(
             list_page(&store, "ns", Status::Requested, 0, 2, None).unwrap(),
             (5, vec!["new@x.io".into(), "c@x.io".into()])
@@ -1094,6 +1269,36 @@ mod tests {
         );
         assert_eq!(tab_size(&store, "ns", Status::Approved).unwrap(), 1);
         assert_eq!(tab_size(&store, "ns", Status::Revoked).unwrap(), 0);
+    }
+
+    /// A page merges the tab's parts: the whole tab, paged, is every
+    /// developer of the status, newest change first, ties by e-mail.
+    #[test]
+    fn pages_merge_the_parts_in_the_tabs_order() {
+        let store = MemoryStore::default();
+        let mut known = Known::new();
+        let mut expected = Vec::new();
+        for i in 0..700u64 {
+            let email = format!("u{i}@x.io");
+            let ms = i * 7919 % 97;
+            known.insert(&email, Listed::new(Some(Status::Rejected), ms, None));
+            expected.push((email, ms));
+        }
+        known.insert("approved@x.io", Listed::new(Some(Status::Approved), 50, None));
+        write_lists(&store, "ns", &known, Tabs::ALL, Parts::ALL).unwrap();
+        expected.sort_by(|a, b| tab_order((&a.0, a.1), (&b.0, b.1)));
+        let expected: Vec<String> = expected.into_iter().map(|(email, _)| email).collect();
+        let mut paged = Vec::new();
+        for offset in (0..720).step_by(9) {
+            let (total, page) = list_page(&store, "ns", Status::Rejected, offset, 9, None).unwrap();
+            assert_eq!(total, 700);
+            paged.extend(page);
+        }
+        assert_eq!(paged, expected);
+        let (total, page) = list_page(&store, "ns", Status::Rejected, 3, 4, Some("u1")).unwrap();
+        let matching: Vec<&String> = expected.iter().filter(|email| email.contains("u1")).collect();
+        assert_eq!(total, matching.len());
+        assert_eq!(page.iter().collect::<Vec<_>>(), matching[3..7].to_vec());
     }
 
     #[test]

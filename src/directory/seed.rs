@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use super::developer::Developer;
-use super::replica::{write_lists, write_sync_state, Known, Listed, SyncState, Tabs};
+use super::replica::{write_lists, write_sync_state, Known, Listed, Parts, SyncState, Tabs};
 use super::store::{write_if_different, SharedStore, WriteError, WriteOutcome};
 use super::{keys, write_record, Record, Status};
 use crate::etcd::{self, EtcdRequest};
@@ -79,7 +79,7 @@ pub fn static_directory(
     for (email, status) in developers {
         listed.insert(email.clone(), Listed::new(Some(*status), 0, None));
     }
-    write_lists(store, namespace, &listed, Tabs::ALL)?;
+    write_lists(store, namespace, &listed, Tabs::ALL, Parts::ALL)?;
     write_sync_state(
         store,
         namespace,

@@ -250,6 +250,8 @@ pub struct CountingStore {
     pub prefix: &'static str,
     pub reads: std::cell::Cell<usize>,
     pub writes: std::cell::Cell<usize>,
+    /// The bytes of those reads and writes.
+    pub bytes: std::cell::Cell<usize>,
 }
 
 #[cfg(test)]
@@ -265,15 +267,21 @@ impl CountingStore {
 #[cfg(test)]
 impl SharedStore for CountingStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        let value = self.inner.get(key);
         if key.starts_with(self.prefix) {
             self.reads.set(self.reads.get() + 1);
+            let read = value
+                .as_ref()
+                .map_or(0, |value| value.as_ref().map_or(0, |(bytes, _)| bytes.len()));
+            self.bytes.set(self.bytes.get() + read);
         }
-        self.inner.get(key)
+        value
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
         if key.starts_with(self.prefix) {
             self.writes.set(self.writes.get() + 1);
+            self.bytes.set(self.bytes.get() + value.len());
         }
         self.inner.set(key, value, cas)
     }

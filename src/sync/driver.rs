@@ -259,7 +259,7 @@ impl SyncDriver {
     /// expiry exactly once.
     fn expiry_due(&mut self, store: &dyn SharedStore, now: u64) -> Option<(EtcdRequest, CallKind)> {
         let key_prefix = &self.pruning.as_ref()?.key_prefix;
-        // From what the syncer knows: no read of `<ns>/expiring` (which may be
+        // From what the syncer knows: no read of the list of ends (which may be
         // long), and no pass over it unless an end has come.
         let ended = self.syncer.known.ended_by(now.saturating_sub(EXPIRY_GRACE_MS));
         for (email, _) in ended {
@@ -418,7 +418,7 @@ impl SyncDriver {
                                 &self.namespace,
                                 &email,
                                 Some(Status::Approved),
-                                Some(Status::Revoked),
+                                Some((Status::Revoked, revoked.updated_ms)),
                             );
                         }
                     }

@@ -33,7 +33,7 @@ pub mod snapshot;
 use std::collections::{HashSet, VecDeque};
 
 use crate::directory::developer::Summary;
-use crate::directory::replica::{self, Entry, Known, Listed, SyncState, Tabs, WriteMode};
+use crate::directory::replica::{self, Entry, Known, Listed, Parts, SyncState, Tabs, WriteMode};
 use crate::directory::{keys, Record, SharedStore, Status, StoreError, WriteError, MAX_CAS_ATTEMPTS};
 use crate::etcd::{self, EtcdError, EtcdRequest};
 
@@ -104,9 +104,10 @@ pub struct Syncer {
     pass: Option<ReconcilePass>,
     /// Known keys per part of a reconciliation (`RECONCILE_PART`).
     part_size: usize,
-    /// Tabs edited in place since they were last rebuilt: rebuilt whole at the
-    /// end of each reconciliation pass, so no drift outlives a pass.
-    edited: Tabs,
+    /// Tabs edited in place since they were last rebuilt, and the parts of
+    /// them edited: rebuilt at the end of each reconciliation pass, so no
+    /// drift outlives a pass.
+    edited: (Tabs, Parts),
     /// Reading and writing the directory's snapshot (`None`: off).
     snapshots: Option<snapshot::Snapshots>,
     /// This cycle began from a snapshot and has not ended: if it fails, the
@@ -210,8 +211,9 @@ pub struct CycleReport {
     pub unreadable: usize,
     /// Developers whose tab or place in it changed.
     pub relisted: usize,
-    /// The tabs those changes touched.
+    /// The tabs those changes touched, and their parts.
     pub tabs: Tabs,
+    pub parts: Parts,
     /// Who they are, while there are at most `replica::MOVES_BY_EDIT` (the
     /// tabs are then edited, not rebuilt).
     pub moved: Vec<String>,
@@ -233,6 +235,10 @@ impl CycleReport {
         self.relisted += 1;
         self.tabs.add(from);
         self.tabs.add(to);
+        if !self.full {
+            // (A full sync rebuilds every part: no hash per developer.)
+            self.parts.add(email);
+        }
         if self.moved.len() <= replica::MOVES_BY_EDIT {
             self.moved.push(email.to_string());
         }
@@ -294,7 +300,7 @@ impl Syncer {
             reconciled: 0,
             pass: None,
             part_size: RECONCILE_PART,
-            edited: Tabs::default(),
+            edited: Default::default(),
             snapshots: None,
             loading_snapshot: false,
             catch_up: None,
@@ -619,9 +625,9 @@ impl Syncer {
                 report.removed += 1;
             }
         }
-        replica::write_lists(store, &self.namespace, &seen, Tabs::ALL)?;
+        replica::write_lists(store, &self.namespace, &seen, Tabs::ALL, Parts::ALL)?;
         replica::write_expiring(store, &self.namespace, &seen)?;
-        self.edited = Tabs::default();
+        self.edited = Default::default();
         self.known = seen;
         Ok(())
     }
@@ -767,7 +773,7 @@ impl Syncer {
         report: CycleReport,
         now_ms: u64,
     ) -> Result<Next, SyncError> {
-        let mut rebuild = Tabs::default();
+        let mut rebuild = Default::default();
         if let Some(pass) = self.pass.as_mut() {
             pass.parts.pop_front();
             if pass.parts.is_empty() {
@@ -782,30 +788,32 @@ impl Syncer {
     }
 
     /// The tabs follow the developers `report` relisted: edited in place when
-    /// they are few (those tabs are rebuilt at the pass's end), rebuilt now
-    /// otherwise; the tabs in `rebuild` are rebuilt either way.
+    /// they are few (those parts are rebuilt at the pass's end), the parts
+    /// they are in rebuilt now otherwise; the parts in `rebuild` are rebuilt
+    /// either way (and then the moves with them).
     fn follow_in_tabs(
         &mut self,
         store: &dyn SharedStore,
         report: &CycleReport,
-        mut rebuild: Tabs,
+        rebuild: (Tabs, Parts),
     ) -> Result<(), SyncError> {
+        let (mut tabs, mut parts) = rebuild;
         if report.relisted > 0 {
-            if report.moves_are_few() {
-                let tabs = report.tabs.minus(rebuild);
-                replica::move_in_lists(store, &self.namespace, &self.known, &report.moved, tabs)?;
-                self.edited = self.edited.union(tabs);
+            if report.moves_are_few() && tabs.is_empty() {
+                let edited = replica::move_in_lists(store, &self.namespace, &self.known, &report.moved, report.tabs)?;
+                self.edited = (self.edited.0.union(report.tabs), self.edited.1.union(edited));
             } else {
-                rebuild = rebuild.union(report.tabs);
+                tabs = tabs.union(report.tabs);
+                parts = parts.union(report.parts);
             }
         }
-        if !rebuild.is_empty() {
-            replica::write_lists(store, &self.namespace, &self.known, rebuild)?;
+        if !tabs.is_empty() {
+            replica::write_lists(store, &self.namespace, &self.known, tabs, parts)?;
         }
         Ok(())
     }
 
-    /// `<ns>/expiring` follows the ends `report` changed: edited when they
+    /// The list of ends follows the ends `report` changed: edited when they
     /// are few, rewritten otherwise.
     fn follow_in_expiring(&self, store: &dyn SharedStore, report: &CycleReport) -> Result<(), SyncError> {
         if report.ends_changed == 0 {

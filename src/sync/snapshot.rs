@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{skip_collision, CycleReport, Next, Phase, SyncError, Syncer};
 use crate::directory::bucket::{self, Found};
-use crate::directory::replica::{self, Known, Listed, Tabs};
+use crate::directory::replica::{self, Known, Listed};
 use crate::directory::{read_record, Record, SharedStore};
 use crate::etcd::{self, EtcdRequest};
 
@@ -469,7 +469,7 @@ impl Syncer {
             .try_for_each(|kv| self.apply_kv(store, kv, &mut known, &mut report));
         self.known = known;
         applied?;
-        self.follow_in_tabs(store, &report, Tabs::default())?;
+        self.follow_in_tabs(store, &report, Default::default())?;
         if !answer.kvs.is_empty() {
             log::info!(
                 "devportal-gate: caught up with {} developers changed since the snapshot: {} changed",

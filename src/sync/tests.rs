@@ -801,7 +801,7 @@ fn approved_until(ends_ms: u64) -> Vec<u8> {
         .into_bytes()
 }
 
-/// `<ns>/expiring` lists every approval with an end. The syncer writes it once
+/// The list of ends (`keys::expiring`) names every approval with an end. The syncer writes it once
 /// a cycle from what it knows, never once a developer: a full sync of a
 /// million such approvals rewrote a list of a million lines a million times.
 /// (In parts: a change rewrites the part it is in.)
@@ -818,11 +818,11 @@ fn the_expiring_list_is_written_once_a_cycle_not_once_a_developer() {
             .to_string()
             .as_bytes(),
     );
-    let store = crate::directory::CountingStore::of("ns/expiring/");
+    let store = crate::directory::CountingStore::of("ns/b/E");
     let mut syncer = Syncer::new("ns", "/dp/", None);
     let expiring = |store: &crate::directory::CountingStore| replica::expiring(store, "ns").unwrap();
     assert!(cycle(&mut syncer, &mut etcd, &store).full);
-    let parts = keys::EXPIRING_PARTS as usize;
+    let parts = keys::PARTS as usize;
     assert_eq!(
         store.writes.get(),
         parts,

@@ -59,6 +59,15 @@ pub enum Admission {
 /// is admitted. Fails closed: a store that cannot be read or written admits
 /// nobody.
 pub fn admit(store: &dyn SharedStore, namespace: &str, email: &str, limits: Limits, now_ms: u64) -> Admission {
+    let window = now_ms - now_ms % WINDOW_MS;
+    let key = keys::registrations(namespace);
+    // A flood past the rate is refused on one read: counting the Requested
+    // tab reads every part of it. (The count below decides; this only looks.)
+    if let Ok(current) = store.get(&key) {
+        if spent(&current, window, limits) {
+            return rate_limited(window, now_ms);
+        }
+    }
     match replica::tab_size(store, namespace, Status::Requested) {
         Ok(pending) if pending < limits.max_pending as usize => {}
         _ => return Admission::Full,
@@ -68,24 +77,14 @@ pub fn admit(store: &dyn SharedStore, namespace: &str, email: &str, limits: Limi
         Ok(Some((held, _))) if bucket::len(&held) < bucket::SELF_SERVICE_LIMIT => {}
         _ => return Admission::Crowded,
     }
-    let window = now_ms - now_ms % WINDOW_MS;
-    let key = keys::registrations(namespace);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let Ok(current) = store.get(&key) else {
             return Admission::RateLimited { retry_after_s: 1 };
         };
-        let (count, cas) = match &current {
-            Some((bytes, cas)) => match parse_window(bytes) {
-                Some((start, count)) if start == window => (count, Some(*cas)),
-                _ => (0, Some(*cas)),
-            },
-            None => (0, None),
-        };
-        if count >= limits.per_minute {
-            return Admission::RateLimited {
-                retry_after_s: (window + WINDOW_MS).saturating_sub(now_ms).div_ceil(1000).max(1),
-            };
+        if spent(&current, window, limits) {
+            return rate_limited(window, now_ms);
         }
+        let (count, cas) = window_count(&current, window);
         let next = format!("{window};{}", count + 1);
         match store.set(&key, next.as_bytes(), cas) {
             Ok(()) => return Admission::Admit,
@@ -95,6 +94,27 @@ pub fn admit(store: &dyn SharedStore, namespace: &str, email: &str, limits: Limi
     }
     // Contended beyond the bound, or the host refused: fail closed.
     Admission::RateLimited { retry_after_s: 1 }
+}
+
+/// The registrations counted in `window` so far, and the CAS to count one more.
+fn window_count(current: &Option<(Vec<u8>, u32)>, window: u64) -> (u32, Option<u32>) {
+    match current {
+        Some((bytes, cas)) => match parse_window(bytes) {
+            Some((start, count)) if start == window => (count, Some(*cas)),
+            _ => (0, Some(*cas)),
+        },
+        None => (0, None),
+    }
+}
+
+fn spent(current: &Option<(Vec<u8>, u32)>, window: u64, limits: Limits) -> bool {
+    window_count(current, window).0 >= limits.per_minute
+}
+
+fn rate_limited(window: u64, now_ms: u64) -> Admission {
+    Admission::RateLimited {
+        retry_after_s: (window + WINDOW_MS).saturating_sub(now_ms).div_ceil(1000).max(1),
+    }
 }
 
 fn parse_window(bytes: &[u8]) -> Option<(u64, u32)> {
@@ -215,6 +235,27 @@ mod tests {
         assert!(String::from_utf8_lossy(&answer.body).contains("registration_full"));
         let answer = refused(Admission::RateLimited { retry_after_s: 7 });
         assert!(answer.headers.contains(&("retry-after", "7".to_string())));
+    }
+
+    /// Counting the Requested tab reads its 64 parts: a flood past the rate
+    /// must not make every attempt do it.
+    #[test]
+    fn attempts_past_the_rate_are_refused_without_counting_the_requested_tab() {
+        let store = crate::directory::CountingStore::of("ns/b/Tq");
+        let limits = Limits {
+            per_minute: 2,
+            max_pending: 1000,
+        };
+        assert_eq!(admit(&store, "ns", "a@x.io", limits, 1), Admission::Admit);
+        assert_eq!(admit(&store, "ns", "b@x.io", limits, 2), Admission::Admit);
+        assert_eq!(store.reads.get(), 2 * keys::PARTS as usize);
+        for attempt in 0..100 {
+            let refused = admit(&store, "ns", &format!("flood{attempt}@x.io"), limits, 3);
+            assert_eq!(refused, Admission::RateLimited { retry_after_s: 60 });
+        }
+        assert_eq!(store.reads.get(), 2 * keys::PARTS as usize, "the flood read the tab");
+        // The next minute admits again.
+        assert_eq!(admit(&store, "ns", "c@x.io", limits, 60_001), Admission::Admit);
     }
 
     #[test]

@@ -145,23 +145,24 @@ fn note_expiry(
     expires_ms: Option<u64>,
 ) -> Result<(), WriteError> {
     let key = keys::expiring(namespace, keys::part_of(email));
-    let line = expires_ms.map(|ms| format!("{email};{ms}"));
-    let prefix = format!("{email};");
+    let mut line = Vec::new();
+    if let Some(ms) = expires_ms {
+        push_line(&mut line, email, ms);
+    }
     update(store, &key, |current| {
         let current = current.unwrap_or_default();
-        let mut lines = current.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-        if lines.clone().any(|l| Some(l) == line.as_deref().map(str::as_bytes)) {
+        let lines = current.split_inclusive(|&b| b == b'\n');
+        if !line.is_empty() && lines.clone().any(|l| l == line.as_slice()) {
             return None;
         }
-        let mut next = Vec::with_capacity(current.len() + prefix.len() + 16);
-        for kept in lines.by_ref().filter(|l| !l.starts_with(prefix.as_bytes())) {
+        let mut next = Vec::with_capacity(current.len() + line.len());
+        for kept in lines.filter(|&l| split_line(l).0 != email.as_bytes()) {
             next.extend_from_slice(kept);
-            next.push(b'\n');
+            if !kept.ends_with(b"\n") {
+                next.push(b'\n');
+            }
         }
-        if let Some(line) = &line {
-            next.extend_from_slice(line.as_bytes());
-            next.push(b'\n');
-        }
+        next.extend_from_slice(&line);
         Some(next)
     })?;
     Ok(())
@@ -172,9 +173,9 @@ pub fn expiring(store: &dyn SharedStore, namespace: &str) -> Result<Vec<(String,
     let mut all: Vec<(String, u64)> = Vec::new();
     for part in 0..keys::PARTS {
         let bytes = read_value(store, &keys::expiring(namespace, part))?;
-        all.extend(String::from_utf8_lossy(&bytes).lines().filter_map(|line| {
-            let (email, ms) = line.rsplit_once(';')?;
-            Some((email.to_string(), ms.parse().ok()?))
+        all.extend(bytes.split(|&b| b == b'\n').filter_map(|line| match split_line(line) {
+            (email, Some(ms)) => Some((String::from_utf8_lossy(email).into_owned(), ms)),
+            (_, None) => None,
         }));
     }
     all.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
@@ -595,8 +596,7 @@ impl Parts {
 fn push_line(out: &mut Vec<u8>, email: &str, ms: u64) {
     out.extend_from_slice(email.as_bytes());
     out.push(b';');
-    // The digits, without a String each: a full sync writes a line per
-    // developer, and an allocation costs more in Wasm than the digits.
+    // The digits, without a String each (a full sync writes a line per developer).
     let mut digits = [0u8; 20];
     let mut rest = ms;
     let mut start = digits.len();
@@ -1269,6 +1269,20 @@ mod tests {
         );
         assert_eq!(tab_size(&store, "ns", Status::Approved).unwrap(), 1);
         assert_eq!(tab_size(&store, "ns", Status::Revoked).unwrap(), 0);
+    }
+
+    #[test]
+    fn lines_round_trip_their_e_mail_and_time() {
+        for ms in [0, 1, 15, 16, 1_764_460_800_123, u64::MAX] {
+            let mut line = Vec::new();
+            push_line(&mut line, "a;b@x.io", ms);
+            assert_eq!(split_line(&line), (&b"a;b@x.io"[..], Some(ms)), "{ms}");
+        }
+        let mut line = Vec::new();
+        push_line(&mut line, "a@x.io", 1_764_460_800_123);
+        assert_eq!(line, b"a@x.io;1764460800123\n");
+        assert_eq!(split_line(b"a@x.io"), (&b"a@x.io"[..], None));
+        assert_eq!(split_line(b"a@x.io;zz"), (&b"a@x.io"[..], None));
     }
 
     /// A page merges the tab's parts: the whole tab, paged, is every

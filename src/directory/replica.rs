@@ -545,12 +545,12 @@ impl Tabs {
         Tabs(self.0 | other.0)
     }
 
-    fn only(status: Option<Status>) -> Tabs {
+    pub fn only(status: Option<Status>) -> Tabs {
         Tabs(Tabs::bit(status))
     }
 
     /// The lists these tabs name: `Some(status)` a tab, `None` the unreadable list.
-    fn lists(self) -> impl Iterator<Item = Option<Status>> {
+    pub fn lists(self) -> impl Iterator<Item = Option<Status>> {
         Status::ALL
             .into_iter()
             .map(Some)
@@ -856,15 +856,18 @@ pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Res
         .sum())
 }
 
-/// Every developer key the lists name (see `write_lists`), unsorted.
-pub fn listed_emails(store: &dyn SharedStore, namespace: &str) -> Result<Vec<String>, WriteError> {
-    let mut emails = Vec::new();
-    for status in Tabs::ALL.lists() {
-        for part in read_tab(store, namespace, status)? {
-            emails.extend(matching(&part, None).map(|(email, _)| String::from_utf8_lossy(email).into_owned()));
-        }
-    }
-    Ok(emails)
+/// The developer keys one part of a list names (`write_lists`: together, the
+/// lists name every key the replica holds a record for).
+pub fn listed_in(
+    store: &dyn SharedStore,
+    namespace: &str,
+    list: Option<Status>,
+    part: u32,
+) -> Result<Vec<String>, WriteError> {
+    let bytes = read_value(store, &keys::tab(namespace, list, part))?;
+    Ok(matching(&bytes, None)
+        .map(|(email, _)| String::from_utf8_lossy(email).into_owned())
+        .collect())
 }
 
 /// The etcd revision the replica reflects and when that was last confirmed.

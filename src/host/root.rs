@@ -303,7 +303,8 @@ impl GateRoot {
                     .with_snapshots(&etcd.key_prefix, etcd.change_log_retention_ms);
                 self.sync = Some(SyncDuty {
                     driver: SyncDriver::new(&namespace, worker, syncer, etcd.sync_interval_ms, etcd.timeout_ms)
-                        .with_pruning(&etcd.key_prefix, etcd.change_log_retention_ms),
+                        .with_pruning(&etcd.key_prefix, etcd.change_log_retention_ms)
+                        .with_clock(abi::now_ms),
                     etcd: etcd.clone(),
                     member: 0,
                     grpc: etcd.grpc_upstream.as_deref().map(|cluster| GrpcReads {

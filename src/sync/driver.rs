@@ -131,6 +131,18 @@ impl SyncDriver {
         }
     }
 
+    /// The host's clock, for the syncer to keep its role during a long step
+    /// (`Syncer::keep_role`).
+    pub fn with_clock(mut self, clock: fn() -> u64) -> SyncDriver {
+        let alive = super::KeepAlive {
+            worker: self.worker,
+            stall_ms: self.stall_ms(),
+            clock,
+        };
+        self.syncer.keep_alive = Some(alive);
+        self
+    }
+
     /// Also keep etcd's change log to `retention_ms` (see `events`).
     pub fn with_pruning(mut self, key_prefix: &str, retention_ms: u64) -> SyncDriver {
         self.pruning = Some(Pruning {
@@ -517,6 +529,48 @@ mod tests {
             now += 20;
         }
         calls
+    }
+
+    /// The end of a full sync takes seconds at ten million developers, with no
+    /// tick in between: the syncer refreshes its role meanwhile, by the host's
+    /// clock, so another worker does not take it and start a second full sync.
+    #[test]
+    fn a_long_end_of_a_full_sync_keeps_the_role() {
+        thread_local! {
+            static CLOCK: std::cell::Cell<u64> = const { std::cell::Cell::new(T) };
+        }
+        // Every reading is a second later: each step of the end takes one.
+        fn slow_clock() -> u64 {
+            CLOCK.with(|clock| {
+                clock.set(clock.get() + 1000);
+                clock.get()
+            })
+        }
+        let store = MemoryStore::default();
+        let mut etcd = FakeEtcd::default();
+        for i in 0..50 {
+            let developer = Developer::register(
+                &format!("d{i}@x.io"),
+                Status::Approved,
+                serde_json::Map::new(),
+                "ops",
+                T,
+            );
+            etcd.put(&format!("/dp/dev/d{i}@x.io"), &developer.to_stored());
+        }
+        let mut first = driver(&store, false).with_clock(slow_clock);
+        let other = claim_worker_id(&store, "ns").unwrap();
+        run(&mut first, &store, &mut etcd, T, T + 200);
+        assert!(
+            crate::directory::replica::read_sync_state(&store, "ns").is_some(),
+            "synced"
+        );
+        let (holder, heartbeat) = super::super::syncer_heartbeat(&store, "ns").unwrap();
+        assert_eq!(holder, first.worker);
+        // Ten steps (the lists read, the lists written), a second each.
+        assert!(heartbeat >= T + 10_000, "the heartbeat stayed at {heartbeat}");
+        // Three seconds after the last tick, the role is still held.
+        assert!(!elect(&store, "ns", other, T + 200 + 3_500, first.stall_ms()));
     }
 
     /// Two gateways' syncers over one etcd, the second's clock `skew_ms`

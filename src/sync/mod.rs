@@ -76,8 +76,19 @@ pub const FEED_CHUNK: usize = 100;
 /// Keys per page when listing a part of the directory to find deletions.
 pub const KEY_PAGE: u32 = 20_000;
 
+/// What a syncer needs to keep its role during a long step: its worker, the
+/// role's stall time, and the host's clock.
+#[derive(Clone, Copy)]
+pub struct KeepAlive {
+    pub worker: u64,
+    pub stall_ms: u64,
+    pub clock: fn() -> u64,
+}
+
 pub struct Syncer {
     namespace: String,
+    /// Set by the driver that elects this syncer (`SyncDriver::with_clock`).
+    keep_alive: Option<KeepAlive>,
     /// `<key_prefix>dev/`: the keys that are developers.
     prefix: Vec<u8>,
     /// Developers to create once, from the configuration (etcd mode's demo seed).
@@ -306,6 +317,7 @@ impl Syncer {
             catch_up: None,
             snapshot_step_due: false,
             phase: Phase::Idle,
+            keep_alive: None,
         }
     }
 
@@ -608,28 +620,49 @@ impl Syncer {
         revision: u64,
         report: &mut CycleReport,
     ) -> Result<(), SyncError> {
-        for email in replica::listed_emails(store, &self.namespace)? {
-            if !seen.contains_key(&email)
-                && skip_collision(
-                    replica::apply_with(
-                        store,
-                        &self.namespace,
-                        &email,
-                        revision,
-                        Entry::Deleted,
-                        self.write_mode(),
-                    ),
-                    report,
-                )?
-            {
-                report.removed += 1;
+        // A part of a list at a time: at ten million developers the lists
+        // name ten million keys, too many to hold at once beside `seen`.
+        for list in Tabs::ALL.lists() {
+            for part in 0..keys::PARTS {
+                for email in replica::listed_in(store, &self.namespace, list, part)? {
+                    if !seen.contains_key(&email)
+                        && skip_collision(
+                            replica::apply_with(
+                                store,
+                                &self.namespace,
+                                &email,
+                                revision,
+                                Entry::Deleted,
+                                self.write_mode(),
+                            ),
+                            report,
+                        )?
+                    {
+                        report.removed += 1;
+                    }
+                }
             }
+            self.keep_role(store);
         }
-        replica::write_lists(store, &self.namespace, &seen, Tabs::ALL, Parts::ALL)?;
+        for list in Tabs::ALL.lists() {
+            replica::write_lists(store, &self.namespace, &seen, Tabs::only(list), Parts::ALL)?;
+            self.keep_role(store);
+        }
         replica::write_expiring(store, &self.namespace, &seen)?;
         self.edited = Default::default();
         self.known = seen;
         Ok(())
+    }
+
+    /// Refreshes this worker's hold on the syncer role in the middle of a long
+    /// step (`keep_alive`). A step that outlasts the role's stall time (at ten
+    /// million developers, the end of a full sync takes seconds) would
+    /// otherwise let another worker take the role and start a second full
+    /// sync, holding a second copy of the directory in its VM.
+    fn keep_role(&self, store: &dyn SharedStore) {
+        if let Some(alive) = self.keep_alive {
+            elect(store, &self.namespace, alive.worker, (alive.clock)(), alive.stall_ms);
+        }
     }
 
     /// The change log's answer: the developers it names are read next.

@@ -475,7 +475,7 @@ def main():
         "",
         "Each developer is stored as the filter stores one (status, times, a name, a",
         "two-entry history: about 260 bytes of JSON); every approval (a quarter of them)",
-        "has an end, in 2100, so `<ns>/expiring` lists a quarter of the directory. RSS per developer is (RSS at N",
+        "has an end, in 2100, so the list of ends has a quarter of the directory. RSS per developer is (RSS at N",
         "minus RSS at 2) / N, after the first sync and two more sync cycles. \"Envoy's",
         "heap\" is the part in Envoy's own allocator (shared data: the records and the",
         "tabs); the rest is the wasm VMs' memory (the syncer's working set). The",

@@ -596,19 +596,7 @@ impl Parts {
 fn push_line(out: &mut Vec<u8>, email: &str, ms: u64) {
     out.extend_from_slice(email.as_bytes());
     out.push(b';');
-    // The digits, without a String each (a full sync writes a line per developer).
-    let mut digits = [0u8; 20];
-    let mut rest = ms;
-    let mut start = digits.len();
-    for slot in digits.iter_mut().rev() {
-        *slot = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        start -= 1;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(start..).unwrap_or_default());
+    out.extend_from_slice(ms.to_string().as_bytes());
     out.push(b'\n');
 }
 

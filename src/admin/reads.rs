@@ -274,11 +274,10 @@ fn list_expiring(
 ) -> Result<Step, ApiResponse> {
     let unavailable = |why: crate::directory::WriteError| error(503, "directory_unavailable", why.to_string());
     let until = ctx.now_ms.saturating_add(within_ms);
-    let due: Vec<(String, u64)> = replica::expiring(ctx.store, ctx.namespace)
-        .map_err(unavailable)?
-        .into_iter()
-        .filter(|(email, ms)| *ms <= until && search.is_none_or(|part| email.contains(part)))
-        .collect();
+    let due = replica::expiring_where(ctx.store, ctx.namespace, |email, ms| {
+        ms <= until && search.is_none_or(|part| email.contains(part))
+    })
+    .map_err(unavailable)?;
     let emails: Vec<String> = due
         .iter()
         .skip((page - 1).saturating_mul(per_page))

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `<ns>/b/<4 symbols>` | a bucket: the one-read records of the developers whose e-mail hashes to it | seed, syncer, admin |
 //! | `<ns>/b/T<code><part>` | a tab in `PARTS` parts: `email;updated_ms` lines, newest change first; `<code>` as in a bucket, `u` for keys under the prefix that are not readable developers | syncer, admin (its own change) |
+//! | `<ns>/b/N<code>00` | how many lines each part of that tab holds (`tab_counts`) | whoever edits a part |
 //! | `<ns>/sync` | the etcd revision the replica reflects, when it agreed | syncer |
 //! | `<ns>/seed-index` | what the static configuration seeded last | static seed |
 //! | `<ns>/syncer` | the syncer role: worker id and heartbeat | election |
@@ -60,15 +61,10 @@ pub fn own_keys(namespace: &str) -> Vec<String> {
         rules(namespace),
     ];
     for part in 0..PARTS {
-        own.extend(
-            Status::ALL
-                .iter()
-                .map(|&status| Some(status))
-                .chain([None])
-                .map(|status| tab(namespace, status, part)),
-        );
+        own.extend(lists().map(|list| tab(namespace, list, part)));
         own.push(expiring(namespace, part));
     }
+    own.extend(lists().map(|list| tab_counts(namespace, list)));
     own
 }
 
@@ -115,8 +111,23 @@ fn list_part(namespace: &str, kind: char, code: char, part: u32) -> String {
 /// A part of a tab: the developers of `status` (`None`: the keys that are not
 /// readable developers).
 pub fn tab(namespace: &str, status: Option<Status>, part: u32) -> String {
-    let code = status.map_or('u', |status| char::from(super::bucket::status_code(status)));
-    list_part(namespace, 'T', code, part)
+    list_part(namespace, 'T', list_code(status), part)
+}
+
+/// The lines in each part of a tab (`tab_counts`).
+pub fn tab_counts(namespace: &str, status: Option<Status>) -> String {
+    list_part(namespace, 'N', list_code(status), 0)
+}
+
+/// A list's code in its keys: the status's, as in a bucket, or `u`.
+fn list_code(status: Option<Status>) -> char {
+    status.map_or('u', |status| char::from(super::bucket::status_code(status)))
+}
+
+/// Every list cut in parts with a tab's layout: the four tabs, and (`None`)
+/// the keys that are not readable developers.
+fn lists() -> impl Iterator<Item = Option<Status>> {
+    Status::ALL.into_iter().map(Some).chain([None])
 }
 
 /// A part of the list of approvals with an end.

@@ -10,7 +10,8 @@
 //!
 //! Around it: `keys` (every key, one table), `bucket` (the records' layout),
 //! `store` (shared data, key-checked values, the one write loop), `seed` (a
-//! static directory), `replica` (the copy of the etcd directory), `developer`
+//! static directory), `replica` (the copy of the etcd directory; the tabs'
+//! counts in `tab_counts`), `developer`
 //! (the stored record and the workflow), `status`, `registration`
 //! (self-service bounds).
 
@@ -24,6 +25,7 @@ pub mod rules;
 pub mod seed;
 mod status;
 mod store;
+mod tab_counts;
 
 pub use bucket::Found;
 pub use seed::SeedReport;

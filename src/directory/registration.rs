@@ -61,8 +61,8 @@ pub enum Admission {
 pub fn admit(store: &dyn SharedStore, namespace: &str, email: &str, limits: Limits, now_ms: u64) -> Admission {
     let window = now_ms - now_ms % WINDOW_MS;
     let key = keys::registrations(namespace);
-    // A flood past the rate is refused on one read: counting the Requested
-    // tab reads every part of it. (The count below decides; this only looks.)
+    // A flood past the rate is refused on one read, before the Requested
+    // tab's counts are read. (The count below decides; this only looks.)
     if let Ok(current) = store.get(&key) {
         if spent(&current, window, limits) {
             return rate_limited(window, now_ms);

@@ -9,8 +9,8 @@
 //!   these), and a list of the keys under the prefix that are not readable
 //!   developers; together, every e-mail the replica holds, so a full sync can
 //!   find what disappeared (shared data cannot be enumerated). Each is cut in
-//!   `keys::PARTS` parts by the e-mail (`keys::tab`): a change edits a part;
-//!   a page merges them;
+//!   `keys::PARTS` parts by the e-mail (`keys::tab`): a change edits a part
+//!   (and the list's counts, `tab_counts`); a page merges the parts' heads;
 //! - `<ns>/sync`: the etcd revision the replica reflects and when it last agreed;
 //! - the list of every approval with an end (`keys::expiring`, in parts too),
 //!   for the admin API. The syncer
@@ -24,7 +24,9 @@
 //! must win whichever lands last.
 
 use crate::directory::developer::Developer;
-use crate::directory::{keys, update, write_record_unless, Record, SharedStore, Status, WriteError, WriteOutcome};
+use crate::directory::{
+    keys, tab_counts, update, write_record_unless, Record, SharedStore, Status, WriteError, WriteOutcome,
+};
 
 /// What etcd says about one developer.
 #[derive(Debug, Clone, Copy)]
@@ -170,16 +172,32 @@ fn note_expiry(
 
 /// Every approval with an end: (email, end), soonest first.
 pub fn expiring(store: &dyn SharedStore, namespace: &str) -> Result<Vec<(String, u64)>, WriteError> {
-    let mut all: Vec<(String, u64)> = Vec::new();
+    expiring_where(store, namespace, |_, _| true)
+}
+
+/// The approvals with an end that `keep(email, end)` takes, soonest first.
+/// The parts are read one at a time and only those kept (at ten million
+/// developers the list can hold millions).
+pub fn expiring_where(
+    store: &dyn SharedStore,
+    namespace: &str,
+    keep: impl Fn(&str, u64) -> bool,
+) -> Result<Vec<(String, u64)>, WriteError> {
+    let mut kept: Vec<(String, u64)> = Vec::new();
     for part in 0..keys::PARTS {
         let bytes = read_value(store, &keys::expiring(namespace, part))?;
-        all.extend(bytes.split(|&b| b == b'\n').filter_map(|line| match split_line(line) {
-            (email, Some(ms)) => Some((String::from_utf8_lossy(email).into_owned(), ms)),
-            (_, None) => None,
+        kept.extend(bytes.split(|&b| b == b'\n').filter_map(|line| {
+            match split_line(line) {
+                (email, Some(ms)) => std::str::from_utf8(email)
+                    .ok()
+                    .filter(|email| keep(email, ms))
+                    .map(|email| (email.to_string(), ms)),
+                (_, None) => None,
+            }
         }));
     }
-    all.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-    Ok(all)
+    kept.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(kept)
 }
 
 fn expiring_line(text: &mut Vec<u8>, email: &str, listed: &Listed) {
@@ -604,14 +622,20 @@ fn push_line(out: &mut Vec<u8>, email: &str, ms: u64) {
 /// `;` (a key that is not a readable developer may hold one).
 fn split_line(line: &[u8]) -> (&[u8], Option<u64>) {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let email = line_email(line);
+    let ms = line
+        .get(email.len() + 1..)
+        .and_then(|ms| std::str::from_utf8(ms).ok())
+        .and_then(|ms| ms.parse().ok());
+    (email, ms)
+}
+
+/// A line's e-mail alone (what `split_line` gives, without reading the number).
+fn line_email(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
     match line.iter().rposition(|&b| b == b';') {
-        Some(at) => (
-            line.get(..at).unwrap_or_default(),
-            line.get(at + 1..)
-                .and_then(|ms| std::str::from_utf8(ms).ok())
-                .and_then(|ms| ms.parse().ok()),
-        ),
-        None => (line, None),
+        Some(at) => line.get(..at).unwrap_or_default(),
+        None => line,
     }
 }
 
@@ -642,12 +666,12 @@ pub fn retab(
 ) -> Result<(), WriteError> {
     let part = keys::part_of(email);
     if let Some(from) = from.filter(|&from| Some(from) != to.map(|(to, _)| to)) {
-        update(store, &keys::tab(namespace, Some(from), part), |tab| {
+        edit_part(store, namespace, Some(from), part, |tab| {
             Some(without_lines(tab?, &[email]))
         })?;
     }
     if let Some((to, updated_ms)) = to {
-        update(store, &keys::tab(namespace, Some(to), part), |tab| {
+        edit_part(store, namespace, Some(to), part, |tab| {
             Some(in_front(
                 &[(email, updated_ms)],
                 &without_lines(tab.unwrap_or_default(), &[email]),
@@ -655,6 +679,29 @@ pub fn retab(
         })?;
     }
     Ok(())
+}
+
+/// Edits one part of a list as `update` does (`change` gives the part's new
+/// bytes, or `None` to leave it), and keeps the list's counts right.
+fn edit_part(
+    store: &dyn SharedStore,
+    namespace: &str,
+    list: Option<Status>,
+    part: u32,
+    change: impl Fn(Option<&[u8]>) -> Option<Vec<u8>>,
+) -> Result<(), WriteError> {
+    let before = tab_counts::before_edit(store, namespace, list)?;
+    // The lines of what the last attempt stored.
+    let lines = std::cell::Cell::new(None);
+    update(store, &keys::tab(namespace, list, part), |current| {
+        let next = change(current);
+        lines.set(next.as_deref().map(tab_counts::lines_in));
+        next
+    })?;
+    match lines.get() {
+        Some(lines) => tab_counts::after_edit(store, namespace, list, before, &[(part, lines)]),
+        None => Ok(()),
+    }
 }
 
 /// `tab` (lines, each ending in `\n`) without the lines of `emails`. One pass
@@ -721,7 +768,7 @@ pub fn move_in_lists(
                 .collect();
             entering.sort_unstable_by(|a, b| tab_order(*a, *b));
             let refused = std::cell::Cell::new(false);
-            update(store, &keys::tab(namespace, status, part), |tab| {
+            edit_part(store, namespace, status, part, |tab| {
                 if tab.is_none() && entering.is_empty() {
                     return None;
                 }
@@ -769,6 +816,8 @@ pub fn write_lists(
     parts: Parts,
 ) -> Result<(), WriteError> {
     for status in tabs.lists() {
+        let before = tab_counts::before_edit(store, namespace, status)?;
+        let mut written = Vec::new();
         let mut lines: Vec<Vec<(&str, u64)>> = (0..keys::PARTS).map(|_| Vec::new()).collect();
         for (email, listed) in developers.iter().filter(|(_, listed)| listed.status == status) {
             let part = keys::part_of(email);
@@ -782,24 +831,27 @@ pub fn write_lists(
             }
             tab.sort_unstable_by(|a, b| tab_order(*a, *b));
             let mut text = Vec::with_capacity(tab.len() * 40);
+            written.push((part, tab.len()));
             for (email, ms) in tab {
                 push_line(&mut text, email, ms);
             }
             crate::directory::write_if_different(store, &keys::tab(namespace, status, part), &text)?;
         }
+        // Every part written above, even those that were already right: a
+        // count a writer that died left wrong is put right here.
+        tab_counts::after_edit(store, namespace, status, before, &written)?;
     }
     Ok(())
 }
 
-/// Every part of the `status` list (`None`: the unreadable one).
-fn read_tab(store: &dyn SharedStore, namespace: &str, status: Option<Status>) -> Result<Vec<Vec<u8>>, WriteError> {
-    (0..keys::PARTS)
-        .map(|part| read_value(store, &keys::tab(namespace, status, part)))
-        .collect()
-}
-
 /// One page of a tab, newest change first, and the tab's size (of the
 /// developers whose e-mail holds `containing`, if given): the parts merged.
+///
+/// A page takes at most its first `offset + limit` lines from each part, so
+/// the parts are read one at a time and only those lines kept: what is held
+/// at once is one part and the heads, not the tab (tens of MB at ten million
+/// developers). Without a search, nothing past the heads is looked at and the
+/// size is the tab's counts; a search tests every line.
 pub fn list_page(
     store: &dyn SharedStore,
     namespace: &str,
@@ -809,20 +861,30 @@ pub fn list_page(
     containing: Option<&str>,
 ) -> Result<(usize, Vec<String>), WriteError> {
     use std::cmp::Reverse;
-    let parts = read_tab(store, namespace, Some(status))?;
-    let total = parts.iter().map(|part| matching(part, containing).count()).sum();
-    let mut cursors: Vec<_> = parts.iter().map(|part| matching(part, containing)).collect();
+    let wanted = offset.saturating_add(limit);
+    let mut heads = Vec::with_capacity(keys::PARTS as usize);
+    let mut total = 0;
+    for part in 0..keys::PARTS {
+        let bytes = read_value(store, &keys::tab(namespace, Some(status), part))?;
+        let (head, matched) = head_of(bytes, containing, wanted);
+        heads.push(head);
+        total += matched;
+    }
+    if containing.is_none() {
+        total = tab_counts::size(store, namespace, Some(status))?;
+    }
+    let mut cursors: Vec<_> = heads.iter().map(|head| matching(head, None)).collect();
     // Each part's head; the heap's greatest is the newest, ties by e-mail.
-    let mut heads = std::collections::BinaryHeap::new();
+    let mut next = std::collections::BinaryHeap::new();
     for (at, cursor) in cursors.iter_mut().enumerate() {
         if let Some((email, ms)) = cursor.next() {
-            heads.push((ms, Reverse(email), at));
+            next.push((ms, Reverse(email), at));
         }
     }
     let mut page = Vec::with_capacity(limit);
     let mut passed = 0;
     while page.len() < limit {
-        let Some((_, Reverse(email), at)) = heads.pop() else {
+        let Some((_, Reverse(email), at)) = next.pop() else {
             break;
         };
         if passed >= offset {
@@ -830,18 +892,44 @@ pub fn list_page(
         }
         passed += 1;
         if let Some((email, ms)) = cursors.get_mut(at).and_then(Iterator::next) {
-            heads.push((ms, Reverse(email), at));
+            next.push((ms, Reverse(email), at));
         }
     }
     Ok((total, page))
 }
 
+/// The first `keep` lines of `part` whose e-mail holds `containing` (any
+/// line for `None`), and how many lines hold it in all (for `None`: not
+/// counted, 0).
+fn head_of(mut part: Vec<u8>, containing: Option<&str>, keep: usize) -> (Vec<u8>, usize) {
+    let Some(wanted) = containing else {
+        let end = part
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'\n')
+            .nth(keep.saturating_sub(1))
+            .map_or(part.len(), |(at, _)| at + 1);
+        part.truncate(if keep == 0 { 0 } else { end });
+        part.shrink_to_fit();
+        return (part, 0);
+    };
+    let mut head = Vec::new();
+    let mut matched = 0;
+    for line in part.split_inclusive(|&b| b == b'\n') {
+        let email = line_email(line);
+        if std::str::from_utf8(email).is_ok_and(|email| email.contains(wanted)) {
+            if matched < keep {
+                head.extend_from_slice(line);
+            }
+            matched += 1;
+        }
+    }
+    (head, matched)
+}
+
+/// The developers in the `status` tab: the counts' one read.
 pub fn tab_size(store: &dyn SharedStore, namespace: &str, status: Status) -> Result<usize, WriteError> {
-    let parts = read_tab(store, namespace, Some(status))?;
-    Ok(parts
-        .iter()
-        .map(|part| part.iter().filter(|&&b| b == b'\n').count())
-        .sum())
+    tab_counts::size(store, namespace, Some(status))
 }
 
 /// The developer keys one part of a list names (`write_lists`: together, the
@@ -1031,6 +1119,12 @@ mod tests {
                         "round {round}, {status:?}, part {part}, moved {moved:?}"
                     );
                 }
+                let lines = known.iter().filter(|(_, listed)| listed.status == status).count();
+                assert_eq!(
+                    tab_counts::size(&edited, "ns", status).unwrap(),
+                    lines,
+                    "round {round}: the counts of {status:?} as edited"
+                );
             }
         }
     }
@@ -1048,10 +1142,12 @@ mod tests {
             );
         }
         write_lists(&store, "ns", &known, Tabs::ALL, Parts::ALL).unwrap();
-        let tab_bytes: usize = read_tab(&store, "ns", Some(Status::Approved))
-            .unwrap()
-            .iter()
-            .map(Vec::len)
+        let tab_bytes: usize = (0..keys::PARTS)
+            .map(|part| {
+                read_value(&store, &keys::tab("ns", Some(Status::Approved), part))
+                    .unwrap()
+                    .len()
+            })
             .sum();
         assert!(tab_bytes > 6400 * 20, "{tab_bytes}");
         let moved = |store: &crate::directory::CountingStore, change: &dyn Fn()| {
@@ -1274,6 +1370,44 @@ mod tests {
         assert_eq!(line, b"a@x.io;1764460800123\n");
         assert_eq!(split_line(b"a@x.io"), (&b"a@x.io"[..], None));
         assert_eq!(split_line(b"a@x.io;zz"), (&b"a@x.io"[..], None));
+    }
+
+    #[test]
+    fn the_list_of_ends_gives_only_what_is_asked_soonest_first() {
+        let store = MemoryStore::default();
+        let mut known = Known::new();
+        for i in 0..300u64 {
+            known.insert(
+                format!("d{i}@x.io"),
+                Listed::new(Some(Status::Approved), 1, Some(10_000 - i)),
+            );
+        }
+        write_expiring(&store, "ns", &known).unwrap();
+        let due = expiring_where(&store, "ns", |email, ms| ms <= 9_800 && email.contains('5')).unwrap();
+        let expected: Vec<(String, u64)> = (200..300u64)
+            .rev()
+            .map(|i| (format!("d{i}@x.io"), 10_000 - i))
+            .filter(|(email, _)| email.contains('5'))
+            .collect();
+        assert_eq!(due, expected);
+        assert_eq!(expiring(&store, "ns").unwrap().len(), 300);
+    }
+
+    /// A page keeps from each part only the lines it may take: the first
+    /// `offset + limit` (that match a search; those are all counted).
+    #[test]
+    fn a_page_keeps_only_the_head_of_each_part() {
+        let part = b"a1@x.io;9\nb2@x.io;8\na3@x.io;7\nb4@x.io;6\n".to_vec();
+        assert_eq!(head_of(part.clone(), None, 2), (b"a1@x.io;9\nb2@x.io;8\n".to_vec(), 0));
+        assert_eq!(head_of(part.clone(), None, 9), (part.clone(), 0));
+        assert_eq!(head_of(part.clone(), None, 0), (Vec::new(), 0));
+        assert_eq!(head_of(part.clone(), Some("a"), 1), (b"a1@x.io;9\n".to_vec(), 2));
+        assert_eq!(
+            head_of(part.clone(), Some("x.io;"), 9),
+            (Vec::new(), 0),
+            "the time is not searched"
+        );
+        assert_eq!(head_of(Vec::new(), Some("a"), 9), (Vec::new(), 0));
     }
 
     /// A page merges the tab's parts: the whole tab, paged, is every

@@ -54,6 +54,8 @@ SNAPSHOT_MIN = 10_000
 FIRST_SYNC_RUNS = 3
 # Admin revocations through the measured gateway (sizes in --revocations-at).
 ADMIN_ACTIONS = 20
+# Pages of the tabs read through the measured gateway's admin API.
+ADMIN_LISTS = 24
 
 
 def b64(text):
@@ -315,6 +317,42 @@ def admin_revocations(n, count, first):
     return times
 
 
+def admin_lists(count):
+    """`count` pages of the tabs through this gateway's admin API, as the
+    console asks for them (a page of 50 with the four tabs' counts): the first
+    and a deep page of each tab in turn, and a search. Returns each request's
+    kind (0 first page, 1 page 200, 2 search) and time, and the gate's answer times meanwhile (a thread asks every 5 ms: on
+    the one worker, a request waits behind the listing)."""
+    import threading
+    answers, stop = [], threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            timed_gate(email_of(0), answers)
+            time.sleep(0.005)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    times = []
+    try:
+        for k in range(count):
+            tab = STATUSES[k % 4]
+            query = [f"status={tab}&per_page=50", f"status={tab}&per_page=50&page=200",
+                     f"status={tab}&per_page=50&q=dev0001"][k // 4 % 3]
+            request = urllib.request.Request(f"http://127.0.0.1:{LISTENER}/_devportal/developers?{query}",
+                                             headers={"authorization": "Bearer bench-token-0123456789"})
+            started = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                body = json.load(answer)
+            times.append((k // 4 % 3, time.perf_counter() - started))
+            assert body["counts"][tab] > 0 and len(body["developers"]) > 0, (query, str(body)[:300])
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        poller.join()
+    return times, answers
+
+
 def revocation_delays(etcd, n, count, first, logged, answers):
     """Revokes `count` approved developers (every fourth is approved), spread
     over the key space; the delay of each from etcd's acknowledgement to the
@@ -374,9 +412,13 @@ def measure(n, revocations, direct_writes):
             delays = revocation_delays(etcd, n, revocations, 0, logged=True, answers=answers)
             direct = revocation_delays(etcd, n, direct_writes, 1000, logged=False, answers=answers)
             admin = admin_revocations(n, ADMIN_ACTIONS if revocations else 0, 2000)
+            rss_before_lists = rss_bytes(envoy.proc.pid)
+            lists, list_answers = admin_lists(ADMIN_LISTS if revocations else 0)
+            rss_after_lists = rss_bytes(envoy.proc.pid) - rss_before_lists
             result = {"n": n, "load_s": load_s, "first_sync_s": first_sync_s, "first_sync_runs": [r[0] for r in runs],
                       "rss": rss, "heap": heap, "delays": delays, "direct": direct, "cpu": cpu, "snapshot": None,
-                      "answers": answers, "admin": admin}
+                      "answers": answers, "admin": admin, "lists": lists, "list_answers": list_answers,
+                      "rss_growth_lists": rss_after_lists}
             if n >= SNAPSHOT_MIN:
                 while etcd.get(PREFIX + "snapshot/current") is None:
                     if time.time() - envoy.started > FIRST_SYNC_LIMIT_S * 2:
@@ -452,12 +494,18 @@ def main():
                   if answers else "not measured")
         admin = (f"{statistics.median(r['admin']) * 1000:.0f} / {max(r['admin']) * 1000:.0f} ({len(r['admin'])})"
                  if r["admin"] else "not measured")
+        by_kind = [[t for kind, t in r["lists"] if kind == k] for k in range(3)]
+        lists = (" / ".join(f"{statistics.median(times) * 1000:.0f}" for times in by_kind)
+                 + f"; max {max(t for _, t in r['lists']) * 1000:.0f} ({len(r['lists'])}); "
+                 f"gate {percentile(r['list_answers'], 99) * 1000:.0f} / {max(r['list_answers']) * 1000:.0f} "
+                 f"({len(r['list_answers'])}); RSS +{r['rss_growth_lists'] / 2**20:,.0f} MiB"
+                 if r["lists"] else "not measured")
         snap = r["snapshot"]
         from_snapshot = (f"{snap['first_sync_s'] - baseline['first_sync_s']:.2f} ({snap['cpu'][0]:.1f} / {snap['cpu'][1]:.1f}; "
                          f"{snap['parts']} parts, written in {snap['written_after_s']:.0f} s)" if snap else "-")
         runs = " / ".join(f"{t - baseline['first_sync_s']:.2f}" for t in r["first_sync_runs"])
         rows.append(f"| {r['n']:,} | {r['load_s']:.1f} | {r['first_sync_s']:.2f} | "
-                    f"{r['first_sync_s'] - baseline['first_sync_s']:.2f} ({runs}) | {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} | {from_snapshot} | {r['rss'] / 2**20:,.0f} | {per_dev:,.0f} | {heap_per_dev:,.0f} | {revocation} | {direct} | {stalls} | {admin} |")
+                    f"{r['first_sync_s'] - baseline['first_sync_s']:.2f} ({runs}) | {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} | {from_snapshot} | {r['rss'] / 2**20:,.0f} | {per_dev:,.0f} | {heap_per_dev:,.0f} | {revocation} | {direct} | {stalls} | {admin} | {lists} |")
     report = "\n".join([
         "# devportal-gate at scale",
         "",
@@ -469,8 +517,8 @@ def main():
         f"- command: `make bench-scale` (`bench/scale.py {' '.join(sys.argv[1:])}`)",
         f"- baseline (2 developers): first sync {baseline['first_sync_s']:.2f} s after Envoy's start, RSS {baseline['rss'] / 2**20:.0f} MiB",
         "",
-        "| developers in etcd | bulk load (s) | Envoy start to first sync (s) | first sync, net of Envoy's start (s): median (each run) | CPU in it: Envoy / etcd (s) | a second gateway's first sync from the snapshot, net (s) (CPU Envoy / etcd) | Envoy RSS (MiB) | RSS per developer (B) | of which Envoy's heap (B) | revocation delay p50 / p99 (ms) (count) | direct etcd write delay p50 / max (ms) (count) | the gate's answer while they arrive, p99 / max (ms) (requests) | an admin revocation on this gateway, p50 / max (ms) (count) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| developers in etcd | bulk load (s) | Envoy start to first sync (s) | first sync, net of Envoy's start (s): median (each run) | CPU in it: Envoy / etcd (s) | a second gateway's first sync from the snapshot, net (s) (CPU Envoy / etcd) | Envoy RSS (MiB) | RSS per developer (B) | of which Envoy's heap (B) | revocation delay p50 / p99 (ms) (count) | direct etcd write delay p50 / max (ms) (count) | the gate's answer while they arrive, p99 / max (ms) (requests) | an admin revocation on this gateway, p50 / max (ms) (count) | a page of a tab on this gateway, p50 of the first page / page 200 / a search, and max (ms) (count); the gate's answer meanwhile, p99 / max (ms) (requests); Envoy's RSS after them |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "Each developer is stored as the filter stores one (status, times, a name, a",
@@ -490,6 +538,10 @@ def main():
         f"it). Then {ADMIN_ACTIONS} developers are revoked through this gateway's admin API, one",
         "at a time: the request's time is its etcd calls and the gateway's own",
         "edit of its tabs, which it makes before it answers.",
+        f"Then {ADMIN_LISTS} pages of the tabs are read through the admin API as the console",
+        "reads them (50 developers with the four tabs' counts): the first page, page 200",
+        "and a search (`q=dev0001`) of each tab in turn, while the gate is asked",
+        "every 5 ms; Envoy's RSS after them minus before (a wasm VM's memory only grows).",
         f"The first gateway reads every developer (there is no snapshot yet), {FIRST_SYNC_RUNS} times over (a new",
         "Envoy each time, the snapshot deleted in between; the median is the figure); it then",
         "writes the snapshot, a part per sync cycle, while the revocations are",
@@ -516,6 +568,11 @@ def main():
             "answer_max_ms": max(r["answers"]) * 1000 if r["answers"] else None,
             "admin_revocation_p50_ms": statistics.median(r["admin"]) * 1000 if r["admin"] else None,
             "admin_revocation_max_ms": max(r["admin"]) * 1000 if r["admin"] else None,
+            "admin_page_p50_ms": [statistics.median(t for kind, t in r["lists"] if kind == k) * 1000
+                                  for k in range(3)] if r["lists"] else None,
+            "admin_page_max_ms": max(t for _, t in r["lists"]) * 1000 if r["lists"] else None,
+            "admin_page_gate_p99_ms": percentile(r["list_answers"], 99) * 1000 if r["lists"] else None,
+            "rss_growth_after_pages": r["rss_growth_lists"] if r["lists"] else None,
         }
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:
         json.dump(figures, f, indent=1)

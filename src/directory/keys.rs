@@ -11,6 +11,7 @@
 //! | `<ns>/b/<4 symbols>` | a bucket: the one-read records of the developers whose e-mail hashes to it | seed, syncer, admin |
 //! | `<ns>/b/T<code><part>` | a tab in `PARTS` parts: `email;updated_ms` lines, newest change first; `<code>` as in a bucket, `u` for keys under the prefix that are not readable developers | syncer, admin (its own change) |
 //! | `<ns>/b/N<code>00` | how many lines each part of that tab holds (`tab_counts`) | whoever edits a part |
+//! | `<ns>/b/F<code>00` | a tab's first lines, merged (`tab_front`) | whoever edits a part; a page that merged the parts |
 //! | `<ns>/sync` | the etcd revision the replica reflects, when it agreed | syncer |
 //! | `<ns>/seed-index` | what the static configuration seeded last | static seed |
 //! | `<ns>/syncer` | the syncer role: worker id and heartbeat | election |
@@ -65,6 +66,7 @@ pub fn own_keys(namespace: &str) -> Vec<String> {
         own.push(expiring(namespace, part));
     }
     own.extend(lists().map(|list| tab_counts(namespace, list)));
+    own.extend(Status::ALL.iter().map(|&status| tab_front(namespace, status)));
     own
 }
 
@@ -122,6 +124,11 @@ pub fn tab_counts(namespace: &str, status: Option<Status>) -> String {
 /// A list's code in its keys: the status's, as in a bucket, or `u`.
 fn list_code(status: Option<Status>) -> char {
     status.map_or('u', |status| char::from(super::bucket::status_code(status)))
+}
+
+/// A tab's first lines (`tab_front`).
+pub fn tab_front(namespace: &str, status: Status) -> String {
+    list_part(namespace, 'F', list_code(Some(status)), 0)
 }
 
 /// Every list cut in parts with a tab's layout: the four tabs, and (`None`)

@@ -11,7 +11,7 @@
 //! Around it: `keys` (every key, one table), `bucket` (the records' layout),
 //! `store` (shared data, key-checked values, the one write loop), `seed` (a
 //! static directory), `replica` (the copy of the etcd directory; the tabs'
-//! counts in `tab_counts`), `developer`
+//! counts in `tab_counts`, their first lines in `tab_front`), `developer`
 //! (the stored record and the workflow), `status`, `registration`
 //! (self-service bounds).
 
@@ -26,16 +26,17 @@ pub mod seed;
 mod status;
 mod store;
 mod tab_counts;
+mod tab_front;
 
 pub use bucket::Found;
 pub use seed::SeedReport;
 pub use status::{Status, StatusInput};
-#[cfg(test)]
-pub use store::CountingStore;
 pub use store::{
     update, write_if_different, write_unless, KeyChecked, MemoryStore, SharedStore, SlotStore, StoreError, WriteError,
     WriteOutcome, MAX_CAS_ATTEMPTS,
 };
+#[cfg(test)]
+pub use store::{CountingStore, Meddling};
 
 /// Where the directory's truth lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

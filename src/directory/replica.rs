@@ -25,7 +25,7 @@
 
 use crate::directory::developer::Developer;
 use crate::directory::{
-    keys, tab_counts, update, write_record_unless, Record, SharedStore, Status, WriteError, WriteOutcome,
+    keys, tab_counts, tab_front, update, write_record_unless, Record, SharedStore, Status, WriteError, WriteOutcome,
 };
 
 /// What etcd says about one developer.
@@ -611,7 +611,7 @@ impl Parts {
 
 /// Appends the line `email;ms`: a tab's (`ms` the last status change) or the
 /// list of ends' (`ms` the end).
-fn push_line(out: &mut Vec<u8>, email: &str, ms: u64) {
+pub(super) fn push_line(out: &mut Vec<u8>, email: &str, ms: u64) {
     out.extend_from_slice(email.as_bytes());
     out.push(b';');
     out.extend_from_slice(ms.to_string().as_bytes());
@@ -620,7 +620,7 @@ fn push_line(out: &mut Vec<u8>, email: &str, ms: u64) {
 
 /// A line's e-mail and number (`None` if it is not one), split at the last
 /// `;` (a key that is not a readable developer may hold one).
-fn split_line(line: &[u8]) -> (&[u8], Option<u64>) {
+pub(super) fn split_line(line: &[u8]) -> (&[u8], Option<u64>) {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let email = line_email(line);
     let ms = line
@@ -669,6 +669,7 @@ pub fn retab(
         edit_part(store, namespace, Some(from), part, |tab| {
             Some(without_lines(tab?, &[email]))
         })?;
+        tab_front::edit(store, namespace, from, &[email], &[])?;
     }
     if let Some((to, updated_ms)) = to {
         edit_part(store, namespace, Some(to), part, |tab| {
@@ -677,6 +678,7 @@ pub fn retab(
                 &without_lines(tab.unwrap_or_default(), &[email]),
             ))
         })?;
+        tab_front::edit(store, namespace, to, &[], &[(email, updated_ms)])?;
     }
     Ok(())
 }
@@ -790,6 +792,8 @@ pub fn move_in_lists(
             })?;
             if refused.get() {
                 write_lists(store, namespace, known, Tabs::only(status), Parts::one(part))?;
+            } else if let Some(status) = status {
+                tab_front::edit(store, namespace, status, &leaving, &entering)?;
             }
         }
     }
@@ -797,7 +801,7 @@ pub fn move_in_lists(
 }
 
 /// A tab's order: newest status change first, ties by e-mail.
-fn tab_order(a: (&str, u64), b: (&str, u64)) -> std::cmp::Ordering {
+pub(super) fn tab_order(a: (&str, u64), b: (&str, u64)) -> std::cmp::Ordering {
     b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0))
 }
 
@@ -818,6 +822,8 @@ pub fn write_lists(
     for status in tabs.lists() {
         let before = tab_counts::before_edit(store, namespace, status)?;
         let mut written = Vec::new();
+        // With every part: each part's first lines, for the front.
+        let mut first = Vec::new();
         let mut lines: Vec<Vec<(&str, u64)>> = (0..keys::PARTS).map(|_| Vec::new()).collect();
         for (email, listed) in developers.iter().filter(|(_, listed)| listed.status == status) {
             let part = keys::part_of(email);
@@ -832,6 +838,9 @@ pub fn write_lists(
             tab.sort_unstable_by(|a, b| tab_order(*a, *b));
             let mut text = Vec::with_capacity(tab.len() * 40);
             written.push((part, tab.len()));
+            if parts == Parts::ALL {
+                first.extend(tab.iter().take(tab_front::FRONT).copied());
+            }
             for (email, ms) in tab {
                 push_line(&mut text, email, ms);
             }
@@ -840,6 +849,15 @@ pub fn write_lists(
         // Every part written above, even those that were already right: a
         // count a writer that died left wrong is put right here.
         tab_counts::after_edit(store, namespace, status, before, &written)?;
+        if let Some(status) = status {
+            if parts == Parts::ALL {
+                let lines: usize = written.iter().map(|&(_, lines)| lines).sum();
+                first.sort_unstable_by(|a, b| tab_order(*a, *b));
+                tab_front::write(store, namespace, status, &first, lines <= tab_front::FRONT)?;
+            } else {
+                tab_front::clear(store, namespace, status)?;
+            }
+        }
     }
     Ok(())
 }
@@ -862,11 +880,28 @@ pub fn list_page(
 ) -> Result<(usize, Vec<String>), WriteError> {
     use std::cmp::Reverse;
     let wanted = offset.saturating_add(limit);
+    // Without a search, a page within the tab's front is one read (and the
+    // size, the counts' one).
+    let mut rebuild = None;
+    if containing.is_none() {
+        match tab_front::read(store, namespace, status)? {
+            (Some(front), _) if front.serves(wanted) => {
+                let page = front.lines.into_iter().skip(offset).take(limit).map(|(email, _)| email);
+                return Ok((tab_counts::size(store, namespace, Some(status))?, page.collect()));
+            }
+            // A front that is there (so the tabs were written) but too short:
+            // the merge below writes it again, if nothing edited it meanwhile.
+            (front, Some(cas)) if wanted <= tab_front::FRONT => rebuild = Some((front, cas)),
+            _ => {}
+        }
+    }
+    // The lines the merge goes through: the page's, or the front's.
+    let through = if rebuild.is_some() { tab_front::FRONT } else { wanted };
     let mut heads = Vec::with_capacity(keys::PARTS as usize);
     let mut total = 0;
     for part in 0..keys::PARTS {
         let bytes = read_value(store, &keys::tab(namespace, Some(status), part))?;
-        let (head, matched) = head_of(bytes, containing, wanted);
+        let (head, matched) = head_of(bytes, containing, through);
         heads.push(head);
         total += matched;
     }
@@ -881,20 +916,26 @@ pub fn list_page(
             next.push((ms, Reverse(email), at));
         }
     }
-    let mut page = Vec::with_capacity(limit);
-    let mut passed = 0;
-    while page.len() < limit {
-        let Some((_, Reverse(email), at)) = next.pop() else {
+    let mut merged = Vec::with_capacity(through.min(total));
+    while merged.len() < through {
+        let Some((ms, Reverse(email), at)) = next.pop() else {
             break;
         };
-        if passed >= offset {
-            page.push(String::from_utf8_lossy(email).into_owned());
-        }
-        passed += 1;
+        merged.push((String::from_utf8_lossy(email), ms));
         if let Some((email, ms)) = cursors.get_mut(at).and_then(Iterator::next) {
             next.push((ms, Reverse(email), at));
         }
     }
+    if let Some(read) = rebuild {
+        let first: Vec<(&str, u64)> = merged.iter().map(|(email, ms)| (email.as_ref(), *ms)).collect();
+        tab_front::rebuilt(store, namespace, status, read, &first, merged.len() < through)?;
+    }
+    let page = merged
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(email, _)| email.into_owned())
+        .collect();
     Ok((total, page))
 }
 
@@ -1125,6 +1166,34 @@ mod tests {
                     lines,
                     "round {round}: the counts of {status:?} as edited"
                 );
+                // Pages, from the front or merged, are the tab's order.
+                let Some(status) = status else { continue };
+                let mut tab: Vec<(&str, u64)> = known
+                    .iter()
+                    .filter(|(_, listed)| listed.status == Some(status))
+                    .map(|(email, listed)| (email, listed.updated_ms))
+                    .collect();
+                tab.sort_unstable_by(|a, b| tab_order(*a, *b));
+                for (offset, limit) in [(0, 3), (2, 6), (0, tab_front::FRONT), (7, 4), (0, 500)] {
+                    let expected: Vec<&str> = tab.iter().skip(offset).take(limit).map(|(email, _)| *email).collect();
+                    assert_eq!(
+                        list_page(&edited, "ns", status, offset, limit, None).unwrap(),
+                        (lines, expected.iter().map(|email| email.to_string()).collect()),
+                        "round {round}, {status:?}, offset {offset}, limit {limit}"
+                    );
+                }
+                if let (Some(front), _) = tab_front::read(&edited, "ns", status).unwrap() {
+                    let first: Vec<(&str, u64)> = front.lines.iter().map(|(email, ms)| (email.as_str(), *ms)).collect();
+                    assert_eq!(
+                        first.as_slice(),
+                        tab.get(..first.len()).unwrap(),
+                        "round {round}, {status:?}: the front"
+                    );
+                    assert!(
+                        !front.complete || first.len() == tab.len(),
+                        "round {round}, {status:?}: complete"
+                    );
+                }
             }
         }
     }

@@ -287,6 +287,80 @@ impl SharedStore for CountingStore {
     }
 }
 
+/// Another writer's edit (`Meddling`).
+#[cfg(test)]
+type Edit<'a> = Box<dyn FnOnce(&MemoryStore) + 'a>;
+
+/// A `MemoryStore` where another writer gets in once, at a chosen moment: just
+/// after the first write of `key`, or (`before_read`) just before its first
+/// read. For tests of writers that race.
+#[cfg(test)]
+pub struct Meddling<'a> {
+    pub inner: MemoryStore,
+    key: String,
+    before_read: bool,
+    meddle: std::cell::RefCell<Option<Edit<'a>>>,
+    done: std::cell::Cell<bool>,
+}
+
+#[cfg(test)]
+impl<'a> Meddling<'a> {
+    pub fn after_write(key: &str) -> Meddling<'a> {
+        Meddling {
+            inner: MemoryStore::default(),
+            key: key.to_string(),
+            before_read: false,
+            meddle: std::cell::RefCell::new(None),
+            done: std::cell::Cell::new(false),
+        }
+    }
+
+    pub fn before_read(key: &str) -> Meddling<'a> {
+        Meddling {
+            before_read: true,
+            ..Meddling::after_write(key)
+        }
+    }
+
+    /// Arms the other writer's edit.
+    pub fn meddle(&self, edit: impl FnOnce(&MemoryStore) + 'a) {
+        *self.meddle.borrow_mut() = Some(Box::new(edit));
+    }
+
+    /// Whether the edit was made.
+    pub fn meddled(&self) -> bool {
+        self.done.get()
+    }
+
+    fn at(&self, key: &str) {
+        if key == self.key {
+            let edit = self.meddle.borrow_mut().take();
+            if let Some(edit) = edit {
+                edit(&self.inner);
+                self.done.set(true);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl SharedStore for Meddling<'_> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        if self.before_read {
+            self.at(key);
+        }
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.inner.set(key, value, cas)?;
+        if !self.before_read {
+            self.at(key);
+        }
+        Ok(())
+    }
+}
+
 /// A store that keeps one value per *slot*, where `slot(key)` may give two keys
 /// the same slot, as Kong's `shm_kv` does with CRC-32; with Kong's CAS rules.
 /// For tests of `KeyChecked`.

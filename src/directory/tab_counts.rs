@@ -131,11 +131,9 @@ pub fn size(store: &dyn SharedStore, namespace: &str, list: Option<Status>) -> R
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::cell::RefCell;
-
     use super::*;
     use crate::directory::replica::{self, write_lists, Known, Listed, Parts, Tabs};
-    use crate::directory::{CountingStore, MemoryStore, StoreError};
+    use crate::directory::{CountingStore, Meddling, MemoryStore};
 
     /// Lines of `list` as its parts hold them.
     fn real_size(store: &dyn SharedStore, list: Option<Status>) -> usize {
@@ -143,33 +141,6 @@ mod tests {
             .filter_map(|part| store.get(&keys::tab("ns", list, part)).unwrap())
             .map(|(bytes, _)| lines_in(&bytes))
             .sum()
-    }
-
-    /// Another writer's edit, made from inside this one's.
-    type Meddle<'a> = Box<dyn FnOnce(&MemoryStore) + 'a>;
-
-    /// Runs `meddle` once, just after the first write of `key`: another
-    /// writer getting in between.
-    struct Meddling<'a> {
-        inner: MemoryStore,
-        key: String,
-        meddle: RefCell<Option<Meddle<'a>>>,
-    }
-
-    impl SharedStore for Meddling<'_> {
-        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-            self.inner.get(key)
-        }
-
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-            self.inner.set(key, value, cas)?;
-            if key == self.key {
-                if let Some(meddle) = self.meddle.borrow_mut().take() {
-                    meddle(&self.inner);
-                }
-            }
-            Ok(())
-        }
     }
 
     fn approved(n: u64) -> Known {
@@ -191,19 +162,15 @@ mod tests {
             .map(|i| format!("a{i}@example.com"))
             .find(|email| keys::part_of(email) == keys::part_of(first))
             .unwrap();
-        let store = Meddling {
-            inner: MemoryStore::default(),
-            key: keys::tab("ns", Some(Status::Approved), keys::part_of(first)),
-            meddle: RefCell::new(None),
-        };
+        let store = Meddling::after_write(&keys::tab("ns", Some(Status::Approved), keys::part_of(first)));
         write_lists(&store, "ns", &approved(300), Tabs::ALL, Parts::ALL).unwrap();
         // This writer has read the counts and written its part; before it
         // writes its count, another adds a line to the same part, counts and all.
-        *store.meddle.borrow_mut() = Some(Box::new(|inner: &MemoryStore| {
+        store.meddle(|inner: &MemoryStore| {
             replica::retab(inner, "ns", &second, None, Some((Status::Approved, 2000))).unwrap()
-        }));
+        });
         replica::retab(&store, "ns", first, None, Some((Status::Approved, 1000))).unwrap();
-        assert!(store.meddle.borrow().is_none(), "the other writer got in between");
+        assert!(store.meddled(), "the other writer got in between");
         assert_eq!(real_size(&store, Some(Status::Approved)), 302);
         assert_eq!(size(&store, "ns", Some(Status::Approved)).unwrap(), 302);
     }

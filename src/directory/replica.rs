@@ -497,6 +497,17 @@ impl Known {
     }
 }
 
+/// `n` developers of `status`, `dev00000@example.com` and on, the later the
+/// newer (updated at `i` ms): for tests of the tabs.
+#[cfg(test)]
+pub fn numbered(status: Status, n: u64) -> Known {
+    let mut known = Known::new();
+    for i in 0..n {
+        known.insert(format!("dev{i:05}@example.com"), Listed::new(Some(status), i, None));
+    }
+    known
+}
+
 /// What the syncer knows of a developer: its place in the tabs, and an
 /// approval's end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1203,13 +1214,7 @@ mod tests {
     #[test]
     fn a_change_reads_and_writes_a_part_of_each_tab_it_touches_not_the_tab() {
         let store = crate::directory::CountingStore::of("ns/b/T");
-        let mut known = Known::new();
-        for i in 0..6400 {
-            known.insert(
-                format!("dev{i:05}@example.com"),
-                Listed::new(Some(Status::Approved), i, None),
-            );
-        }
+        let mut known = numbered(Status::Approved, 6400);
         write_lists(&store, "ns", &known, Tabs::ALL, Parts::ALL).unwrap();
         let tab_bytes: usize = (0..keys::PARTS)
             .map(|part| {

@@ -132,7 +132,7 @@ pub fn size(store: &dyn SharedStore, namespace: &str, list: Option<Status>) -> R
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::directory::replica::{self, write_lists, Known, Listed, Parts, Tabs};
+    use crate::directory::replica::{self, write_lists, Known, Parts, Tabs};
     use crate::directory::{CountingStore, Meddling, MemoryStore};
 
     /// Lines of `list` as its parts hold them.
@@ -144,14 +144,7 @@ mod tests {
     }
 
     fn approved(n: u64) -> Known {
-        let mut known = Known::new();
-        for i in 0..n {
-            known.insert(
-                format!("dev{i:05}@example.com"),
-                Listed::new(Some(Status::Approved), i, None),
-            );
-        }
-        known
+        replica::numbered(Status::Approved, n)
     }
 
     #[test]

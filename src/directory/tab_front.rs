@@ -205,18 +205,11 @@ fn front_of(first: &[(&str, u64)], complete: bool) -> Front {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::directory::replica::{list_page, retab, write_lists, Known, Listed, Parts, Tabs};
+    use crate::directory::replica::{self, list_page, retab, write_lists, Known, Parts, Tabs};
     use crate::directory::{CountingStore, Meddling, MemoryStore};
 
     fn requested(n: u64) -> Known {
-        let mut known = Known::new();
-        for i in 0..n {
-            known.insert(
-                format!("dev{i:05}@example.com"),
-                Listed::new(Some(Status::Requested), i, None),
-            );
-        }
-        known
+        replica::numbered(Status::Requested, n)
     }
 
     fn emails(range: impl DoubleEndedIterator<Item = u64>) -> Vec<String> {

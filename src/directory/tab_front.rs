@@ -39,7 +39,7 @@ use super::{keys, update, SharedStore, Status, StoreError, WriteError};
 pub const FRONT: usize = if cfg!(test) { 8 } else { 1000 };
 
 /// A tab's first lines, newest change first, ties by e-mail.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Front {
     /// Whether these are all of the tab's lines.
     pub complete: bool,

@@ -237,8 +237,9 @@ mod tests {
         assert!(answer.headers.contains(&("retry-after", "7".to_string())));
     }
 
-    /// Counting the Requested tab reads its 64 parts: a flood past the rate
-    /// must not make every attempt do it.
+    /// Without the tabs' counts (none are written here), counting the
+    /// Requested tab reads its 64 parts: a flood past the rate must not make
+    /// every attempt do it (nor read the counts, when there are some).
     #[test]
     fn attempts_past_the_rate_are_refused_without_counting_the_requested_tab() {
         let store = crate::directory::CountingStore::of("ns/b/Tq");

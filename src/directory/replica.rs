@@ -650,15 +650,11 @@ fn line_email(line: &[u8]) -> &[u8] {
     }
 }
 
-/// The lines of a part that name one of `containing` (all of them for
-/// `None`): (e-mail, time).
-fn matching<'a>(part: &'a [u8], containing: Option<&'a str>) -> impl Iterator<Item = (&'a [u8], u64)> + 'a {
+/// A part's lines: (e-mail, time; 0 for a line without one).
+fn lines_of(part: &[u8]) -> impl Iterator<Item = (&[u8], u64)> {
     part.split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
         .map(split_line)
-        .filter(move |(email, _)| {
-            containing.is_none_or(|wanted| std::str::from_utf8(email).is_ok_and(|email| email.contains(wanted)))
-        })
         .map(|(email, ms)| (email, ms.unwrap_or(0)))
 }
 
@@ -677,30 +673,45 @@ pub fn retab(
 ) -> Result<(), WriteError> {
     let part = keys::part_of(email);
     if let Some(from) = from.filter(|&from| Some(from) != to.map(|(to, _)| to)) {
-        edit_part(store, namespace, Some(from), part, |tab| {
+        let leaving = Moves {
+            leaving: &[email],
+            entering: &[],
+        };
+        edit_part(store, namespace, Some(from), part, leaving, |tab| {
             Some(without_lines(tab?, &[email]))
         })?;
-        tab_front::edit(store, namespace, from, &[email], &[])?;
     }
     if let Some((to, updated_ms)) = to {
-        edit_part(store, namespace, Some(to), part, |tab| {
+        let entering = Moves {
+            leaving: &[],
+            entering: &[(email, updated_ms)],
+        };
+        edit_part(store, namespace, Some(to), part, entering, |tab| {
             Some(in_front(
                 &[(email, updated_ms)],
                 &without_lines(tab.unwrap_or_default(), &[email]),
             ))
         })?;
-        tab_front::edit(store, namespace, to, &[], &[(email, updated_ms)])?;
     }
     Ok(())
 }
 
+/// Who an edit of a part moves: the developers that leave the list, and those
+/// that enter it (e-mail, time of the change).
+struct Moves<'a> {
+    leaving: &'a [&'a str],
+    entering: &'a [(&'a str, u64)],
+}
+
 /// Edits one part of a list as `update` does (`change` gives the part's new
-/// bytes, or `None` to leave it), and keeps the list's counts right.
+/// bytes, or `None` to leave it), and keeps what is kept beside the parts
+/// right: the list's counts, and a tab's front (the same `moves`).
 fn edit_part(
     store: &dyn SharedStore,
     namespace: &str,
     list: Option<Status>,
     part: u32,
+    moves: Moves<'_>,
     change: impl Fn(Option<&[u8]>) -> Option<Vec<u8>>,
 ) -> Result<(), WriteError> {
     let before = tab_counts::before_edit(store, namespace, list)?;
@@ -711,8 +722,12 @@ fn edit_part(
         lines.set(next.as_deref().map(tab_counts::lines_in));
         next
     })?;
-    match lines.get() {
-        Some(lines) => tab_counts::after_edit(store, namespace, list, before, &[(part, lines)]),
+    let Some(lines) = lines.get() else {
+        return Ok(());
+    };
+    tab_counts::after_edit(store, namespace, list, before, &[(part, lines)])?;
+    match list {
+        Some(status) => tab_front::edit(store, namespace, status, moves.leaving, moves.entering),
         None => Ok(()),
     }
 }
@@ -781,7 +796,11 @@ pub fn move_in_lists(
                 .collect();
             entering.sort_unstable_by(|a, b| tab_order(*a, *b));
             let refused = std::cell::Cell::new(false);
-            edit_part(store, namespace, status, part, |tab| {
+            let moves = Moves {
+                leaving: &leaving,
+                entering: &entering,
+            };
+            edit_part(store, namespace, status, part, moves, |tab| {
                 if tab.is_none() && entering.is_empty() {
                     return None;
                 }
@@ -803,8 +822,6 @@ pub fn move_in_lists(
             })?;
             if refused.get() {
                 write_lists(store, namespace, known, Tabs::only(status), Parts::one(part))?;
-            } else if let Some(status) = status {
-                tab_front::edit(store, namespace, status, &leaving, &entering)?;
             }
         }
     }
@@ -919,7 +936,7 @@ pub fn list_page(
     if containing.is_none() {
         total = tab_counts::size(store, namespace, Some(status))?;
     }
-    let mut cursors: Vec<_> = heads.iter().map(|head| matching(head, None)).collect();
+    let mut cursors: Vec<_> = heads.iter().map(|head| lines_of(head)).collect();
     // Each part's head; the heap's greatest is the newest, ties by e-mail.
     let mut next = std::collections::BinaryHeap::new();
     for (at, cursor) in cursors.iter_mut().enumerate() {
@@ -1024,7 +1041,7 @@ pub fn listed_in(
     part: u32,
 ) -> Result<Vec<String>, WriteError> {
     let bytes = read_value(store, &keys::tab(namespace, list, part))?;
-    Ok(matching(&bytes, None)
+    Ok(lines_of(&bytes)
         .map(|(email, _)| String::from_utf8_lossy(email).into_owned())
         .collect())
 }

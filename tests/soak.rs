@@ -545,7 +545,9 @@ fn wrong_decisions(log: &Log) -> (Vec<String>, usize) {
                 break;
             }
             match write.confirmed {
-                Some(confirmed) if write.done <= t => state = Some(confirmed),
+                // Times are whole milliseconds: a write confirmed in the same
+                // millisecond as t may have been confirmed after it.
+                Some(confirmed) if write.done < t => state = Some(confirmed),
                 // In flight at t, or not confirmed: unknown until the next confirmation.
                 _ => state = None,
             }
@@ -653,4 +655,14 @@ fn the_evaluator_finds_planted_wrong_decisions() {
     let (wrong, _) = wrong_decisions(&log);
     assert_eq!(wrong.len(), 1, "{wrong:#?}");
     assert!(wrong[0].contains("sent: 8900"), "{wrong:#?}");
+    // Times are whole milliseconds: a request sent in the millisecond its
+    // write was confirmed may have been sent before it; the next one may not.
+    let log = Log {
+        writes: vec![write(1000, 1100, Some("revoked"))],
+        observations: vec![seen(0, 1100, 200), seen(0, 1101, 200)],
+        ..Log::default()
+    };
+    let (wrong, _) = wrong_decisions(&log);
+    assert_eq!(wrong.len(), 1, "{wrong:#?}");
+    assert!(wrong[0].contains("sent: 1101"), "{wrong:#?}");
 }

@@ -1,6 +1,10 @@
 //! An in-memory etcd that answers the gateway's JSON the way etcd 3.4 does, for
 //! the unit tests of everything that talks to etcd (the syncer, the admin API's
 //! step machine). The end-to-end tests use the real one.
+//!
+//! Test code (and `bench/sync-profile`'s), never in the `.wasm`: a request it
+//! cannot answer is a broken test, so it panics.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 

@@ -131,7 +131,7 @@ fn malformed(why: &str) -> EtcdError {
 }
 
 /// etcd's side of `range_request` (for the fake etcd).
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-etcd"))]
 pub fn parse_range_request(bytes: &[u8]) -> Result<RangeRead, EtcdError> {
     let mut read = RangeRead::default();
     let mut fields = Fields::new(bytes);
@@ -150,7 +150,7 @@ pub fn parse_range_request(bytes: &[u8]) -> Result<RangeRead, EtcdError> {
 }
 
 /// `answer` as etcd's `RangeResponse` (for the fake etcd's gRPC answers).
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-etcd"))]
 pub fn range_response(answer: &RangeAnswer) -> Vec<u8> {
     let mut out = Vec::new();
     let mut header = Vec::new();

@@ -6,7 +6,8 @@
 //! absence), whose failure branch reads the key back, so a lost race answers
 //! with the state that won.
 
-#[cfg(test)]
+// The in-memory etcd of the unit tests; `bench/sync-profile` drives the syncer with it.
+#[cfg(any(test, feature = "fake-etcd"))]
 pub mod fake;
 pub mod grpc;
 pub mod members;

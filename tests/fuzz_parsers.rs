@@ -102,9 +102,9 @@ proptest! {
     ) {
         let _ = decode_pairs(&bytes);
         let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let decoded = decode_pairs(&encode_pairs(&refs)).unwrap();
-        let expected: Vec<(Vec<u8>, Vec<u8>)> =
-            pairs.iter().map(|(n, v)| (n.clone().into_bytes(), v.clone().into_bytes())).collect();
+        let encoded = encode_pairs(&refs);
+        let decoded = decode_pairs(&encoded).unwrap();
+        let expected: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
         prop_assert_eq!(decoded, expected);
     }
 

@@ -20,7 +20,7 @@
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 
-use crate::encoding::header_map::{decode_pairs, encode_pairs, Pair};
+use crate::encoding::header_map::encode_pairs;
 
 /// A status the host returned instead of OK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,12 +205,13 @@ pub fn buffer(kind: Buffer, start: usize, max: usize) -> Result<Vec<u8>, HostErr
 }
 
 /// Every header of a map, names and values as the bytes the host holds.
-pub fn header_pairs(map: Map) -> Result<Vec<Pair>, HostError> {
+/// A whole header map in the ABI's encoding, for `header_map::decode_pairs`
+/// to read in place: one copy for every header, not two per header.
+pub fn header_map_bytes(map: Map) -> Result<Vec<u8>, HostError> {
     let mut data = null_mut();
     let mut size = 0;
     check(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
-    let bytes = unsafe { take_host_bytes(data, size) }.unwrap_or_default();
-    decode_pairs(&bytes).ok_or(HostError(3))
+    Ok(unsafe { take_host_bytes(data, size) }.unwrap_or_default())
 }
 
 /// One header's value (the first copy), as bytes; `None` when absent.

@@ -19,6 +19,7 @@ use crate::directory::registration::{self, Admission};
 use crate::directory::replica;
 use crate::directory::rules::FirstStatus;
 use crate::directory::{self, Directory, Lookup, Status};
+use crate::encoding::header_map::{decode_pairs, Pair};
 use crate::etcd::members::MemberIndex;
 use crate::request::framing::{self, Body, Framing};
 use crate::request::gate::{self, RequestView, DEVELOPER_EMAIL_HEADER, DEVELOPER_STATUS_HEADER};
@@ -104,8 +105,10 @@ impl HttpContext for GateHttp {
         // One host call for the whole map: the identity check needs every value
         // of its header anyway (the only portable way to see a header sent twice),
         // and the same copy answers every other question about the request.
+        // Read in place: the pairs borrow the map's one copy.
+        let header_map = abi::header_map_bytes(Map::RequestHeaders).unwrap_or_default();
         let request = HostRequest {
-            headers: abi::header_pairs(Map::RequestHeaders).unwrap_or_default(),
+            headers: decode_pairs(&header_map).unwrap_or_default(),
         };
         // Header values are bytes: a target or method that is not UTF-8 is not a
         // request this gate can classify.
@@ -190,7 +193,11 @@ impl GateHttp {
         };
         let actor = if route.needs_token() {
             // A header value that is not UTF-8 is no token at all.
-            let values: Option<Vec<String>> = request.header_values("authorization").into_iter().collect();
+            let values: Option<Vec<String>> = request
+                .header_values("authorization")
+                .into_iter()
+                .map(|value| value.map(str::to_string))
+                .collect();
             match admin::authenticate(config, values.as_deref().unwrap_or_default()) {
                 Ok(name) => name.to_string(),
                 Err(response) => return respond_api(&response),
@@ -211,7 +218,7 @@ impl GateHttp {
         let body = framing::body(Framing {
             end_of_stream,
             nginx_protocol: nginx_protocol.as_deref(),
-            content_length: request.header("content-length").as_deref(),
+            content_length: request.header("content-length"),
             transfer_encoding: request.has("transfer-encoding"),
         });
         if body == Body::Unknown && route.reads_body() {
@@ -334,19 +341,19 @@ fn finish(shared: &Shared, answer: &ApiResponse, then: Then) -> Action {
 }
 
 /// The request's headers, as the host reported them: names and values as bytes.
-struct HostRequest {
-    headers: Vec<crate::encoding::header_map::Pair>,
+struct HostRequest<'a> {
+    headers: Vec<Pair<'a>>,
 }
 
-impl HostRequest {
+impl<'a> HostRequest<'a> {
     /// Envoy lists pseudo-headers in the map; a host that does not is asked
     /// directly. `None` when the value is not UTF-8.
-    fn pseudo_header(&self, name: &str) -> Option<String> {
+    fn pseudo_header(&self, name: &str) -> Option<Cow<'a, str>> {
         match self.values(name).next() {
-            Some(value) => utf8(value),
+            Some(value) => std::str::from_utf8(value).ok().map(Cow::Borrowed),
             None => match abi::header_value(Map::RequestHeaders, name) {
-                Ok(Some(value)) => String::from_utf8(value).ok(),
-                _ => Some(String::new()),
+                Ok(Some(value)) => String::from_utf8(value).ok().map(Cow::Owned),
+                _ => Some(Cow::Borrowed("")),
             },
         }
     }
@@ -357,25 +364,23 @@ impl HostRequest {
 
     /// Every value of `name`; names compare case-insensitively (hosts differ in
     /// how they report them), as bytes, so a name that is not UTF-8 never matches.
-    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    fn values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n, '_> {
         self.headers
             .iter()
             .filter(move |(header, _)| header.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value.as_slice())
+            .map(|(_, value)| *value)
     }
 }
 
-fn utf8(value: &[u8]) -> Option<String> {
-    std::str::from_utf8(value).ok().map(str::to_string)
-}
-
-impl RequestView for HostRequest {
-    fn header_values(&self, name: &str) -> Vec<Option<String>> {
-        self.values(name).map(utf8).collect()
+impl RequestView for HostRequest<'_> {
+    fn header_values(&self, name: &str) -> Vec<Option<&str>> {
+        self.values(name).map(|value| std::str::from_utf8(value).ok()).collect()
     }
 
-    fn header(&self, name: &str) -> Option<String> {
-        self.values(name).next().and_then(utf8)
+    fn header(&self, name: &str) -> Option<&str> {
+        self.values(name)
+            .next()
+            .and_then(|value| std::str::from_utf8(value).ok())
     }
 }
 

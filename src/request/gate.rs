@@ -42,9 +42,9 @@ pub trait RequestView {
     /// Every value of `name` (lower-case), in order. Header values are bytes: a
     /// value that is not UTF-8 is `None`, so the caller decides what it means
     /// (for the identity header: no identity).
-    fn header_values(&self, name: &str) -> Vec<Option<String>>;
+    fn header_values(&self, name: &str) -> Vec<Option<&str>>;
     /// The first value of `name`, if there is one and it is UTF-8.
-    fn header(&self, name: &str) -> Option<String>;
+    fn header(&self, name: &str) -> Option<&str>;
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -124,9 +124,8 @@ pub fn decide<'g>(
         };
     }
 
-    let values = request.header_values(gate.identity.header_name());
     // One value that is not UTF-8 makes the whole identity unusable.
-    let values: Option<Vec<&str>> = values.iter().map(Option::as_deref).collect();
+    let values: Option<Vec<&str>> = request.header_values(gate.identity.header_name()).into_iter().collect();
     let email = match values.as_ref().map(|values| gate.identity.resolve(values)) {
         Some(Ok(email)) => email,
         _ => return refuse(gate, Some(class), Refusal::Unauthenticated, request),
@@ -223,14 +222,14 @@ mod tests {
     struct Headers(Vec<(&'static str, &'static str)>);
 
     impl RequestView for Headers {
-        fn header_values(&self, name: &str) -> Vec<Option<String>> {
+        fn header_values(&self, name: &str) -> Vec<Option<&str>> {
             self.0
                 .iter()
                 .filter(|(n, _)| *n == name)
-                .map(|(_, v)| Some(v.to_string()))
+                .map(|(_, v)| Some(*v))
                 .collect()
         }
-        fn header(&self, name: &str) -> Option<String> {
+        fn header(&self, name: &str) -> Option<&str> {
             self.header_values(name).into_iter().next().flatten()
         }
     }

@@ -128,17 +128,14 @@ def scenario(name, filters, user, clusters=(), service=None):
     return {"name": name, "filters": filters, "user": user, "clusters": clusters, "service": service}
 
 
-def scenarios(sizes, probes=False, other_gates=()):
-    gate = lambda size, wasm=GATE_WASM: [wasm_filter("devportal_gate", wasm, json.dumps(gate_config(size)))]
+def scenarios(sizes, probes=False):
+    gate = lambda size: [wasm_filter("devportal_gate", GATE_WASM, json.dumps(gate_config(size)))]
     found = [
         scenario("no wasm filter", [], None),
         scenario("do-nothing wasm filter", [wasm_filter("noop", NOOP_WASM, "")], None),
         scenario("gate: approved (allow path)", gate(2), "alice@example.com"),
         scenario("gate: revoked (local 403)", gate(2), "dave@example.com"),
     ]
-    # Development A/Bs: the allow path of other builds, in the same rounds.
-    for wasm in other_gates:
-        found.append(scenario(f"gate ({wasm}): approved (allow path)", gate(2, wasm), "alice@example.com"))
     for size in sizes:
         found.append(scenario(f"gate: approved, {size:,} developers", gate(size), "alice@example.com"))
     found += [
@@ -255,8 +252,6 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="one short round, to keep the benchmark from rotting")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench/RESULTS.md"))
     parser.add_argument("--probes", action="store_true", help="also measure each host call the gate makes, alone (profiling; prints, writes nothing)")
-    parser.add_argument("--ab", action="append", default=[], metavar="WASM",
-                        help="also measure the allow path of this other .wasm, interleaved (an A/B; prints, writes nothing)")
     parser.add_argument("--goals-only", action="store_true",
                         help="rewrite only the goals section of --out, from its allow-path ratio and bench/SCALE*.json")
     args = parser.parse_args()
@@ -273,7 +268,7 @@ def main():
     if args.smoke:
         args.rounds, args.duration, args.sizes = 1, 1, "1000"
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    plan = scenarios(sizes, args.probes, args.ab)
+    plan = scenarios(sizes, args.probes)
     results = {item["name"]: [] for item in plan}
     for round_no in range(args.rounds):
         for item in plan:
@@ -299,7 +294,7 @@ def main():
         extra.append(f"- loading {largest:,} developers: Envoy ready after {big['ready_s']:.1f} s (2 developers: {small['ready_s']:.2f} s)")
     table += "\n\n" + "\n".join(extra)
     print(table)
-    if args.smoke or args.ab:
+    if args.smoke:
         return
     if args.probes:
         with open(os.path.join(ROOT, "bench/PROFILE.md"), "w") as f:

@@ -23,7 +23,7 @@ use crate::directory::{keys, replica};
 use crate::etcd::members::MemberIndex;
 use crate::etcd::EtcdConfig;
 use crate::events::deliverer::Deliverer;
-use crate::request::metrics::{Counter, Tally};
+use crate::request::metrics::Counter;
 use crate::sync::driver::{Outcome, SyncDriver, Tick, ELECTION_PERIOD_MS};
 use crate::sync::{self, Syncer};
 
@@ -70,15 +70,6 @@ struct GrpcReads {
 const GRPC_PAUSE_MS: u64 = 60_000;
 
 impl Context for GateRoot {
-    /// The configuration goes away (Envoy drains it): the decisions counted
-    /// since the last tick reach the host's counters first.
-    fn on_done(&mut self) -> bool {
-        if let Some(shared) = self.shared.as_ref() {
-            shared.flush_counts();
-        }
-        true
-    }
-
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         if let Some(events) = self.events.as_mut().filter(|events| events.owns(token_id)) {
             return events.on_answer(token_id, body_size, now_ms());
@@ -238,7 +229,6 @@ impl RootContext for GateRoot {
 
     fn on_tick(&mut self) {
         let Some(shared) = self.shared.as_ref() else { return };
-        shared.flush_counts();
         let now = now_ms();
         if let Some(duty) = self.sync.as_mut() {
             duty.tick(now);
@@ -365,8 +355,7 @@ impl GateRoot {
             }
             _ => None,
         };
-        // Ticks drive the syncer and hand the decision counts to the host.
-        if self.sync.is_some() || !counters.is_empty() {
+        if self.sync.is_some() {
             abi::set_tick_period(TICK).map_err(|status| format!("cannot set the tick period: {status}"))?;
         }
         self.shared = Some(Rc::new(Shared {
@@ -374,7 +363,6 @@ impl GateRoot {
             admin: config.admin,
             no_admin: AdminConfig::default(),
             directory: config.directory,
-            tally: Tally::new(counters.len()),
             counters,
             synced: Cell::new(synced),
             approvals: config.approvals,

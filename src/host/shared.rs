@@ -10,7 +10,7 @@ use super::store::HostSharedData;
 use crate::admin::{AdminConfig, AdminContext};
 use crate::directory::Directory;
 use crate::request::gate::Gate;
-use crate::request::metrics::{Counter, Tally};
+use crate::request::metrics::Counter;
 
 pub struct Shared {
     pub gate: Gate,
@@ -21,8 +21,6 @@ pub struct Shared {
     pub directory: Directory,
     /// Decision counter ids by `Counter::index()`; empty with `"metrics": false`.
     pub counters: Vec<u32>,
-    /// Decisions not yet handed to the host's counters (`flush_counts`).
-    pub tally: Tally,
     /// Whether this worker has seen the replica complete a first full sync.
     /// Only ever goes from false to true.
     pub synced: Cell<bool>,
@@ -31,23 +29,9 @@ pub struct Shared {
 
 impl Shared {
     pub fn count(&self, counter: Counter) {
-        if let Some(n) = counter.index().and_then(|i| self.tally.add(i)) {
-            self.hand_over(counter.index(), n);
-        }
-    }
-
-    /// Hands every decision counted so far to the host's counters: at every
-    /// tick, and when the filter's configuration goes away.
-    pub fn flush_counts(&self) {
-        for (index, n) in self.tally.drain() {
-            self.hand_over(Some(index), n);
-        }
-    }
-
-    fn hand_over(&self, index: Option<usize>, n: u32) {
-        if let Some(&id) = index.and_then(|i| self.counters.get(i)) {
+        if let Some(&id) = counter.index().and_then(|i| self.counters.get(i)) {
             // A failed increment must not change any decision.
-            let _ = abi::increment_metric(id, i64::from(n));
+            let _ = abi::increment_metric(id, 1);
         }
     }
 

@@ -504,14 +504,6 @@ impl Envoy {
         kib * 1024
     }
 
-    /// The value of one of the gate's decision counters once it has reached
-    /// `at_least` (or after 5 s): the filter hands its counts to Envoy at the
-    /// worker's next tick, not with the decision.
-    pub fn counted(&self, name: &str, at_least: u64) -> u64 {
-        try_wait_until(Duration::from_secs(5), || self.counter(name) >= at_least);
-        self.counter(name)
-    }
-
     /// The value of one counter from the admin interface (0 when not yet defined).
     pub fn counter(&self, name: &str) -> u64 {
         let stats = Request::get(&format!("/stats?filter=^{}$", name.replace('.', "\\."))).send(self.admin);

@@ -314,4 +314,39 @@ fn the_console_is_read_only_over_a_static_directory() {
     );
     // The console is never served on the public listener.
     assert_ne!(Request::get("/_devportal/").send(ports.listener).status, 200);
+
+    // It looks again every second while a page is quick to read, and 20 times
+    // as long as a page took once pages are slow (here a page made to take
+    // 400 ms in the browser: the next look comes after 8 s).
+    browser.run(
+        r#"window.reads = []; window.delay = 0;
+           const fetchOriginal = window.fetch;
+           window.fetch = async (...args) => {
+             if (String(args[0]).includes("/developers?")) {
+               window.reads.push(performance.now());
+               if (window.delay) await new Promise((done) => setTimeout(done, window.delay));
+             }
+             return fetchOriginal(...args);
+           };"#,
+        json!([]),
+    );
+    let gaps = |browser: &Browser| -> Vec<f64> {
+        let reads = browser.run("return window.reads;", json!([]));
+        let reads: Vec<f64> = reads.as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect();
+        reads.windows(2).map(|pair| pair[1] - pair[0]).collect()
+    };
+    browser.wait_until(
+        "three quick looks",
+        Duration::from_secs(10),
+        "return window.reads.length >= 3;",
+    );
+    assert!(gaps(&browser).iter().all(|gap| *gap < 2_500.0), "{:?}", gaps(&browser));
+    browser.run("window.delay = 400; window.reads = [];", json!([]));
+    browser.wait_until(
+        "two slow looks",
+        Duration::from_secs(20),
+        "return window.reads.length >= 2;",
+    );
+    let slow = gaps(&browser);
+    assert!(slow.iter().all(|gap| *gap >= 7_000.0), "{slow:?}");
 }

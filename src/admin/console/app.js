@@ -13,6 +13,7 @@ const DURATION = /^\d+[dhms]$/;
 const CONFIRM = new Set(["reject", "revoke", "delete"]);
 const PER_PAGE = 50;
 const POLL_MS = 1000;
+const MAX_POLL_MS = 10000;
 const PLAIN_ADDRESS = /^[A-Za-z0-9.!$&'*+=_~-]+@[A-Za-z0-9.-]+$/;
 
 const $ = (id) => document.getElementById(id);
@@ -101,8 +102,29 @@ function signOut(why) {
 
 // ---- The tab ----------------------------------------------------------------
 
+// The next look waits POLL_MS, or 20 times as long as the last page took if
+// that is longer (10 s at most). A gateway's worker answers one read at a
+// time, and requests to the gate on that worker wait behind it. A read that is
+// slow because of the directory's size (a search of a tab of ten million
+// developers takes about a tenth of a second) then keeps the worker busy at
+// most 1/21 of the time, not a tenth of it every second. A read that failed
+// waited on etcd, not on the worker: it does not slow the next look.
+async function poll() {
+  let took = 0;
+  try {
+    const busy = [...document.querySelectorAll("dialog")].some((d) => d.open);
+    if (!busy && !$("console-view").hidden) {
+      const started = performance.now();
+      if (await refresh()) took = performance.now() - started;
+    }
+  } finally {
+    setTimeout(poll, Math.min(MAX_POLL_MS, Math.max(POLL_MS, 20 * took)));
+  }
+}
+
+// Whether the page of developers was read.
 async function refresh() {
-  if (!token()) return;
+  if (!token()) return false;
   const params = new URLSearchParams({ status: state.status, page: String(state.page), per_page: String(PER_PAGE) });
   if (state.q) params.set("q", state.q);
   const [list, health] = await Promise.all([
@@ -116,7 +138,7 @@ async function refresh() {
     say(list.data.message || "The directory could not be read.", true);
     renderRows();
     renderBulk();
-    return;
+    return false;
   }
   state.developers = list.data.developers || [];
   for (const status of STATUSES) {
@@ -133,6 +155,7 @@ async function refresh() {
   $("prev").disabled = state.page <= 1;
   $("next").disabled = state.page >= pages;
   renderBulk();
+  return true;
 }
 
 function showBanner() {
@@ -340,10 +363,7 @@ function init() {
   });
   $("invite-form").addEventListener("submit", invite);
   // Live: changes made elsewhere show up without a reload.
-  setInterval(() => {
-    const busy = [...document.querySelectorAll("dialog")].some((d) => d.open);
-    if (!busy && !$("console-view").hidden) refresh();
-  }, POLL_MS);
+  setTimeout(poll, POLL_MS);
   startSession();
 }
 

@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENVOY = os.environ.get("ENVOY_BIN", os.path.join(ROOT, ".venv/bin/envoy"))
 GATE_WASM = os.environ.get("DEVPORTAL_GATE_WASM", os.path.join(ROOT, "target/wasm32-wasip1/release/devportal_gate.wasm"))
 NOOP_WASM = os.path.join(ROOT, "bench/target/wasm32-wasip1/release/noop_filter.wasm")
+CONSOLE_ASSETS = os.path.join(ROOT, "src/admin/console")
 WORK = os.path.join(ROOT, "bench/target/run")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LISTENER, ADMIN, AUTHZ = 18000, 18001, 18002
@@ -377,6 +378,8 @@ def footprint_goals(allow_ratio):
         p99, p99_at = at(1000000, "revocation_p99_ms"), "1M"
     rss_10m = at(10000000, "rss_bytes")
     wasm = os.path.getsize(GATE_WASM)
+    # The issue measures the .wasm without the console's assets, which it embeds as they are.
+    console = sum(os.path.getsize(os.path.join(CONSOLE_ASSETS, name)) for name in os.listdir(CONSOLE_ASSETS))
     rows = [
         row(f"Envoy memory per developer (RSS at {per_dev_at} minus at 2) / N", fmt(per_dev, "{:,.0f} B"), "≤ 256 B",
             per_dev is not None and per_dev <= 256),
@@ -392,7 +395,8 @@ def footprint_goals(allow_ratio):
             "≤ 2.5 GB, measured",
             rss_10m is not None and rss_10m <= 2.5e9),
         row("Kong `shm_kv` per 100k developers", "32m holds 100k (tests/e2e_kong.rs)", "≤ 32 MB", True),
-        row("release `.wasm`", f"{wasm / 1000:,.0f} KB", "≤ 300 KB", wasm <= 300_000),
+        row(f"release `.wasm` without the console's assets ({wasm / 1000:,.0f} KB with them)",
+            f"{(wasm - console) / 1000:,.0f} KB", "≤ 300 KB", wasm - console <= 300_000),
         row("allow path, CPU per request vs do-nothing filter", f"{allow_ratio:.2f}x", "≤ 1.10x", allow_ratio <= 1.10),
     ]
     return "\n".join([

@@ -5,7 +5,7 @@
 //! - an etcd directory: `etcd_once`, the transaction that creates them in etcd
 //!   once (a marker key records it).
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 use super::developer::Developer;
 use super::replica::{write_lists, write_sync_state, Known, Listed, Parts, SyncState, Tabs};
@@ -50,7 +50,9 @@ pub fn records(
         Some((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
         None => String::new(),
     };
-    let current: BTreeSet<&str> = developers.iter().map(|(email, _)| email.as_str()).collect();
+    // Membership only: the index keeps the configuration's order (the same on
+    // every worker). A sorted set here cost the .wasm a stable sort of its own.
+    let current: HashSet<&str> = developers.iter().map(|(email, _)| email.as_str()).collect();
     let tombstone = Record::Deleted { revision: 0 };
     for email in previous
         .lines()
@@ -61,7 +63,11 @@ pub fn records(
         }
     }
 
-    let index = current.into_iter().collect::<Vec<_>>().join("\n");
+    let index = developers
+        .iter()
+        .map(|(email, _)| email.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     write_if_different(store, &index_key, index.as_bytes())?;
     Ok(report)
 }

@@ -1,8 +1,7 @@
 //! The proxy-wasm ABI's encoding of a header map, as bytes. Pure, so that the
 //! decoder, which reads what the host hands over, is tested (and fuzzed) here.
 
-/// A header's name and value, as the bytes the host holds.
-/// A header's name and value, read in place in the host's encoding.
+/// A header's name and value, as the bytes the host holds, read in place.
 pub type Pair<'a> = (&'a [u8], &'a [u8]);
 
 /// The ABI's map encoding: a `u32` count, a (name size, value size) `u32` pair per

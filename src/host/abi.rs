@@ -204,7 +204,6 @@ pub fn buffer(kind: Buffer, start: usize, max: usize) -> Result<Vec<u8>, HostErr
     }
 }
 
-/// Every header of a map, names and values as the bytes the host holds.
 /// A whole header map in the ABI's encoding, for `header_map::decode_pairs`
 /// to read in place: one copy for every header, not two per header.
 pub fn header_map_bytes(map: Map) -> Result<Vec<u8>, HostError> {

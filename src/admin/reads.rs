@@ -8,6 +8,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::encoding::json_object;
+
 use super::*;
 
 /// Developers read per etcd transaction: under etcd's default `--max-txn-ops` (128).
@@ -321,24 +323,13 @@ pub(super) fn health(ctx: &AdminContext<'_>) -> ApiResponse {
             "syncer": syncer.map(|(worker, heartbeat)| json!({"worker": worker, "heartbeat": rfc3339(heartbeat)})),
             "events": events_view(ctx).map(|view| json!({
                 "delivering_here": view.get("delivering"),
-                "backlog": view.get("sinks").and_then(Value::as_array).map(|sinks| backlog_by_sink(sinks)),
+                "backlog": view.get("sinks").and_then(Value::as_array).map(|sinks| json_object(sinks.iter().map(|sink| (
+                    sink.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    sink.get("backlog").cloned().unwrap_or_default(),
+                )))),
             })),
         }),
     )
-}
-
-/// Each sink's backlog by its name, inserted one by one: collecting into the
-/// map would cost the .wasm a stable sort of its own (a repeated name keeps
-/// its last backlog either way).
-fn backlog_by_sink(sinks: &[Value]) -> Map<String, Value> {
-    let mut backlog = Map::new();
-    for sink in sinks {
-        backlog.insert(
-            sink.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-            sink.get("backlog").cloned().unwrap_or_default(),
-        );
-    }
-    backlog
 }
 
 /// What this gateway's event candidates last published (none: no

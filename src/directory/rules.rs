@@ -61,23 +61,13 @@ impl Rule {
         format!("rule:{}", self.name)
     }
 
-    /// The claims as a JSON object, inserted one by one: collecting into the
-    /// map would cost the .wasm a stable sort of its own.
-    fn claims_object(&self) -> Map<String, Value> {
-        let mut object = Map::new();
-        for (name, value) in &self.claims {
-            object.insert(name.clone(), value.clone());
-        }
-        object
-    }
-
     pub fn to_api(&self) -> Value {
         json!({
             "name": self.name,
             "match": {
                 "domain": self.domain.as_ref().map(|d| d.domain.clone()),
                 "include_subdomains": self.domain.as_ref().map(|d| d.subdomains),
-                "claims": self.claims_object(),
+                "claims": crate::encoding::json_object(self.claims.iter().cloned()),
             },
             "outcome": self.outcome.as_str(),
             "expires_in_ms": self.expires_in_ms,

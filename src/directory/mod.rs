@@ -32,8 +32,8 @@ pub use bucket::Found;
 pub use seed::SeedReport;
 pub use status::{Status, StatusInput};
 pub use store::{
-    update, write_if_different, write_unless, KeyChecked, MemoryStore, SharedStore, SlotStore, StoreError, WriteError,
-    WriteOutcome, MAX_CAS_ATTEMPTS,
+    update, write_if_different, write_unless, KeyChecked, MemoryStore, SharedStore, Slot, SlotStore, StoreError,
+    WriteError, WriteOutcome, MAX_CAS_ATTEMPTS,
 };
 #[cfg(test)]
 pub use store::{CountingStore, Meddling};
@@ -251,6 +251,36 @@ mod tests {
             Lookup::Found(Status::Approved)
         );
         assert_eq!(lookup(&store, "devportal", "bob@example.com"), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_first_write_reads_its_bucket_once_and_a_racing_writer_keeps_its_line() {
+        let store = KeyChecked(CountingStore::of("devportal/b/"));
+        write_record(&store, "devportal", "alice@example.com", &approved(1)).unwrap();
+        assert_eq!(
+            (store.0.reads.get(), store.0.writes.get()),
+            (1, 1),
+            "one read and one write for a new bucket"
+        );
+        write_record(&store, "devportal", "alice@example.com", &approved(2)).unwrap();
+        assert_eq!((store.0.reads.get(), store.0.writes.get()), (2, 2));
+
+        // Another worker creates the bucket between this write's read and its
+        // write: the write is refused (Kong's rule, as MemoryStore keeps it),
+        // read again, and both lines stay.
+        let mate = bucket_mate("bob@example.com");
+        let key = keys::bucket("devportal", "bob@example.com");
+        let store = KeyChecked(MemoryStore::default());
+        let racing = store.read_slot(&key).unwrap();
+        assert_eq!(racing, Slot::Empty);
+        write_record(&store, "devportal", &mate, &approved(3)).unwrap();
+        assert_eq!(store.write_slot(&key, b"b1", &racing), Err(StoreError::CasMismatch));
+        write_record(&store, "devportal", "bob@example.com", &approved(4)).unwrap();
+        assert_eq!(lookup(&store, "devportal", &mate), Lookup::Found(Status::Approved));
+        assert_eq!(
+            lookup(&store, "devportal", "bob@example.com"),
+            Lookup::Found(Status::Approved)
+        );
     }
 
     #[test]

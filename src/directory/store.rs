@@ -40,11 +40,24 @@ pub enum StoreError {
 ///   and may be overwritten.
 pub struct KeyChecked<S>(pub S);
 
-enum Slot {
+/// What a key's slot holds, as `SharedStore::read_slot` reads it for a write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Slot {
     Empty,
+    /// The key's own value, and its CAS.
     Own(Vec<u8>, u32),
     /// Another key's value (or one without an envelope), and its CAS.
     Foreign(String, u32),
+}
+
+impl Slot {
+    /// The value `get` would give.
+    pub fn value(&self) -> Option<&[u8]> {
+        match self {
+            Slot::Own(value, _) => Some(value),
+            Slot::Empty | Slot::Foreign(..) => None,
+        }
+    }
 }
 
 impl<S: SharedStore> KeyChecked<S> {
@@ -75,27 +88,45 @@ impl<S: SharedStore> SharedStore for KeyChecked<S> {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let mut stored = Vec::with_capacity(key.len() + 1 + value.len());
-        stored.extend_from_slice(key.as_bytes());
-        stored.push(0);
-        stored.extend_from_slice(value);
-        let cas = match cas {
-            Some(cas) => Some(cas),
-            // "Absent" as read may be a slot another key holds: look again.
+        match cas {
+            Some(cas) => self.0.set(key, &enveloped(key, value), Some(cas)),
+            // "Absent" as `get` read it may be a slot another key holds: look again.
             None => match self.slot(key)? {
-                Slot::Empty => None,
-                Slot::Own(..) => return Err(StoreError::CasMismatch),
-                Slot::Foreign(holder, foreign_cas) => {
-                    if holder.is_empty() || !keys::is_per_developer(key) {
-                        Some(foreign_cas)
-                    } else {
-                        return Err(StoreError::Collision(holder));
-                    }
-                }
+                Slot::Own(..) => Err(StoreError::CasMismatch),
+                slot => self.write_slot(key, value, &slot),
             },
-        };
-        self.0.set(key, &stored, cas)
+        }
     }
+
+    fn read_slot(&self, key: &str) -> Result<Slot, StoreError> {
+        self.slot(key)
+    }
+
+    fn write_slot(&self, key: &str, value: &[u8], slot: &Slot) -> Result<(), StoreError> {
+        let cas = match slot {
+            // Kong refuses this write if another worker inserted the key since
+            // it was read (`update` then retries); Envoy inserts whatever the
+            // CAS and overwrites it. Reading the slot again here would only
+            // narrow that window, at the price of a host call.
+            Slot::Empty => None,
+            Slot::Own(_, cas) => Some(*cas),
+            // A value without an envelope, or a bucket in a slot one of the
+            // filter's own keys needs, is taken over; a bucket never takes
+            // another key's slot.
+            Slot::Foreign(holder, cas) if holder.is_empty() || !keys::is_per_developer(key) => Some(*cas),
+            Slot::Foreign(holder, _) => return Err(StoreError::Collision(holder.clone())),
+        };
+        self.0.set(key, &enveloped(key, value), cas)
+    }
+}
+
+/// `<key>\0<value>`: the envelope `KeyChecked` stores.
+fn enveloped(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(key.len() + 1 + value.len());
+    stored.extend_from_slice(key.as_bytes());
+    stored.push(0);
+    stored.extend_from_slice(value);
+    stored
 }
 
 /// The two shared-data calls, with the portable semantics of docs/hosts.md.
@@ -104,6 +135,26 @@ pub trait SharedStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;
     /// Writes `value` if the key is unchanged since `cas` was read (`None`: absent).
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+
+    /// Reads `key` for `write_slot`: what `get` reads, and what a write must
+    /// know of the slot. `KeyChecked` tells a slot another key holds from a
+    /// free one here, so that its write need not read the slot again (one
+    /// host call less for every key written for the first time).
+    fn read_slot(&self, key: &str) -> Result<Slot, StoreError> {
+        Ok(match self.get(key)? {
+            Some((value, cas)) => Slot::Own(value, cas),
+            None => Slot::Empty,
+        })
+    }
+
+    /// Writes `value` if `key`'s slot is still as `read_slot` read it.
+    fn write_slot(&self, key: &str, value: &[u8], slot: &Slot) -> Result<(), StoreError> {
+        let cas = match slot {
+            Slot::Empty => None,
+            Slot::Own(_, cas) | Slot::Foreign(_, cas) => Some(*cas),
+        };
+        self.set(key, value, cas)
+    }
 }
 
 /// CAS retries before a write is reported as contended. Contention only comes from
@@ -149,16 +200,13 @@ pub fn update(
     change: impl Fn(Option<&[u8]>) -> Option<Vec<u8>>,
 ) -> Result<WriteOutcome, WriteError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let current = store.get(key).map_err(|e| WriteError::host(key, e))?;
-        let (bytes, cas) = match &current {
-            Some((bytes, cas)) => (Some(bytes.as_slice()), Some(*cas)),
-            None => (None, None),
-        };
-        let next = match change(bytes) {
-            Some(next) if Some(next.as_slice()) != bytes => next,
+        let slot = store.read_slot(key).map_err(|e| WriteError::host(key, e))?;
+        let current = slot.value();
+        let next = match change(current) {
+            Some(next) if Some(next.as_slice()) != current => next,
             _ => return Ok(WriteOutcome::AlreadyCurrent),
         };
-        match store.set(key, &next, cas) {
+        match store.write_slot(key, &next, &slot) {
             Ok(()) => return Ok(WriteOutcome::Written),
             Err(StoreError::CasMismatch) => continue,
             Err(error) => return Err(WriteError::host(key, error)),

@@ -3,7 +3,7 @@
 //! same CRC-32.
 
 use super::abi::{self, HostError};
-use crate::directory::{KeyChecked, SharedStore, StoreError};
+use crate::directory::{KeyChecked, SharedStore, Slot, StoreError};
 
 /// The shared data the filter uses, key-checked.
 pub struct HostSharedData;
@@ -15,6 +15,14 @@ impl SharedStore for HostSharedData {
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
         KeyChecked(RawSharedData).set(key, value, cas)
+    }
+
+    fn read_slot(&self, key: &str) -> Result<Slot, StoreError> {
+        KeyChecked(RawSharedData).read_slot(key)
+    }
+
+    fn write_slot(&self, key: &str, value: &[u8], slot: &Slot) -> Result<(), StoreError> {
+        KeyChecked(RawSharedData).write_slot(key, value, slot)
     }
 }
 

@@ -1,12 +1,11 @@
-//! Configuration in two phases: serde parses the shape of the configuration's
-//! version (`v1`; unknown fields refused everywhere), then `compile` validates
+//! Configuration in two phases: the JSON is read into the shape of the
+//! configuration's version (`v1`, by `reader`; unknown fields refused
+//! everywhere), then `compile` validates
 //! its meaning and builds the immutable values the filter runs on: the
 //! `request::gate::Gate` every HTTP context shares, the `directory::Directory`,
 //! the `admin::AdminConfig`. Every error names the offending field.
 
 use std::fmt;
-
-use serde::de::DeserializeOwned;
 
 use crate::admin::AdminConfig;
 use crate::directory::{Directory, Status};
@@ -86,9 +85,10 @@ pub fn compile(bytes: &[u8]) -> Result<Config, ConfigError> {
             "the filter needs a JSON configuration (see filter-config/ for examples), got none",
         ));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|error| ConfigError::new("", error.to_string()))?;
-    match Versioned::parse(bytes, value)? {
+    let value = crate::encoding::json_path::from_slice::<reader::Strict>(bytes)
+        .map_err(|error| ConfigError::new(error.path, error.message))?
+        .0;
+    match Versioned::parse(&value)? {
         Versioned::V1(raw) => compile::compile_raw(raw),
     }
 }
@@ -100,7 +100,7 @@ enum Versioned {
 }
 
 impl Versioned {
-    fn parse(bytes: &[u8], value: serde_json::Value) -> Result<Versioned, ConfigError> {
+    fn parse(value: &serde_json::Value) -> Result<Versioned, ConfigError> {
         let version = match value.get("config_version") {
             None => {
                 return Err(ConfigError::new(
@@ -113,7 +113,7 @@ impl Versioned {
             })?,
         };
         match version {
-            1 => shape(bytes).map(Versioned::V1),
+            1 => v1::RawConfig::read(value).map(Versioned::V1),
             other => Err(ConfigError::new(
                 "config_version",
                 format!("this build understands version {CONFIG_VERSION}, got {other}"),
@@ -122,12 +122,8 @@ impl Versioned {
     }
 }
 
-/// Reads the configuration into a version's shape, naming the field of the first error.
-fn shape<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
-    crate::encoding::json_path::from_slice(bytes).map_err(|error| ConfigError::new(error.path, error.message))
-}
-
 mod compile;
+mod reader;
 #[cfg(test)]
 mod tests;
 mod v1;

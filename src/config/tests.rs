@@ -457,3 +457,71 @@ fn registration_rules_are_validated_and_name_the_field() {
         "the default end for approvals"
     );
 }
+
+#[test]
+fn the_reader_names_the_field_of_every_shape_error() {
+    let text = br#"{"config_version": 1, "routes": [{"prefix": "/api", "class": "api", "class": "public"}]}"#;
+    let error = compile(text).unwrap_err();
+    assert!(error.message.contains("duplicate field `class`"), "{error}");
+    assert!(error.field.starts_with("routes[0]"), "{error}");
+
+    let cases = [
+        (
+            json!({"metrics": "yes"}),
+            "metrics",
+            "invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            json!({"namespace": 7}),
+            "namespace",
+            "invalid type: integer `7`, expected a string",
+        ),
+        (
+            json!({"identity": []}),
+            "identity",
+            "invalid type: sequence, expected a map",
+        ),
+        (
+            json!({"registration": {"per_minute": 5_000_000_000u64}}),
+            "registration.per_minute",
+            "expected u32",
+        ),
+        (
+            json!({"registration": {"max_pending": -1}}),
+            "registration.max_pending",
+            "invalid value: integer `-1`",
+        ),
+        (
+            json!({"directory": {"source": "etcd", "sync_interval_ms": 1.5}}),
+            "directory.sync_interval_ms",
+            "floating point `1.5`",
+        ),
+        (json!({"directory": {}}), "directory", "missing field `source`"),
+        (
+            json!({"unmatched": "allow"}),
+            "unmatched",
+            "unknown variant `allow`, expected one of `deny`, `public`",
+        ),
+        (
+            json!({"developers": [{"email": "a@x.io", "status": 1.0}]}),
+            "developers[0].status",
+            "unknown status code 1.0",
+        ),
+    ];
+    for (patch, field, message) in cases {
+        let mut value = base();
+        for (key, entry) in patch.as_object().unwrap() {
+            value[key] = entry.clone();
+        }
+        let error = error_of(value);
+        assert_eq!(error.field, field, "{error}");
+        assert!(error.message.contains(message), "{field}: {error}");
+    }
+    // A member given as null is absent (serde's derive read null as absent
+    // only for options; a list given as null is now an empty one too).
+    let mut value = base();
+    value["identity"] = json!(null);
+    value["denials"] = json!({"style": null});
+    value["developers"] = json!(null);
+    assert!(compile_value(&value).unwrap().developers.is_empty());
+}

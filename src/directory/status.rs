@@ -63,33 +63,49 @@ impl fmt::Display for Status {
 #[derive(Debug, Clone, Copy)]
 pub struct StatusInput(pub Status);
 
+impl StatusInput {
+    pub const EXPECTED: &'static str =
+        "one of \"approved\", \"requested\" (or \"pending\"), \"rejected\", \"revoked\", or Kong's code 0-3";
+
+    /// A status's name, or Kong's `"pending"`.
+    pub fn from_name(name: &str) -> Result<StatusInput, String> {
+        let status = if name == "pending" {
+            Some(Status::Requested)
+        } else {
+            Status::parse(name)
+        };
+        status
+            .map(StatusInput)
+            .ok_or_else(|| format!("unknown status {name:?}: expected {}", StatusInput::EXPECTED))
+    }
+
+    /// Kong's integer code.
+    pub fn from_code(code: u64) -> Result<StatusInput, String> {
+        Status::from_kong_code(code)
+            .map(StatusInput)
+            .ok_or_else(|| format!("unknown status code {code}: expected {}", StatusInput::EXPECTED))
+    }
+}
+
 impl<'de> Deserialize<'de> for StatusInput {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct StatusVisitor;
-        const EXPECTED: &str =
-            "one of \"approved\", \"requested\" (or \"pending\"), \"rejected\", \"revoked\", or Kong's code 0-3";
         impl Visitor<'_> for StatusVisitor {
             type Value = StatusInput;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(EXPECTED)
+                f.write_str(StatusInput::EXPECTED)
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<StatusInput, E> {
-                let status = if value == "pending" {
-                    Some(Status::Requested)
-                } else {
-                    Status::parse(value)
-                };
-                status
-                    .map(StatusInput)
-                    .ok_or_else(|| E::custom(format!("unknown status {value:?}: expected {EXPECTED}")))
+                StatusInput::from_name(value).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<StatusInput, E> {
-                Status::from_kong_code(value)
-                    .map(StatusInput)
-                    .ok_or_else(|| E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
+                StatusInput::from_code(value).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, value: i64) -> Result<StatusInput, E> {
-                Err(E::custom(format!("unknown status code {value}: expected {EXPECTED}")))
+                Err(E::custom(format!(
+                    "unknown status code {value}: expected {}",
+                    StatusInput::EXPECTED
+                )))
             }
         }
         deserializer.deserialize_any(StatusVisitor)

@@ -1,15 +1,22 @@
 //! The admin API's request bodies: parsed strictly (unknown fields refused, the
 //! field of an error named), bounded, validated.
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::directory::expiry::Requested;
-pub(super) use crate::encoding::json_path::StringOrList;
+use crate::directory::status::read_status;
+use crate::encoding::json_path::{self, Located};
+pub(super) use crate::encoding::json_reader::StringOrList;
+use crate::encoding::json_reader::{self, map, string_or_list, strings, Object, Strict};
 
 use super::*;
 
-pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiResponse> {
+/// A body the admin API reads from its JSON value (`encoding::json_reader`).
+pub(super) trait Body: Sized {
+    fn read(value: &Value) -> Result<Self, json_reader::Error>;
+}
+
+pub(super) fn parse_body<T: Body>(body: &[u8]) -> Result<T, ApiResponse> {
     if body.len() > MAX_BODY_BYTES {
         return Err(error(
             413,
@@ -17,14 +24,17 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
             format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
         ));
     }
-    crate::encoding::json_path::from_slice(body).map_err(|e| {
-        let message = if e.path.is_empty() {
-            e.message
-        } else {
-            format!("at `{}`: {}", e.path, e.message)
-        };
-        error(400, "invalid_body", message)
-    })
+    let Strict(value) = json_path::from_slice(body).map_err(invalid_body)?;
+    T::read(&value).map_err(invalid_body)
+}
+
+fn invalid_body(located: Located) -> ApiResponse {
+    let message = if located.path.is_empty() {
+        located.message
+    } else {
+        format!("at `{}`: {}", located.path, located.message)
+    };
+    error(400, "invalid_body", message)
 }
 
 pub(super) fn check_reason(reason: Option<String>) -> Result<Option<String>, ApiResponse> {
@@ -38,14 +48,21 @@ pub(super) fn check_reason(reason: Option<String>) -> Result<Option<String>, Api
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct CreateRequest {
     pub(super) email: String,
-    #[serde(default)]
     pub(super) status: Option<Status>,
-    #[serde(default)]
     pub(super) metadata: Map<String, Value>,
+}
+
+impl Body for CreateRequest {
+    fn read(value: &Value) -> Result<CreateRequest, json_reader::Error> {
+        let object = Object::new(value, "", &["email", "status", "metadata"])?;
+        Ok(CreateRequest {
+            email: object.required_string("email")?,
+            status: object.optional("status", read_status)?.map(|input| input.0),
+            metadata: object.optional("metadata", map)?.unwrap_or_default(),
+        })
+    }
 }
 
 impl CreateRequest {
@@ -86,32 +103,51 @@ impl CreateRequest {
     }
 }
 
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct ActRequest {
-    #[serde(default)]
     pub(super) reason: Option<String>,
-    #[serde(default)]
     pub(super) dry_run: bool,
-    #[serde(default)]
     pub(super) expires_at: Option<String>,
-    #[serde(default)]
     pub(super) expires_in: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Body for ActRequest {
+    fn read(value: &Value) -> Result<ActRequest, json_reader::Error> {
+        let object = Object::new(value, "", &["reason", "dry_run", "expires_at", "expires_in"])?;
+        Ok(ActRequest {
+            reason: object.string("reason")?,
+            dry_run: object.bool("dry_run")?.unwrap_or_default(),
+            expires_at: object.string("expires_at")?,
+            expires_in: object.string("expires_in")?,
+        })
+    }
+}
+
 pub(super) struct BulkRequest {
     pub(super) action: String,
     pub(super) emails: Vec<String>,
-    #[serde(default)]
     pub(super) reason: Option<String>,
-    #[serde(default)]
     pub(super) dry_run: bool,
-    #[serde(default)]
     pub(super) expires_at: Option<String>,
-    #[serde(default)]
     pub(super) expires_in: Option<String>,
+}
+
+impl Body for BulkRequest {
+    fn read(value: &Value) -> Result<BulkRequest, json_reader::Error> {
+        let object = Object::new(
+            value,
+            "",
+            &["action", "emails", "reason", "dry_run", "expires_at", "expires_in"],
+        )?;
+        Ok(BulkRequest {
+            action: object.required_string("action")?,
+            emails: object.required("emails", strings)?,
+            reason: object.string("reason")?,
+            dry_run: object.bool("dry_run")?.unwrap_or_default(),
+            expires_at: object.string("expires_at")?,
+            expires_in: object.string("expires_in")?,
+        })
+    }
 }
 
 /// The approval's end an action asks for, as an instant; `None`: never.
@@ -148,8 +184,15 @@ pub(super) fn action_expiry(
     Ok(expiry)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct InviteRequest {
     pub(super) emails: StringOrList,
+}
+
+impl Body for InviteRequest {
+    fn read(value: &Value) -> Result<InviteRequest, json_reader::Error> {
+        let object = Object::new(value, "", &["emails"])?;
+        Ok(InviteRequest {
+            emails: object.required("emails", string_or_list)?,
+        })
+    }
 }

@@ -355,12 +355,18 @@ pub(super) fn published_rules(ctx: &AdminContext<'_>) -> Result<Vec<crate::direc
 /// `POST <prefix>/rules/dry-run` `{"email": ..., "claims": {...}}`: the first
 /// status a self-registration would get, and by which rule. Changes nothing.
 pub(super) fn rules_dry_run(ctx: &AdminContext<'_>, body: &[u8]) -> Result<ApiResponse, ApiResponse> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct DryRun {
         email: String,
-        #[serde(default)]
         claims: Option<Map<String, Value>>,
+    }
+    impl Body for DryRun {
+        fn read(value: &Value) -> Result<DryRun, crate::encoding::json_reader::Error> {
+            let object = crate::encoding::json_reader::Object::new(value, "", &["email", "claims"])?;
+            Ok(DryRun {
+                email: object.required_string("email")?,
+                claims: object.optional("claims", crate::encoding::json_reader::map)?,
+            })
+        }
     }
     let request: DryRun = parse_body(body)?;
     let email = canonical_email(&request.email).map_err(|why| error(422, "invalid_email", why.to_string()))?;

@@ -224,6 +224,17 @@ fn bad_input_is_refused_before_etcd() {
         let text = answer["message"].as_str().unwrap_or_default();
         assert!(text.starts_with(message), "{answer}");
     }
+    // A member named twice is refused, not read as its last value.
+    let twice = br#"{"email":"a@x.io","status":"requested","status":"approved"}"#;
+    let (status, answer) = respond(start(&ctx, Route::Create, None, twice, "ops"));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("duplicate field `status`"),
+        "{answer}"
+    );
     let huge = vec![b' '; MAX_BODY_BYTES + 1];
     assert_eq!(respond(start(&ctx, Route::Create, None, &huge, "ops")).0, 413);
     // Before the first sync the health page says so.

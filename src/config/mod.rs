@@ -1,5 +1,5 @@
 //! Configuration in two phases: the JSON is read into the shape of the
-//! configuration's version (`v1`, by `reader`; unknown fields refused
+//! configuration's version (`v1`, by `encoding::json_reader`; unknown fields refused
 //! everywhere), then `compile` validates
 //! its meaning and builds the immutable values the filter runs on: the
 //! `request::gate::Gate` every HTTP context shares, the `directory::Directory`,
@@ -85,7 +85,7 @@ pub fn compile(bytes: &[u8]) -> Result<Config, ConfigError> {
             "the filter needs a JSON configuration (see filter-config/ for examples), got none",
         ));
     }
-    let value = crate::encoding::json_path::from_slice::<reader::Strict>(bytes)
+    let value = crate::encoding::json_path::from_slice::<crate::encoding::json_reader::Strict>(bytes)
         .map_err(|error| ConfigError::new(error.path, error.message))?
         .0;
     match Versioned::parse(&value)? {
@@ -113,7 +113,9 @@ impl Versioned {
             })?,
         };
         match version {
-            1 => v1::RawConfig::read(value).map(Versioned::V1),
+            1 => v1::RawConfig::read(value)
+                .map(Versioned::V1)
+                .map_err(|error| ConfigError::new(error.path, error.message)),
             other => Err(ConfigError::new(
                 "config_version",
                 format!("this build understands version {CONFIG_VERSION}, got {other}"),
@@ -123,7 +125,6 @@ impl Versioned {
 }
 
 mod compile;
-mod reader;
 #[cfg(test)]
 mod tests;
 mod v1;

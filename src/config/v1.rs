@@ -5,10 +5,10 @@
 
 use serde_json::Value;
 
-use super::reader::{choice, invalid_type, list, strings, Object};
-use super::ConfigError;
+use crate::directory::status::read_status as status;
 use crate::directory::StatusInput;
-pub(super) use crate::encoding::json_path::StringOrList;
+pub(super) use crate::encoding::json_reader::StringOrList;
+use crate::encoding::json_reader::{choice, list, map, string_or_list, strings, unsigned, Error, Object};
 use crate::request::routes::RouteClass;
 
 #[derive(Debug)]
@@ -201,7 +201,7 @@ pub(super) struct RawDeveloper {
 }
 
 impl RawConfig {
-    pub(super) fn read(value: &Value) -> Result<RawConfig, ConfigError> {
+    pub(super) fn read(value: &Value) -> Result<RawConfig, Error> {
         let object = Object::new(
             value,
             "",
@@ -223,9 +223,7 @@ impl RawConfig {
             ],
         )?;
         Ok(RawConfig {
-            config_version: object.required("config_version", |value, path| {
-                value.as_u64().ok_or_else(|| invalid_type(value, path, "u64"))
-            })?,
+            config_version: object.required("config_version", unsigned)?,
             namespace: object.string("namespace")?,
             identity: object.optional("identity", RawIdentity::read)?,
             routes: object.required("routes", |value, path| list(value, path, RawRoute::read))?,
@@ -261,7 +259,7 @@ impl RawConfig {
 }
 
 impl RawEvents {
-    fn read(value: &Value, path: &str) -> Result<RawEvents, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawEvents, Error> {
         let object = Object::new(value, path, &["secrets", "sinks", "retry_initial_ms", "retry_max_ms"])?;
         Ok(RawEvents {
             secrets: object.optional("secrets", strings)?.unwrap_or_default(),
@@ -273,7 +271,7 @@ impl RawEvents {
 }
 
 impl RawSink {
-    fn read(value: &Value, path: &str) -> Result<RawSink, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawSink, Error> {
         let object = Object::new(
             value,
             path,
@@ -291,7 +289,7 @@ impl RawSink {
 }
 
 impl RawRegistration {
-    fn read(value: &Value, path: &str) -> Result<RawRegistration, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawRegistration, Error> {
         let object = Object::new(value, path, &["per_minute", "max_pending", "rules"])?;
         Ok(RawRegistration {
             per_minute: object.u32("per_minute")?,
@@ -304,7 +302,7 @@ impl RawRegistration {
 }
 
 impl RawRule {
-    fn read(value: &Value, path: &str) -> Result<RawRule, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawRule, Error> {
         let object = Object::new(value, path, &["name", "match", "outcome", "expires_in"])?;
         Ok(RawRule {
             name: object.required_string("name")?,
@@ -316,23 +314,18 @@ impl RawRule {
 }
 
 impl RawMatch {
-    fn read(value: &Value, path: &str) -> Result<RawMatch, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawMatch, Error> {
         let object = Object::new(value, path, &["domain", "include_subdomains", "claims"])?;
         Ok(RawMatch {
             domain: object.string("domain")?,
             include_subdomains: object.bool("include_subdomains")?.unwrap_or_default(),
-            claims: object
-                .optional("claims", |value, path| match value {
-                    Value::Object(claims) => Ok(claims.clone()),
-                    other => Err(invalid_type(other, path, "a map")),
-                })?
-                .unwrap_or_default(),
+            claims: object.optional("claims", map)?.unwrap_or_default(),
         })
     }
 }
 
 impl RawApprovals {
-    fn read(value: &Value, path: &str) -> Result<RawApprovals, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawApprovals, Error> {
         let object = Object::new(value, path, &["default_expires_in", "max_expires_in"])?;
         Ok(RawApprovals {
             default_expires_in: object.string("default_expires_in")?,
@@ -342,7 +335,7 @@ impl RawApprovals {
 }
 
 impl RawDirectory {
-    fn read(value: &Value, path: &str) -> Result<RawDirectory, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawDirectory, Error> {
         let object = Object::new(value, path, &["source", "etcd", "sync_interval_ms"])?;
         Ok(RawDirectory {
             source: object.required("source", |value, path| {
@@ -355,7 +348,7 @@ impl RawDirectory {
 }
 
 impl RawEtcd {
-    fn read(value: &Value, path: &str) -> Result<RawEtcd, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawEtcd, Error> {
         let object = Object::new(
             value,
             path,
@@ -369,11 +362,7 @@ impl RawEtcd {
             ],
         )?;
         Ok(RawEtcd {
-            upstream: object.required("upstream", |value, path| match value {
-                Value::String(one) => Ok(StringOrList::One(one.clone())),
-                Value::Array(_) => strings(value, path).map(StringOrList::List),
-                other => Err(invalid_type(other, path, "a string, or a list of strings")),
-            })?,
+            upstream: object.required("upstream", string_or_list)?,
             grpc_upstream: object.string("grpc_upstream")?,
             authority: object.string("authority")?,
             key_prefix: object.string("key_prefix")?,
@@ -384,7 +373,7 @@ impl RawEtcd {
 }
 
 impl RawAdmin {
-    fn read(value: &Value, path: &str) -> Result<RawAdmin, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawAdmin, Error> {
         let object = Object::new(
             value,
             path,
@@ -407,7 +396,7 @@ impl RawAdmin {
 }
 
 impl RawToken {
-    fn read(value: &Value, path: &str) -> Result<RawToken, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawToken, Error> {
         let object = Object::new(value, path, &["name", "token"])?;
         Ok(RawToken {
             name: object.required_string("name")?,
@@ -417,7 +406,7 @@ impl RawToken {
 }
 
 impl RawIdentity {
-    fn read(value: &Value, path: &str) -> Result<RawIdentity, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawIdentity, Error> {
         let object = Object::new(value, path, &["source", "header", "claim"])?;
         Ok(RawIdentity {
             source: object.required("source", |value, path| {
@@ -437,7 +426,7 @@ impl RawIdentity {
 }
 
 impl RawRoute {
-    fn read(value: &Value, path: &str) -> Result<RawRoute, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawRoute, Error> {
         let object = Object::new(value, path, &["exact", "prefix", "methods", "class"])?;
         Ok(RawRoute {
             exact: object.string("exact")?,
@@ -460,7 +449,7 @@ impl RawRoute {
 }
 
 impl RawDenials {
-    fn read(value: &Value, path: &str) -> Result<RawDenials, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawDenials, Error> {
         let object = Object::new(value, path, &["style", "html_for_browsers", "browser_redirects"])?;
         Ok(RawDenials {
             style: object.choice(
@@ -477,7 +466,7 @@ impl RawDenials {
 }
 
 impl RawRedirects {
-    fn read(value: &Value, path: &str) -> Result<RawRedirects, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawRedirects, Error> {
         let object = Object::new(
             value,
             path,
@@ -494,27 +483,11 @@ impl RawRedirects {
 }
 
 impl RawDeveloper {
-    fn read(value: &Value, path: &str) -> Result<RawDeveloper, ConfigError> {
+    fn read(value: &Value, path: &str) -> Result<RawDeveloper, Error> {
         let object = Object::new(value, path, &["email", "status"])?;
         Ok(RawDeveloper {
             email: object.required_string("email")?,
             status: object.required("status", status)?,
         })
     }
-}
-
-/// A status by name or by Kong's code (`StatusInput`).
-fn status(value: &Value, path: &str) -> Result<StatusInput, ConfigError> {
-    let read = match value {
-        Value::String(name) => StatusInput::from_name(name),
-        Value::Number(number) => match number.as_u64() {
-            Some(code) => StatusInput::from_code(code),
-            None => Err(format!(
-                "unknown status code {number}: expected {}",
-                StatusInput::EXPECTED
-            )),
-        },
-        other => return Err(invalid_type(other, path, StatusInput::EXPECTED)),
-    };
-    read.map_err(|message| ConfigError::new(path, message))
 }

@@ -23,7 +23,7 @@ pub mod registration;
 pub mod replica;
 pub mod rules;
 pub mod seed;
-mod status;
+pub mod status;
 mod store;
 mod tab_counts;
 mod tab_front;

@@ -6,6 +6,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::encoding::json_path::Located;
+use crate::encoding::json_reader::invalid_type;
+
 /// A developer's status, as in Kong Enterprise's Dev Portal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
@@ -85,6 +88,25 @@ impl StatusInput {
             .map(StatusInput)
             .ok_or_else(|| format!("unknown status code {code}: expected {}", StatusInput::EXPECTED))
     }
+}
+
+/// A status by name or by Kong's code (`StatusInput`), from a JSON value.
+pub fn read_status(value: &serde_json::Value, path: &str) -> Result<StatusInput, Located> {
+    let read = match value {
+        serde_json::Value::String(name) => StatusInput::from_name(name),
+        serde_json::Value::Number(number) => match number.as_u64() {
+            Some(code) => StatusInput::from_code(code),
+            None => Err(format!(
+                "unknown status code {number}: expected {}",
+                StatusInput::EXPECTED
+            )),
+        },
+        other => return Err(invalid_type(other, path, StatusInput::EXPECTED)),
+    };
+    read.map_err(|message| Located {
+        path: path.to_string(),
+        message,
+    })
 }
 
 impl<'de> Deserialize<'de> for StatusInput {

@@ -7,10 +7,7 @@
 //! the error's position and the path is read off the objects and arrays open
 //! there. Untrusted input is only scanned, never indexed.
 
-use std::fmt;
-
-use serde::de::{DeserializeOwned, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
 
 /// A failed parse: where (`routes[2].methods[0]`; empty for the whole text)
 /// and serde_json's message without its position.
@@ -40,43 +37,6 @@ pub fn locate(text: &[u8], error: &serde_json::Error) -> Located {
     Located {
         path: path_at(text, offset_of(text, error.line(), error.column())),
         message,
-    }
-}
-
-/// A string, or a list of strings (`"a, b"` or `["a", "b"]`).
-///
-/// Written out rather than `#[serde(untagged)]`: an untagged enum reads the
-/// value first and fails afterwards, so serde_json places its error at the end
-/// of the enclosing object and the path would name the object, not the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StringOrList {
-    One(String),
-    List(Vec<String>),
-}
-
-impl<'de> Deserialize<'de> for StringOrList {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<StringOrList, D::Error> {
-        struct Expect;
-        impl<'de> Visitor<'de> for Expect {
-            type Value = StringOrList;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, or a list of strings")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<StringOrList, E> {
-                Ok(StringOrList::One(value.to_string()))
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<StringOrList, A::Error> {
-                let mut list = Vec::new();
-                while let Some(item) = items.next_element()? {
-                    list.push(item);
-                }
-                Ok(StringOrList::List(list))
-            }
-        }
-        deserializer.deserialize_any(Expect)
     }
 }
 
@@ -311,35 +271,6 @@ mod tests {
             ("", "trailing characters")
         );
         assert_eq!(error_of("").message, "EOF while parsing a value");
-    }
-
-    #[test]
-    fn a_string_or_a_list_is_refused_at_the_value() {
-        #[derive(Debug, Deserialize)]
-        #[allow(dead_code)]
-        struct Holder {
-            upstream: StringOrList,
-            other: u8,
-        }
-        let parse = |text: &str| from_slice::<Holder>(text.as_bytes());
-        assert_eq!(
-            parse(r#"{"upstream":"a","other":1}"#).unwrap().upstream,
-            StringOrList::One("a".into())
-        );
-        assert_eq!(
-            parse(r#"{"upstream":["a","b"],"other":1}"#).unwrap().upstream,
-            StringOrList::List(vec!["a".into(), "b".into()])
-        );
-        let error = parse(r#"{"upstream":2379,"other":1}"#).unwrap_err();
-        assert_eq!(error.path, "upstream");
-        assert_eq!(
-            error.message,
-            "invalid type: integer `2379`, expected a string, or a list of strings"
-        );
-        assert_eq!(
-            parse(r#"{"upstream":["a",{}],"other":1}"#).unwrap_err().path,
-            "upstream[1]"
-        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod base64;
 pub mod clock;
 pub mod header_map;
 pub mod json_path;
+pub mod json_reader;
 
 /// A JSON object from (name, value) pairs, inserted one by one; a repeated
 /// name keeps its last value. `collect()` into the map would do the same, but

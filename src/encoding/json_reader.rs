@@ -1,34 +1,53 @@
-//! Reading a configuration's JSON value by hand, each error naming its field.
+//! Reading a JSON value by hand into a typed shape, each error naming its
+//! field: the configuration (`config::v1`) and the admin API's bodies.
 //!
 //! Why not serde's derive: its readers, one per struct, field type and
-//! option, were about 80 KB of the `.wasm` (issue 14). Here one set of
-//! functions serves every version's shape, which only lists its fields. The
-//! messages keep serde's wording (`unknown field`, `missing field`,
-//! `invalid type`), so what an operator reads has not changed.
+//! option, were about 80 KB of the `.wasm` for the configuration alone (issue
+//! 14). Here one set of functions serves every shape, which only lists its
+//! fields. The messages keep serde's wording (`unknown field`, `missing
+//! field`, `invalid type`), so what an operator or a client reads has not
+//! changed. Every object refuses members it does not name.
 
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::ConfigError;
+use super::json_path::Located;
+
+/// A string, or a list of strings (`"a, b"` or `["a", "b"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringOrList {
+    One(String),
+    List(Vec<String>),
+}
+
+/// A failed read: where, and what.
+pub type Error = Located;
+
+fn fail(path: &str, message: impl Into<String>) -> Error {
+    Located {
+        path: path.to_string(),
+        message: message.into(),
+    }
+}
 
 /// One JSON object of the configuration: its members and where it is.
-pub(super) struct Object<'a> {
+pub struct Object<'a> {
     members: &'a Map<String, Value>,
     path: String,
 }
 
 impl<'a> Object<'a> {
     /// `value` as an object whose every member is one of `fields`.
-    pub(super) fn new(value: &'a Value, path: &str, fields: &[&str]) -> Result<Object<'a>, ConfigError> {
+    pub fn new(value: &'a Value, path: &str, fields: &[&str]) -> Result<Object<'a>, Error> {
         let Value::Object(members) = value else {
             return Err(invalid_type(value, path, "a map"));
         };
         if let Some(unknown) = members.keys().find(|key| !fields.contains(&key.as_str())) {
             let expected: Vec<String> = fields.iter().map(|field| format!("`{field}`")).collect();
-            return Err(ConfigError::new(
-                member(path, unknown),
+            return Err(fail(
+                &member(path, unknown),
                 format!("unknown field `{unknown}`, expected one of {}", expected.join(", ")),
             ));
         }
@@ -39,72 +58,67 @@ impl<'a> Object<'a> {
     }
 
     /// The path of the member `key`.
-    pub(super) fn path_of(&self, key: &str) -> String {
+    pub fn path_of(&self, key: &str) -> String {
         member(&self.path, key)
     }
 
     /// The member `key`; a `null` one is absent, as serde reads an option.
-    pub(super) fn get(&self, key: &str) -> Option<&'a Value> {
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
         self.members.get(key).filter(|value| !value.is_null())
     }
 
     /// Member `key`, read by `read(value, path)` when present.
-    pub(super) fn optional<T>(
+    pub fn optional<T>(
         &self,
         key: &str,
-        read: impl FnOnce(&'a Value, &str) -> Result<T, ConfigError>,
-    ) -> Result<Option<T>, ConfigError> {
+        read: impl FnOnce(&'a Value, &str) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
         self.get(key).map(|value| read(value, &self.path_of(key))).transpose()
     }
 
     /// Member `key`, which must be there.
-    pub(super) fn required<T>(
-        &self,
-        key: &str,
-        read: impl FnOnce(&'a Value, &str) -> Result<T, ConfigError>,
-    ) -> Result<T, ConfigError> {
+    pub fn required<T>(&self, key: &str, read: impl FnOnce(&'a Value, &str) -> Result<T, Error>) -> Result<T, Error> {
         self.optional(key, read)?
-            .ok_or_else(|| ConfigError::new(self.path.clone(), format!("missing field `{key}`")))
+            .ok_or_else(|| fail(&self.path, format!("missing field `{key}`")))
     }
 
-    pub(super) fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+    pub fn string(&self, key: &str) -> Result<Option<String>, Error> {
         self.optional(key, string)
     }
 
-    pub(super) fn required_string(&self, key: &str) -> Result<String, ConfigError> {
+    pub fn required_string(&self, key: &str) -> Result<String, Error> {
         self.required(key, string)
     }
 
-    pub(super) fn u64(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+    pub fn u64(&self, key: &str) -> Result<Option<u64>, Error> {
         self.optional(key, unsigned)
     }
 
-    pub(super) fn u32(&self, key: &str) -> Result<Option<u32>, ConfigError> {
+    pub fn u32(&self, key: &str) -> Result<Option<u32>, Error> {
         self.optional(key, |value, path| {
             let number = unsigned(value, path)?;
-            u32::try_from(number)
-                .map_err(|_| ConfigError::new(path, format!("invalid value: integer `{number}`, expected u32")))
+            u32::try_from(number).map_err(|_| fail(path, format!("invalid value: integer `{number}`, expected u32")))
         })
     }
 
-    pub(super) fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, Error> {
         self.optional(key, |value, path| {
             value.as_bool().ok_or_else(|| invalid_type(value, path, "a boolean"))
         })
     }
 
     /// Member `key`, one of `variants` by name.
-    pub(super) fn choice<T: Copy>(&self, key: &str, variants: &[(&str, T)]) -> Result<Option<T>, ConfigError> {
+    pub fn choice<T: Copy>(&self, key: &str, variants: &[(&str, T)]) -> Result<Option<T>, Error> {
         self.optional(key, |value, path| choice(value, path, variants))
     }
 }
 
 /// A list, each item read by `item(value, path)`.
-pub(super) fn list<'a, T>(
+pub fn list<'a, T>(
     value: &'a Value,
     path: &str,
-    mut item: impl FnMut(&'a Value, &str) -> Result<T, ConfigError>,
-) -> Result<Vec<T>, ConfigError> {
+    mut item: impl FnMut(&'a Value, &str) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
     let Value::Array(items) = value else {
         return Err(invalid_type(value, path, "a sequence"));
     };
@@ -115,25 +129,22 @@ pub(super) fn list<'a, T>(
         .collect()
 }
 
-fn string(value: &Value, path: &str) -> Result<String, ConfigError> {
+fn string(value: &Value, path: &str) -> Result<String, Error> {
     match value {
         Value::String(text) => Ok(text.clone()),
         other => Err(invalid_type(other, path, "a string")),
     }
 }
 
-pub(super) fn strings(value: &Value, path: &str) -> Result<Vec<String>, ConfigError> {
+pub fn strings(value: &Value, path: &str) -> Result<Vec<String>, Error> {
     list(value, path, string)
 }
 
-fn unsigned(value: &Value, path: &str) -> Result<u64, ConfigError> {
+pub fn unsigned(value: &Value, path: &str) -> Result<u64, Error> {
     match value {
         Value::Number(number) => match (number.as_u64(), number.as_i64()) {
             (Some(number), _) => Ok(number),
-            (None, Some(negative)) => Err(ConfigError::new(
-                path,
-                format!("invalid value: integer `{negative}`, expected u64"),
-            )),
+            (None, Some(negative)) => Err(fail(path, format!("invalid value: integer `{negative}`, expected u64"))),
             (None, None) => Err(invalid_type(value, path, "u64")),
         },
         other => Err(invalid_type(other, path, "u64")),
@@ -141,7 +152,7 @@ fn unsigned(value: &Value, path: &str) -> Result<u64, ConfigError> {
 }
 
 /// One of `variants` by name, as serde reads a unit enum.
-pub(super) fn choice<T: Copy>(value: &Value, path: &str, variants: &[(&str, T)]) -> Result<T, ConfigError> {
+pub fn choice<T: Copy>(value: &Value, path: &str, variants: &[(&str, T)]) -> Result<T, Error> {
     let Value::String(name) = value else {
         return Err(invalid_type(value, path, "a string"));
     };
@@ -151,11 +162,28 @@ pub(super) fn choice<T: Copy>(value: &Value, path: &str, variants: &[(&str, T)])
         .map(|(_, chosen)| *chosen)
         .ok_or_else(|| {
             let expected: Vec<String> = variants.iter().map(|(variant, _)| format!("`{variant}`")).collect();
-            ConfigError::new(
+            fail(
                 path,
                 format!("unknown variant `{name}`, expected one of {}", expected.join(", ")),
             )
         })
+}
+
+/// An object's members as they are (`metadata`, `claims`).
+pub fn map(value: &Value, path: &str) -> Result<Map<String, Value>, Error> {
+    match value {
+        Value::Object(members) => Ok(members.clone()),
+        other => Err(invalid_type(other, path, "a map")),
+    }
+}
+
+/// A string, or a list of strings.
+pub fn string_or_list(value: &Value, path: &str) -> Result<StringOrList, Error> {
+    match value {
+        Value::String(one) => Ok(StringOrList::One(one.clone())),
+        Value::Array(_) => strings(value, path).map(StringOrList::List),
+        other => Err(invalid_type(other, path, "a string, or a list of strings")),
+    }
 }
 
 /// `parent.key`, or `key` at the top.
@@ -167,7 +195,7 @@ fn member(parent: &str, key: &str) -> String {
     }
 }
 
-pub(super) fn invalid_type(value: &Value, path: &str, expected: &str) -> ConfigError {
+pub fn invalid_type(value: &Value, path: &str, expected: &str) -> Error {
     let found = match value {
         Value::Null => "null".to_string(),
         Value::Bool(flag) => format!("boolean `{flag}`"),
@@ -177,14 +205,15 @@ pub(super) fn invalid_type(value: &Value, path: &str, expected: &str) -> ConfigE
         Value::Array(_) => "sequence".to_string(),
         Value::Object(_) => "map".to_string(),
     };
-    ConfigError::new(path, format!("invalid type: {found}, expected {expected}"))
+    fail(path, format!("invalid type: {found}, expected {expected}"))
 }
 
 /// A JSON value as serde_json reads one, except that an object naming a
 /// member twice is refused (serde_json's `Value` keeps the last), as serde's
 /// derive refused it: which of the two the operator meant is not for the
 /// filter to guess.
-pub(super) struct Strict(pub(super) Value);
+#[derive(Debug)]
+pub struct Strict(pub Value);
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
@@ -247,5 +276,58 @@ impl<'de> Visitor<'de> for StrictVisitor {
             map.insert(key, value);
         }
         Ok(Value::Object(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_string_or_a_list_is_refused_at_the_value() {
+        assert_eq!(
+            string_or_list(&json!("a"), "upstream").unwrap(),
+            StringOrList::One("a".into())
+        );
+        assert_eq!(
+            string_or_list(&json!(["a", "b"]), "upstream").unwrap(),
+            StringOrList::List(vec!["a".into(), "b".into()])
+        );
+        let error = string_or_list(&json!(2379), "upstream").unwrap_err();
+        assert_eq!(error.path, "upstream");
+        assert_eq!(
+            error.message,
+            "invalid type: integer `2379`, expected a string, or a list of strings"
+        );
+        assert_eq!(
+            string_or_list(&json!(["a", {}]), "upstream").unwrap_err().path,
+            "upstream[1]"
+        );
+    }
+
+    #[test]
+    fn a_member_named_twice_is_refused_in_its_object() {
+        let text = br#"{"a": {"b": 1, "c": [1, {"d": 2, "d": 3}]}}"#;
+        let error = crate::encoding::json_path::from_slice::<Strict>(text).unwrap_err();
+        assert!(error.message.contains("duplicate field `d`"), "{error:?}");
+        assert!(error.path.starts_with("a.c[1]"), "{error:?}");
+        let Strict(value) = crate::encoding::json_path::from_slice(br#"{"a": [1, {"b": null}], "c": -2.5}"#).unwrap();
+        assert_eq!(value, json!({"a": [1, {"b": null}], "c": -2.5}));
+    }
+
+    #[test]
+    fn objects_refuse_what_they_do_not_name() {
+        let value = json!({"name": "a", "extra": 1});
+        let error = Object::new(&value, "sinks[0]", &["name", "path"]).err().unwrap();
+        assert_eq!(error.path, "sinks[0].extra");
+        assert_eq!(error.message, "unknown field `extra`, expected one of `name`, `path`");
+        let object = Object::new(&value, "", &["name", "extra"]).unwrap();
+        assert_eq!(
+            object.required_string("path").unwrap_err().message,
+            "missing field `path`"
+        );
+        assert_eq!(object.u64("extra").unwrap(), Some(1));
+        assert_eq!(object.string("extra").unwrap_err().path, "extra");
     }
 }

@@ -28,6 +28,10 @@ def main():
     try:
         print(f"{args.developers:,} developers loaded in {etcd.load(args.developers):.1f} s", flush=True)
         times = {wasm: [] for wasm in args.wasm}
+        # Envoy's idle time in the sync (wall minus its CPU): steadier than the
+        # wall time on a noisy machine, and what a change in how pages are
+        # scheduled moves (bench/SYNC-PROFILE.md).
+        idle = {wasm: [] for wasm in args.wasm}
         for _ in range(args.rounds):
             for wasm in args.wasm:
                 scale.GATE_WASM = wasm
@@ -41,10 +45,11 @@ def main():
                 finally:
                     envoy.stop()
                 times[wasm].append(synced)
+                idle[wasm].append(synced - cpu[0])
                 print(f"{wasm}: first sync {synced:.2f} s after Envoy's start "
-                      f"(CPU: Envoy {cpu[0]:.2f} s, etcd {cpu[1]:.2f} s)", flush=True)
+                      f"(CPU: Envoy {cpu[0]:.2f} s, etcd {cpu[1]:.2f} s; Envoy idle {synced - cpu[0]:.2f} s)", flush=True)
         for wasm, runs in times.items():
-            print(f"median {statistics.median(runs):.2f} s: {wasm}")
+            print(f"median {statistics.median(runs):.2f} s, Envoy idle {statistics.median(idle[wasm]):.2f} s: {wasm}")
     finally:
         etcd.stop()
 

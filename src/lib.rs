@@ -19,7 +19,8 @@
 //!   fleet's one deliverer.
 //! - `admin`: the admin API: authentication, routes, reads, the step machine of
 //!   writes (shared with self-service registration), mailto links.
-//! - `encoding`: base64, RFC 3339 times, the ABI's header-map encoding.
+//! - `encoding`: base64, RFC 3339 times, the ABI's header-map encoding, and
+//!   the JSON reader of the configuration and the admin API's bodies.
 //! - `host` (wasm32 only): the thin glue to the proxy-wasm ABI, over our own
 //!   no-panic layer (`host::abi`). What it relies on in Envoy and Kong is in
 //!   docs/hosts.md.

@@ -64,19 +64,26 @@ pub fn bulk_developers(key_prefix: &str, n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A port for a test's listener, free when checked. Taken from 20000-32767,
+/// below Linux's ephemeral range (32768-60999): there, any outgoing
+/// connection (a client's, Envoy's to etcd) may take the port between this
+/// check and the listener's bind, which once failed CI with "Address already
+/// in use". Each test process starts at its own place in the range.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const END: u16 = 32_768;
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let _ = NEXT.compare_exchange(
         0,
-        20_000 + (std::process::id() % 20_000) as u16,
+        FIRST + (std::process::id() % u32::from(END - FIRST)) as u16,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        if port < 20_000 {
-            NEXT.store(20_000, Ordering::SeqCst);
+        if !(FIRST..END).contains(&port) {
+            NEXT.store(FIRST, Ordering::SeqCst);
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {

@@ -355,6 +355,79 @@ fn a_page_is_applied_while_the_next_is_on_its_way() {
     }
 }
 
+/// A full sync reads every page at the revision of its first answer (etcd's
+/// MVCC): changes made between its pages are not half-seen by it, and the next
+/// cycle brings them. A revision compacted between its pages starts it over,
+/// and it still ends complete.
+#[test]
+fn a_full_sync_reads_one_revision_and_starts_over_once_it_is_compacted() {
+    let now = 10_000_000;
+    for grpc in [false, true] {
+        let mut etcd = FakeEtcd {
+            grpc,
+            ..FakeEtcd::default()
+        };
+        for i in 0..200 {
+            etcd.put(&format!("/dp/dev/dev{i:03}@x.io"), &developer("approved", i));
+        }
+        let store = MemoryStore::default();
+        let mut syncer = Syncer::new("ns", "/dp/", None);
+        syncer.page_bounds = (50, 50);
+        let mut request = syncer.begin(now);
+        let mut answers = 0;
+        let report = loop {
+            let (status, body) = etcd.answer(&request);
+            answers += 1;
+            if answers == 1 {
+                // After the first page: one developer of a later page revoked,
+                // one added, one of the first page deleted.
+                logged_put(&mut etcd, "dev150@x.io", Some("revoked"), now);
+                logged_put(&mut etcd, "dev150a@x.io", Some("approved"), now);
+                logged_put(&mut etcd, "dev010@x.io", None, now);
+            }
+            match syncer.on_answer(&store, status, &body, now).unwrap() {
+                Next::Call(next) => request = next,
+                Next::Done(report) => break report,
+            }
+        };
+        assert!(report.full);
+        assert_eq!(report.changed, 200, "the directory as of the first page");
+        assert_eq!(lookup(&store, "ns", "dev150@x.io"), Lookup::Found(Status::Approved));
+        assert_eq!(lookup(&store, "ns", "dev150a@x.io"), Lookup::Unknown);
+        assert_eq!(lookup(&store, "ns", "dev010@x.io"), Lookup::Found(Status::Approved));
+        // The next cycle reads the change log.
+        assert!(!cycle_at(&mut syncer, &mut etcd, &store, now).0.full);
+        assert_eq!(lookup(&store, "ns", "dev150@x.io"), Lookup::Found(Status::Revoked));
+        assert_eq!(lookup(&store, "ns", "dev150a@x.io"), Lookup::Found(Status::Approved));
+        assert_eq!(lookup(&store, "ns", "dev010@x.io"), Lookup::Unknown);
+
+        // Another syncer's full sync, and etcd compacts past its revision
+        // after its first page.
+        let mut syncer = Syncer::new("ns", "/dp/", None);
+        syncer.page_bounds = (50, 50);
+        let mut request = syncer.begin(now);
+        let (mut answers, mut compacted) = (0, 0);
+        let report = loop {
+            let (status, body) = etcd.answer(&request);
+            answers += 1;
+            compacted += usize::from(status == 400);
+            if answers == 1 {
+                logged_put(&mut etcd, "dev020@x.io", Some("rejected"), now);
+                etcd.compact(etcd.revision);
+            }
+            match syncer.on_answer(&store, status, &body, now).unwrap() {
+                Next::Call(next) => request = next,
+                Next::Done(report) => break report,
+            }
+        };
+        assert_eq!(compacted, 1, "one read refused, then the full sync started over");
+        assert!(report.full);
+        assert_eq!(lookup(&store, "ns", "dev020@x.io"), Lookup::Found(Status::Rejected));
+        assert_eq!(lookup(&store, "ns", "dev199@x.io"), Lookup::Found(Status::Approved));
+        assert_eq!(lookup(&store, "ns", "dev010@x.io"), Lookup::Unknown);
+    }
+}
+
 /// A change as the filter writes it: the developer and its change log entry
 /// (one transaction in etcd; two puts here). `at_ms` names the entry.
 fn logged_put(etcd: &mut FakeEtcd, email: &str, status: Option<&str>, at_ms: u64) {

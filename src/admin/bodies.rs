@@ -5,9 +5,9 @@ use serde_json::{Map, Value};
 
 use crate::directory::expiry::Requested;
 use crate::directory::status::read_status;
-use crate::encoding::json_path::{self, Located};
+use crate::encoding::json_path::Located;
 pub(super) use crate::encoding::json_reader::StringOrList;
-use crate::encoding::json_reader::{self, map, string_or_list, strings, Object, Strict};
+use crate::encoding::json_reader::{self, map, string_or_list, strings, Object};
 
 use super::*;
 
@@ -24,7 +24,7 @@ pub(super) fn parse_body<T: Body>(body: &[u8]) -> Result<T, ApiResponse> {
             format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
         ));
     }
-    let Strict(value) = json_path::from_slice(body).map_err(invalid_body)?;
+    let value = json_reader::parse(body).map_err(invalid_body)?;
     T::read(&value).map_err(invalid_body)
 }
 

@@ -9,6 +9,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::encoding::json_object;
+use crate::encoding::json_reader::{self, Object};
 
 use super::*;
 
@@ -360,11 +361,11 @@ pub(super) fn rules_dry_run(ctx: &AdminContext<'_>, body: &[u8]) -> Result<ApiRe
         claims: Option<Map<String, Value>>,
     }
     impl Body for DryRun {
-        fn read(value: &Value) -> Result<DryRun, crate::encoding::json_reader::Error> {
-            let object = crate::encoding::json_reader::Object::new(value, "", &["email", "claims"])?;
+        fn read(value: &Value) -> Result<DryRun, json_reader::Error> {
+            let object = Object::new(value, "", &["email", "claims"])?;
             Ok(DryRun {
                 email: object.required_string("email")?,
-                claims: object.optional("claims", crate::encoding::json_reader::map)?,
+                claims: object.optional("claims", json_reader::map)?,
             })
         }
     }

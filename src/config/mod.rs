@@ -35,6 +35,13 @@ impl ConfigError {
     }
 }
 
+/// A shape error (`encoding::json_reader`): the field it names, and why.
+impl From<crate::encoding::json_path::Located> for ConfigError {
+    fn from(located: crate::encoding::json_path::Located) -> ConfigError {
+        ConfigError::new(located.path, located.message)
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.field.is_empty() || self.field == "." {
@@ -85,9 +92,7 @@ pub fn compile(bytes: &[u8]) -> Result<Config, ConfigError> {
             "the filter needs a JSON configuration (see filter-config/ for examples), got none",
         ));
     }
-    let value = crate::encoding::json_path::from_slice::<crate::encoding::json_reader::Strict>(bytes)
-        .map_err(|error| ConfigError::new(error.path, error.message))?
-        .0;
+    let value = crate::encoding::json_reader::parse(bytes)?;
     match Versioned::parse(&value)? {
         Versioned::V1(raw) => compile::compile_raw(raw),
     }
@@ -113,9 +118,7 @@ impl Versioned {
             })?,
         };
         match version {
-            1 => v1::RawConfig::read(value)
-                .map(Versioned::V1)
-                .map_err(|error| ConfigError::new(error.path, error.message)),
+            1 => Ok(Versioned::V1(v1::RawConfig::read(value)?)),
             other => Err(ConfigError::new(
                 "config_version",
                 format!("this build understands version {CONFIG_VERSION}, got {other}"),

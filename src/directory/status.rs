@@ -86,7 +86,12 @@ impl StatusInput {
     pub fn from_code(code: u64) -> Result<StatusInput, String> {
         Status::from_kong_code(code)
             .map(StatusInput)
-            .ok_or_else(|| format!("unknown status code {code}: expected {}", StatusInput::EXPECTED))
+            .ok_or_else(|| StatusInput::unknown_code(code))
+    }
+
+    /// Why a number (negative, fractional, or past 3) is no status.
+    fn unknown_code(code: impl fmt::Display) -> String {
+        format!("unknown status code {code}: expected {}", StatusInput::EXPECTED)
     }
 }
 
@@ -96,10 +101,7 @@ pub fn read_status(value: &serde_json::Value, path: &str) -> Result<StatusInput,
         serde_json::Value::String(name) => StatusInput::from_name(name),
         serde_json::Value::Number(number) => match number.as_u64() {
             Some(code) => StatusInput::from_code(code),
-            None => Err(format!(
-                "unknown status code {number}: expected {}",
-                StatusInput::EXPECTED
-            )),
+            None => Err(StatusInput::unknown_code(number)),
         },
         other => return Err(invalid_type(other, path, StatusInput::EXPECTED)),
     };
@@ -124,10 +126,7 @@ impl<'de> Deserialize<'de> for StatusInput {
                 StatusInput::from_code(value).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, value: i64) -> Result<StatusInput, E> {
-                Err(E::custom(format!(
-                    "unknown status code {value}: expected {}",
-                    StatusInput::EXPECTED
-                )))
+                Err(E::custom(StatusInput::unknown_code(value)))
             }
         }
         deserializer.deserialize_any(StatusVisitor)

@@ -25,6 +25,12 @@ pub enum StringOrList {
 /// A failed read: where, and what.
 pub type Error = Located;
 
+/// `text` as one JSON value, for the readers below: an object that names a
+/// member twice is refused (`Strict`), and a syntax error names where it is.
+pub fn parse(text: &[u8]) -> Result<Value, Error> {
+    super::json_path::from_slice(text).map(|Strict(value)| value)
+}
+
 fn fail(path: &str, message: impl Into<String>) -> Error {
     Located {
         path: path.to_string(),
@@ -32,7 +38,7 @@ fn fail(path: &str, message: impl Into<String>) -> Error {
     }
 }
 
-/// One JSON object of the configuration: its members and where it is.
+/// One JSON object being read: its members and where it is.
 pub struct Object<'a> {
     members: &'a Map<String, Value>,
     path: String,
@@ -45,10 +51,9 @@ impl<'a> Object<'a> {
             return Err(invalid_type(value, path, "a map"));
         };
         if let Some(unknown) = members.keys().find(|key| !fields.contains(&key.as_str())) {
-            let expected: Vec<String> = fields.iter().map(|field| format!("`{field}`")).collect();
             return Err(fail(
                 &member(path, unknown),
-                format!("unknown field `{unknown}`, expected one of {}", expected.join(", ")),
+                format!("unknown field `{unknown}`, expected {}", one_of(fields.iter().copied())),
             ));
         }
         Ok(Object {
@@ -161,12 +166,15 @@ pub fn choice<T: Copy>(value: &Value, path: &str, variants: &[(&str, T)]) -> Res
         .find(|(variant, _)| variant == name)
         .map(|(_, chosen)| *chosen)
         .ok_or_else(|| {
-            let expected: Vec<String> = variants.iter().map(|(variant, _)| format!("`{variant}`")).collect();
-            fail(
-                path,
-                format!("unknown variant `{name}`, expected one of {}", expected.join(", ")),
-            )
+            let names = variants.iter().map(|(variant, _)| *variant);
+            fail(path, format!("unknown variant `{name}`, expected {}", one_of(names)))
         })
+}
+
+/// "one of `a`, `b`", as serde words it.
+fn one_of<'n>(names: impl Iterator<Item = &'n str>) -> String {
+    let quoted: Vec<String> = names.map(|name| format!("`{name}`")).collect();
+    format!("one of {}", quoted.join(", "))
 }
 
 /// An object's members as they are (`metadata`, `claims`).
@@ -213,7 +221,7 @@ pub fn invalid_type(value: &Value, path: &str, expected: &str) -> Error {
 /// derive refused it: which of the two the operator meant is not for the
 /// filter to guess.
 #[derive(Debug)]
-pub struct Strict(pub Value);
+struct Strict(Value);
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
@@ -309,10 +317,10 @@ mod tests {
     #[test]
     fn a_member_named_twice_is_refused_in_its_object() {
         let text = br#"{"a": {"b": 1, "c": [1, {"d": 2, "d": 3}]}}"#;
-        let error = crate::encoding::json_path::from_slice::<Strict>(text).unwrap_err();
+        let error = parse(text).unwrap_err();
         assert!(error.message.contains("duplicate field `d`"), "{error:?}");
         assert!(error.path.starts_with("a.c[1]"), "{error:?}");
-        let Strict(value) = crate::encoding::json_path::from_slice(br#"{"a": [1, {"b": null}], "c": -2.5}"#).unwrap();
+        let value = parse(br#"{"a": [1, {"b": null}], "c": -2.5}"#).unwrap();
         assert_eq!(value, json!({"a": [1, {"b": null}], "c": -2.5}));
     }
 

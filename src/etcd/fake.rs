@@ -75,19 +75,17 @@ impl FakeEtcd {
     /// Puts (`Some`) or deletes `key` at revision `at`, keeping what it replaced.
     /// Returns whether anything changed.
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, at: u64) -> bool {
-        let previous = self.kvs.get(&key).cloned();
-        let changed = previous.is_some() || value.is_some();
-        if let Some(previous) = previous.clone() {
-            self.undo.push((at, key.clone(), previous));
-        }
-        match value {
+        let put = value.is_some();
+        let previous = match value {
             Some(value) => {
-                let create = previous.map_or(at, |(_, create, _)| create);
-                self.kvs.insert(key, (value, create, at));
+                let create = self.kvs.get(&key).map_or(at, |(_, create, _)| *create);
+                self.kvs.insert(key.clone(), (value, create, at))
             }
-            None => {
-                self.kvs.remove(&key);
-            }
+            None => self.kvs.remove(&key),
+        };
+        let changed = put || previous.is_some();
+        if let Some(previous) = previous {
+            self.undo.push((at, key, previous));
         }
         changed
     }
